@@ -1,0 +1,43 @@
+"""The unit of data every client produces."""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+# Prometheus' staleness marker: a NaN with a specific payload (value.StaleNaN in prometheus/model).
+STALE_NAN_BITS = 0x7FF0000000000002
+STALE_NAN: float = struct.unpack("<d", struct.pack("<Q", STALE_NAN_BITS))[0]
+
+
+def float_bits(value: float) -> int:
+    return int(struct.unpack("<Q", struct.pack("<d", value))[0])
+
+
+def is_stale_marker(value: float) -> bool:
+    return math.isnan(value) and float_bits(value) == STALE_NAN_BITS
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One value of one series at one instant.
+
+    ``labels`` must not contain ``__name__``; ``job`` and ``instance`` are added by the framework
+    unless the sample sets them. Empty label values are omitted on the wire.
+    """
+
+    name: str
+    labels: Mapping[str, str]
+    value: float
+    timestamp_ms: int
+
+    @classmethod
+    def stale(cls, name: str, labels: Mapping[str, str], timestamp_ms: int) -> Sample:
+        """The marker that tells Prometheus a series has ended."""
+        return cls(name, labels, STALE_NAN, timestamp_ms)
+
+    @property
+    def is_stale(self) -> bool:
+        return is_stale_marker(self.value)
