@@ -34,7 +34,7 @@ _SIZE_UNITS = {
 }  # fmt: skip
 
 
-class InvalidValue(ValueError):
+class InvalidValue(ValueError):  # noqa: N818 - reads as 'raise InvalidValue(...)'
     """Raised by a parser; the message says what is expected."""
 
 
@@ -136,8 +136,8 @@ def parse_path(text: str) -> Path:
 def parse_pairs(text: str, *, what: str, check_label_name: bool) -> dict[str, str]:
     """``k=v,k=v`` (spaces around items ignored)."""
     pairs: dict[str, str] = {}
-    for item in text.split(","):
-        item = item.strip()
+    for raw_item in text.split(","):
+        item = raw_item.strip()
         if not item:
             continue
         key, sep, value = item.partition("=")
@@ -331,9 +331,7 @@ class ClientConfig:
             min_backoff_s=min_b,
             max_backoff_s=max_b,
             retry_on_429=values.get("retry_on_429", cls.retry_on_429),
-            remote_write_timeout_s=values.get(
-                "remote_write_timeout_s", cls.remote_write_timeout_s
-            ),
+            remote_write_timeout_s=values.get("remote_write_timeout_s", cls.remote_write_timeout_s),
             bearer_token=token or token_file,
             basic_auth_user=user,
             basic_auth_password=password,

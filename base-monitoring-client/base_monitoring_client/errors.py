@@ -1,4 +1,4 @@
-"""Exception root of the base client; every error a user can see derives from MonitoringClientError."""
+"""Exception root of the base client: every error a user sees derives from MonitoringClientError."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import subprocess
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import requests
 
@@ -55,7 +55,7 @@ class ReceiverProcess:
     def ready_path(self) -> str:
         raise NotImplementedError
 
-    def start(self, timeout: float = 30.0) -> ReceiverProcess:
+    def start(self, timeout: float = 30.0) -> Self:
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
@@ -90,7 +90,7 @@ class ReceiverProcess:
             proc.kill()
             proc.wait(timeout)
 
-    def __enter__(self) -> ReceiverProcess:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -193,8 +193,11 @@ class VictoriaMetricsProcess(ReceiverProcess):
 
 @contextlib.contextmanager
 def running_prometheus(workdir: Path) -> Iterator[PrometheusProcess]:
-    with PrometheusProcess(workdir) as prom:
+    prom = PrometheusProcess(workdir).start()
+    try:
         yield prom
+    finally:
+        prom.stop()
 
 
 def wait_until(predicate: Any, timeout: float = 15.0, interval: float = 0.2) -> Any:

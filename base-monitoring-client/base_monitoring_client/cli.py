@@ -1,0 +1,153 @@
+"""Command-line entry shared by every client: config, logging, signals, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from types import FrameType
+from typing import Any
+
+from . import __version__
+from .client import MonitoringClient
+from .config import BASE_SETTINGS, ClientConfig, Setting, add_setting_flags, load_config
+from .errors import ConfigError, MonitoringClientError
+from .logutil import configure_logging
+from .pipeline import Pipeline
+from .synthetic import SyntheticClient
+
+log = logging.getLogger(__name__)
+
+ClientFactory = Callable[[ClientConfig, Mapping[str, Any]], MonitoringClient]
+
+
+def build_parser(
+    prog: str,
+    description: str,
+    settings: Sequence[Setting],
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        epilog="Every setting is read from its environment variable; a flag overrides it.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    if add_arguments is not None:
+        add_arguments(parser)
+    add_setting_flags(parser, list(BASE_SETTINGS) + list(settings))
+    return parser
+
+
+def run_client_main(
+    factory: ClientFactory,
+    *,
+    prog: str,
+    description: str = "",
+    settings: Sequence[Setting] = (),
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+    argv: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    install_signal_handlers: bool = True,
+    ready: Callable[[Pipeline], None] | None = None,
+    stop_event: threading.Event | None = None,
+) -> int:
+    """Parse, build the client, run the pipeline until SIGTERM/SIGINT; return the exit code."""
+    parser = build_parser(prog, description, settings, add_arguments)
+    args = parser.parse_args(argv)
+    raw = vars(args)
+    all_settings = list(BASE_SETTINGS) + list(settings)
+    flags = {s.dest: raw.get(s.dest) for s in all_settings}
+    env = os.environ if env is None else env
+    try:
+        config, values = load_config(all_settings, env, flags)
+    except ConfigError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    configure_logging(config.log_level, config.log_format, prog)
+    extras = {k: v for k, v in raw.items() if k not in flags}
+    try:
+        client = factory(config, {**values, **extras})
+    except ConfigError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except MonitoringClientError as exc:
+        log.error("%s", exc)
+        return exc.exit_code
+    stop = stop_event or threading.Event()
+    signals_seen: list[int] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        signals_seen.append(signum)
+        stop.set()
+
+    if install_signal_handlers and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+    pipeline = Pipeline(client, config)
+    try:
+        pipeline.start()
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return exc.exit_code
+    except MonitoringClientError as exc:
+        log.error("%s", exc)
+        return exc.exit_code
+    log.info(
+        "%s %s pushing to %s every %gs, sampling every %gs",
+        prog,
+        __version__,
+        config.remote_write_url,
+        config.push_interval_s,
+        config.sample_interval_s,
+    )
+    if ready is not None:
+        ready(pipeline)
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        if signals_seen:
+            log.info("signal %s received: flushing", signal.Signals(signals_seen[0]).name)
+        pipeline.stop()
+    return 0
+
+
+def _synthetic_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--collector",
+        choices=["synthetic"],
+        default="synthetic",
+        help="built-in collector to run (default: synthetic)",
+    )
+    parser.add_argument(
+        "--series", type=int, default=10, help="number of synthetic series (default: 10)"
+    )
+    parser.add_argument(
+        "--metric", default="synthetic_power_watts", help="metric name of the synthetic series"
+    )
+
+
+def _make_synthetic(config: ClientConfig, values: Mapping[str, Any]) -> MonitoringClient:
+    series = int(values.get("series", 10))
+    if series < 1:
+        raise ConfigError(f"--series={series}: expected at least 1 series; pass --series 50")
+    return SyntheticClient(series, str(values.get("metric", "synthetic_power_watts")))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_client_main(
+        _make_synthetic,
+        prog="base-monitoring-client",
+        description="wattpush base client with a built-in synthetic collector (load generator).",
+        add_arguments=_synthetic_arguments,
+        argv=argv,
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""HTTP endpoint for /healthz (ok | degraded with reasons) and /metrics (text format)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+
+class HealthServer:
+    def __init__(self, address: str, port: int, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        handler = _make_handler(pipeline)
+        try:
+            self.server = ThreadingHTTPServer((address, port), handler)
+        except OSError as exc:
+            raise ConfigError(
+                f"HEALTH_PORT={port}: cannot listen on {address}:{port} ({exc.strerror}); "
+                "choose a free port or set HEALTH_PORT=0"
+            ) from exc
+        self.server.daemon_threads = True
+        self.port = int(self.server.server_address[1])
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.5}, name="health"
+        )
+        self._thread.daemon = True
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(2.0)
+
+
+def _make_handler(pipeline: Pipeline) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "wattpush"
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/healthz":
+                status, reasons = pipeline.health()
+                body = json.dumps(
+                    {
+                        "status": status,
+                        "reasons": reasons,
+                        "pending_samples": pipeline.pending_samples(),
+                    }
+                ).encode()
+                # 200 also when degraded: a receiver outage must not get the client restarted
+                # (it would lose its in-memory queue); the body says what is wrong.
+                self._reply(200, "application/json", body)
+            elif path == "/metrics":
+                text = pipeline.metrics.exposition(pipeline.default_labels)
+                self._reply(200, "text/plain; version=0.0.4; charset=utf-8", text.encode())
+            else:
+                self._reply(404, "text/plain", b"not found: try /healthz or /metrics\n")
+
+        def _reply(self, code: int, ctype: str, body: bytes) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            log.debug("health: " + format, *args)
+
+    return Handler

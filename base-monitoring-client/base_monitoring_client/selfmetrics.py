@@ -1,0 +1,162 @@
+"""The client's own health figures: counted once, pushed with the data and served on /metrics."""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .sample import Sample
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+@dataclass(frozen=True)
+class MetricFamily:
+    name: str
+    kind: str  # "counter" | "gauge"
+    help: str
+    label_names: tuple[str, ...] = ()
+
+
+class SelfMetrics:
+    """Thread-safe counters and gauges keyed by (family, label values)."""
+
+    FAMILIES = (
+        MetricFamily("monitoring_client_samples_collected_total", "counter",
+                     "Samples produced by collect() or push()."),
+        MetricFamily("monitoring_client_samples_sent_total", "counter",
+                     "Samples accepted by the receiver."),
+        MetricFamily("monitoring_client_samples_dropped_total", "counter",
+                     "Samples given up, by reason.", ("reason",)),
+        MetricFamily("monitoring_client_samples_retried_total", "counter",
+                     "Samples sent again after a failed attempt."),
+        MetricFamily("monitoring_client_requests_total", "counter",
+                     "Remote-write requests by HTTP status (or 'error' when none came).",
+                     ("code",)),
+        MetricFamily("monitoring_client_pending_samples", "gauge",
+                     "Samples waiting in memory to be sent."),
+        MetricFamily("monitoring_client_spool_bytes", "gauge", "Bytes held in the disk spool."),
+        MetricFamily("monitoring_client_spool_samples", "gauge", "Samples held in the disk spool."),
+        MetricFamily("monitoring_client_send_duration_seconds_sum", "counter",
+                     "Total time spent in remote-write requests."),
+        MetricFamily("monitoring_client_send_duration_seconds_count", "counter",
+                     "Remote-write requests timed."),
+        MetricFamily("monitoring_client_collect_duration_seconds_sum", "counter",
+                     "Total time spent in collect()."),
+        MetricFamily("monitoring_client_collect_duration_seconds_count", "counter",
+                     "collect() calls timed."),
+        MetricFamily("monitoring_client_skipped_ticks_total", "counter",
+                     "Sampling ticks skipped because collect() overran its period."),
+        MetricFamily("monitoring_client_sampling_lag_seconds", "gauge",
+                     "Largest delay of a tick behind its deadline since the last report."),
+        MetricFamily("process_cpu_seconds_total", "counter", "CPU time of this process."),
+        MetricFamily("process_resident_memory_bytes", "gauge", "Resident memory of this process."),
+        MetricFamily("monitoring_client_info", "gauge", "Always 1; labels say the version.",
+                     ("version",)),
+    )  # fmt: skip
+
+    def __init__(self, version: str) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[tuple[str, tuple[str, ...]], float] = {}
+        self._families = {f.name: f for f in self.FAMILIES}
+        self._max_lag = 0.0
+        self.set("monitoring_client_info", 1.0, version=version)
+        for fam in self.FAMILIES:
+            if not fam.label_names:
+                self._values.setdefault((fam.name, ()), 0.0)
+
+    def _key(self, name: str, labels: dict[str, str]) -> tuple[str, tuple[str, ...]]:
+        fam = self._families[name]
+        return name, tuple(labels.get(n, "") for n in fam.label_names)
+
+    def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
+        key = self._key(name, labels)
+        with self._lock:
+            self._values[key] = self._values.get(key, 0.0) + amount
+
+    def set(self, name: str, value: float, **labels: str) -> None:
+        key = self._key(name, labels)
+        with self._lock:
+            self._values[key] = value
+
+    def get(self, name: str, **labels: str) -> float:
+        with self._lock:
+            return self._values.get(self._key(name, labels), 0.0)
+
+    def total(self, name: str) -> float:
+        """Sum over every label combination of a family."""
+        with self._lock:
+            return sum(v for (n, _), v in self._values.items() if n == name)
+
+    def observe_lag(self, lag_s: float) -> None:
+        with self._lock:
+            self._max_lag = max(self._max_lag, lag_s)
+
+    def _refresh_process(self) -> None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        self.set("process_cpu_seconds_total", usage.ru_utime + usage.ru_stime)
+        self.set("process_resident_memory_bytes", float(_rss_bytes()))
+
+    def snapshot(self, *, reset_lag: bool = False) -> dict[tuple[str, tuple[str, ...]], float]:
+        self._refresh_process()
+        with self._lock:
+            self._values[("monitoring_client_sampling_lag_seconds", ())] = self._max_lag
+            if reset_lag:
+                self._max_lag = 0.0
+            return dict(self._values)
+
+    def iter_series(
+        self, *, reset_lag: bool = False
+    ) -> Iterator[tuple[MetricFamily, dict[str, str], float]]:
+        for (name, label_values), value in sorted(self.snapshot(reset_lag=reset_lag).items()):
+            fam = self._families[name]
+            yield fam, dict(zip(fam.label_names, label_values, strict=True)), value
+
+    def to_samples(self, timestamp_ms: int) -> list[Sample]:
+        return [
+            Sample(fam.name, labels, value, timestamp_ms)
+            for fam, labels, value in self.iter_series(reset_lag=True)
+        ]
+
+    def exposition(self, default_labels: dict[str, str]) -> str:
+        """Prometheus text format 0.0.4."""
+        lines: list[str] = []
+        seen: set[str] = set()
+        for fam, labels, value in self.iter_series():
+            if fam.name not in seen:
+                seen.add(fam.name)
+                lines.append(f"# HELP {fam.name} {fam.help}")
+                lines.append(f"# TYPE {fam.name} {fam.kind}")
+            merged = {**default_labels, **labels}
+            rendered = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(merged.items()) if v)
+            lines.append(f"{fam.name}{{{rendered}}} {_format_value(value)}")
+        return "\n".join(lines) + "\n"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _format_value(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value))
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def process_cpu_seconds() -> float:
+    return time.process_time()
