@@ -14,6 +14,8 @@ for component in (
     "ffmpeg-runner",
     "advisor",
 ):
-    path = str(ROOT / component)
-    if path not in sys.path:
-        sys.path.insert(0, path)
+    # The package root, and the tests folder for test helper modules (unique names, e.g.
+    # base_fakes.py, because every tests folder shares one import namespace).
+    for path in (str(ROOT / component), str(ROOT / component / "tests")):
+        if path not in sys.path:
+            sys.path.insert(0, path)
