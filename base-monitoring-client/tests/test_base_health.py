@@ -1,0 +1,118 @@
+"""/healthz and /metrics over real HTTP, JSON logs, the synthetic collector."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+
+import pytest
+import requests
+from base_fakes import PushOnlyClient, ScriptedTransport, series
+from base_monitoring_client.cli import run_client_main
+from base_monitoring_client.config import ClientConfig
+from base_monitoring_client.errors import ConfigError
+from base_monitoring_client.logutil import JsonFormatter
+from base_monitoring_client.pipeline import Pipeline
+from base_monitoring_client.synthetic import SyntheticClient
+from base_monitoring_client.testing import free_port, wait_until
+
+
+def test_health_reports_ok_then_degraded_with_reason_and_serves_metrics() -> None:
+    port = free_port()
+    transport = ScriptedTransport([None] * 1_000_000)
+    config = ClientConfig(
+        push_interval_s=0.1,
+        health_port=port,
+        health_address="127.0.0.1",
+        instance="box",
+        min_backoff_s=0.01,
+        max_backoff_s=0.02,
+        shutdown_timeout_s=0.1,
+    )
+    pipeline = Pipeline(PushOnlyClient(), config, transport=transport)
+    pipeline.start()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        first = requests.get(url + "/healthz", timeout=5).json()
+        assert first["status"] == "ok"
+        pipeline.push(series(3, int(time.time() * 1000)))
+        degraded = wait_until(
+            lambda: (
+                (body := requests.get(url + "/healthz", timeout=5).json())["status"] == "degraded"
+                and body
+            ),
+            timeout=5,
+        )
+        assert degraded
+        assert any("send attempts failed" in r for r in degraded["reasons"])
+        text = requests.get(url + "/metrics", timeout=5).text
+        assert "# TYPE monitoring_client_samples_collected_total counter" in text
+        assert (
+            'monitoring_client_samples_collected_total{instance="box",job="test-client"} 3.0'
+            in text
+        )
+        assert (
+            'monitoring_client_info{instance="box",job="test-client",version="0.1.0"} 1.0' in text
+        )
+        assert requests.get(url + "/nope", timeout=5).status_code == 404
+    finally:
+        pipeline.stop()
+
+
+def test_busy_health_port_is_a_config_error() -> None:
+    port = free_port()
+    blocker = Pipeline(
+        PushOnlyClient(),
+        ClientConfig(health_port=port, health_address="127.0.0.1"),
+        transport=ScriptedTransport(),
+    )
+    blocker.start()
+    try:
+        second = Pipeline(
+            PushOnlyClient(),
+            ClientConfig(health_port=port, health_address="127.0.0.1"),
+            transport=ScriptedTransport(),
+        )
+        with pytest.raises(ConfigError, match=f"HEALTH_PORT={port}"):
+            second.start()
+    finally:
+        blocker.stop()
+
+
+def test_json_log_lines() -> None:
+    record = logging.LogRecord("x", logging.WARNING, __file__, 1, "hello %s", ("you",), None)
+    payload = json.loads(JsonFormatter().format(record))
+    assert payload["msg"] == "hello you"
+    assert payload["level"] == "warning"
+
+
+def test_synthetic_values_are_a_function_of_time() -> None:
+    client = SyntheticClient(series=3)
+    samples = list(client.collect(1_795_000_000_123_456_789))
+    assert [s.labels["series"] for s in samples] == ["0", "1", "2"]
+    assert all(s.timestamp_ms == 1_795_000_000_123 for s in samples)
+    assert samples[2].value == SyntheticClient.value_at(2, 1_795_000_000_123)
+
+
+def test_run_client_main_runs_until_stopped_and_exits_zero() -> None:
+    stop = threading.Event()
+    seen: list[Pipeline] = []
+
+    def ready(p: Pipeline) -> None:
+        seen.append(p)
+        p.transport = ScriptedTransport()
+        stop.set()
+
+    rc = run_client_main(
+        lambda config, values: SyntheticClient(2),
+        prog="t",
+        argv=["--remote-write-url", "http://127.0.0.1:9/api/v1/write", "--shutdown-timeout-s", "0"],
+        env={},
+        install_signal_handlers=False,
+        ready=ready,
+        stop_event=stop,
+    )
+    assert rc == 0
+    assert seen and seen[0].config.shutdown_timeout_s == 0
