@@ -7,9 +7,9 @@ never sees pynvml types. Units are NVML's own (mW, mJ, %, MHz); the client conve
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from types import ModuleType
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from .errors import (
     NVML_ERROR_ARGUMENT_VERSION_MISMATCH,
@@ -23,7 +23,6 @@ from .errors import (
 )
 
 Handle = Any  # opaque device handle: a ctypes pointer for pynvml, anything for a fake
-T = TypeVar("T")
 
 # nvml.h values, used when an old pynvml lacks the constant.
 _FI_DEV_POWER_INSTANT = 186
@@ -71,7 +70,7 @@ class NvmlBackend(Protocol):
 def import_pynvml() -> ModuleType:
     """Import pynvml, or explain how to get it."""
     try:
-        import pynvml  # noqa: PLC0415 - optional extra, imported only when used
+        pynvml = importlib.import_module("pynvml")  # optional extra `gpu`: import only when used
     except ImportError as exc:
         raise NvmlCallError(
             NVML_ERROR_LIBRARY_NOT_FOUND,
@@ -210,13 +209,3 @@ def _reason(exc: Exception, code: int) -> str:
 
 def _text(value: str | bytes) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-
-
-def call_or_none(fn: Callable[[], T]) -> T | None:
-    """``fn()``, or None when NVML says the query is unsupported."""
-    try:
-        return fn()
-    except NvmlCallError as exc:
-        if exc.code in _OLD_DRIVER_CODES:
-            return None
-        raise

@@ -1,0 +1,7 @@
+"""``python -m gpu_nvml_client``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
