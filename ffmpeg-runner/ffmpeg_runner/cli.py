@@ -1,0 +1,344 @@
+"""``ffmpeg-runner single | multi | batch --file F``: run scenarios, tag their windows, write
+the results manifest. Exit codes: 0 every window ok, 1 a window failed (or another error),
+2 invalid flags/settings/batch file, 3 ffmpeg unusable, 128+N stopped by signal N."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import shlex
+import signal
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from base_monitoring_client import (
+    BASE_SETTINGS,
+    ConfigError,
+    InvalidValue,
+    MonitoringClientError,
+    Setting,
+    load_config,
+    parse_float,
+    parse_path,
+    parse_str,
+)
+from base_monitoring_client.config import add_setting_flags
+from base_monitoring_client.logutil import configure_logging
+from base_monitoring_client.pipeline import Pipeline
+
+from . import __version__
+from .client import RunnerClient
+from .errors import FfmpegUnavailableError, ScenarioError
+from .ffmpeg import FfmpegInfo, check_encoders, probe_ffmpeg, stream_commands
+from .manifest import new_run_id
+from .runner import NullSink, Runner, RunOptions, WindowSink
+from .scenario import FIELDS, Scenario, build_scenario, load_batch, parse_bitrate, parse_ladder
+
+log = logging.getLogger(__name__)
+PROG = "ffmpeg-runner"
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+RUNNER_SETTINGS: tuple[Setting, ...] = (
+    Setting("OUTPUT_DIR", "results", parse_path,
+            "directory of the manifest <run_id>.json and of encoded files (<run_id>/...)",
+            "point it at a writable directory, e.g. results"),
+    Setting("FFMPEG_PATH", "ffmpeg", parse_str, "ffmpeg binary (name on PATH or a path)",
+            "install ffmpeg or give the full path, e.g. /usr/bin/ffmpeg"),
+    Setting("STOP_GRACE_S", "5", parse_float(0.1, 600),
+            "seconds ffmpeg gets after 'q' (and again after SIGTERM) before the next step",
+            "use a number of seconds between 0.1 and 600, e.g. 5"),
+)  # fmt: skip
+
+# flag dest -> (scenario field, text -> JSON-typed value)
+_SCENARIO_FLAGS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "name": ("name", str),
+    "input": ("input", str),
+    "encoder": ("encoder", str),
+    "preset": ("preset", str),
+    "resolution": ("resolution", str),
+    "fps": ("fps", float),
+    "output": ("output", str),
+    "duration": ("duration", float),
+    "stabilization": ("stabilization", float),
+    "cooldown": ("cooldown", float),
+    "repeat": ("repeat", int),
+    "with_baseline": ("with_baseline", bool),
+    "baseline_duration": ("baseline_duration", float),
+    "realtime": ("realtime", bool),
+}
+
+
+def _add_scenario_flags(parser: argparse.ArgumentParser, *, batch: bool) -> None:
+    group = parser.add_argument_group(
+        "scenario (in batch mode these replace the file's defaults)" if batch else "scenario"
+    )
+    add = group.add_argument
+    if not batch:
+        add("--name", help="scenario name (default: ENCODER-PRESET-RUNG[-Nx])")
+        add("--input", metavar="FILE|testsrc2", help="media file, looped (default: testsrc2)")
+    add("--encoder", help=FIELDS["encoder"].help + " (default: libx264)")
+    add("--preset", help="encoder preset, e.g. fast (x264/x265), 8 (svtav1), good:4 (vp9)")
+    if not batch:
+        add("--bitrate", help="bitrate of the single output (default: 2M)")
+        add("--bitrates", metavar="LIST", help="comma list, one scenario per bitrate: 1M,2M,4M")
+        add("--ladder", metavar="RUNGS", help="outputs in one process: 1280x720@2M,640x360@800k")
+    add("--resolution", metavar="WxH", help=FIELDS["resolution"].help)
+    add("--fps", help="source frame rate (default: 30)")
+    add(
+        "--output", metavar="null|files|rtmp://...", help="where encoded video goes (default: null)"
+    )
+    add("--duration", metavar="S", help="measured window seconds (default: 30)")
+    add("--stabilization", metavar="S", help="seconds of encoding before the window (default: 5)")
+    add("--cooldown", metavar="S", help="idle seconds after each window (default: 5)")
+    add("--repeat", metavar="N", help="transcode windows per scenario (default: 1)")
+    add("--with-baseline", action="store_const", const="true", default=None,
+        help="record an idle baseline window before each scenario")  # fmt: skip
+    add("--baseline-duration", metavar="S", help="baseline seconds (default: --duration)")
+    add("--realtime", action=argparse.BooleanOptionalAction, default=None,
+        help="read input at its frame rate (-re); default on for rtmp://, else off")  # fmt: skip
+
+
+def _add_run_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("run")
+    group.add_argument("--run-id", help="run id (default: UTC time + random suffix)")
+    group.add_argument(
+        "--dry-run", action="store_true", help="print the ffmpeg command lines, run nothing"
+    )
+    group.add_argument(
+        "--fail-fast", action="store_true", help="stop the batch at the first failed window"
+    )
+    group.add_argument(
+        "--no-push", action="store_true", help="write the manifest only; push no samples"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Run reproducible ffmpeg transcoding scenarios, tag their windows in "
+        "Prometheus (remote write) and write a results manifest.",
+        epilog="Every setting is read from its environment variable; a flag overrides it.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="single|multi|batch")
+    all_settings = list(BASE_SETTINGS) + list(RUNNER_SETTINGS)
+    single = sub.add_parser("single", help="one stream (sweep with --bitrates)")
+    multi = sub.add_parser("multi", help="N parallel streams (sweep with --count 1,2,4,8)")
+    batch = sub.add_parser("batch", help="scenarios from a JSON file")
+    for command in (single, multi, batch):
+        if command is batch:
+            command.add_argument(
+                "--file",
+                required=True,
+                type=Path,
+                help="batch JSON file, or a shipped batch by name: quick, stress",
+            )
+        if command is multi:
+            command.add_argument(
+                "--count",
+                default="2",
+                metavar="N[,N...]",
+                help="parallel ffmpeg processes, or a comma list to sweep (default: 2)",
+            )
+        _add_scenario_flags(command, batch=command is batch)
+        _add_run_flags(command)
+        add_setting_flags(command, all_settings)
+    return parser
+
+
+# -- scenarios from flags ----------------------------------------------------------------------
+
+
+def _flag_values(args: argparse.Namespace, problems: list[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for dest, (field, convert) in _SCENARIO_FLAGS.items():
+        raw = getattr(args, dest, None)
+        if raw is None:
+            continue
+        flag = "--" + dest.replace("_", "-")
+        try:
+            typed = raw if isinstance(raw, bool) else convert(raw)
+            if field == "with_baseline":
+                typed = True
+            values[field] = FIELDS[field].parse(typed)
+        except (ValueError, InvalidValue) as exc:
+            problems.append(f"{flag} {raw}: {exc}")
+    return values
+
+
+def _split_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def scenarios_from_args(args: argparse.Namespace) -> list[Scenario]:
+    problems: list[str] = []
+    values = _flag_values(args, problems)
+    if args.command == "batch":
+        if problems:
+            raise ScenarioError(problems)
+        return load_batch(args.file, overrides=values)
+    bitrates: list[int | None] = []
+    if args.bitrate is not None and args.bitrates is not None:
+        problems.append("--bitrate and --bitrates: give one of them")
+    for text in _split_list(args.bitrates or args.bitrate or ""):
+        try:
+            bitrates.append(parse_bitrate(text))
+        except InvalidValue as exc:
+            problems.append(f"--bitrate(s) {text}: {exc}")
+    if args.ladder is not None:
+        if bitrates:
+            problems.append("--ladder and --bitrate(s): each rung has its bitrate; drop --bitrate")
+        values["ladder"] = parse_ladder(args.ladder, problems, "--")
+    counts = [1]
+    if args.command == "multi":
+        counts = []
+        for text in _split_list(args.count):
+            try:
+                count = int(text)
+                FIELDS["streams"].parse(count)
+                counts.append(count)
+            except (ValueError, InvalidValue):
+                problems.append(
+                    f"--count {text}: expected whole numbers from 1 to 64, e.g. 1,2,4,8"
+                )
+    if problems:
+        raise ScenarioError(problems)
+    explicit_name = values.pop("name", None)
+    scenarios: list[Scenario] = []
+    for bps in bitrates or [None]:
+        for count in counts:
+            item = dict(values, streams=count)
+            if bps is not None:
+                item["bitrate"] = bps
+            probe = build_scenario({**item, "name": "probe"}, "", problems)
+            if probe is None:
+                raise ScenarioError(sorted(set(problems)))
+            name = explicit_name or f"{probe.encoder}-{probe.preset_label}-{probe.rungs[0].name}"
+            if len(bitrates) > 1:
+                name += f"-{probe.bitrate}"
+            if args.command == "multi" and (explicit_name is None or len(counts) > 1):
+                name += f"-{count}x"
+            scenario = build_scenario({**item, "name": name}, "", problems)
+            if scenario is None:
+                raise ScenarioError(problems)
+            scenarios.append(scenario)
+    return scenarios
+
+
+# -- main --------------------------------------------------------------------------------------
+
+
+def print_dry_run(scenarios: Sequence[Scenario], options: RunOptions, out: Any) -> None:
+    print(f"# run {options.run_id}: manifest would be {options.manifest_path}", file=out)
+    for scenario in scenarios:
+        if scenario.with_baseline:
+            print(f"# {scenario.name} baseline: {scenario.baseline_duration_s:g} s idle", file=out)
+        for repeat in range(scenario.repeats):
+            commands = stream_commands(
+                scenario, repeat, options.media_dir, options.ffmpeg.path, options.stats_period_s
+            )
+            for stream, argv in enumerate(commands):
+                print(f"# {scenario.name} repeat {repeat} stream {stream}", file=out)
+                print(shlex.join(argv), file=out)
+
+
+def _exit_code(status: str, signum: int | None) -> int:
+    if status == "interrupted":
+        return 128 + (signum or signal.SIGTERM)
+    return 0 if status == "completed" else 1
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    all_settings = list(BASE_SETTINGS) + list(RUNNER_SETTINGS)
+    raw = vars(args)
+    flags = {s.dest: raw.get(s.dest) for s in all_settings}
+    env = os.environ if env is None else env
+    try:
+        config, values = load_config(all_settings, env, flags)
+    except ConfigError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    configure_logging(config.log_level, config.log_format, PROG)
+    try:
+        scenarios = scenarios_from_args(args)
+        run_id = args.run_id or new_run_id()
+        if not RUN_ID_RE.match(run_id):
+            raise ScenarioError(
+                f"--run-id {run_id!r}: use letters, digits, '.', '_' or '-' (it names a file)"
+            )
+        try:
+            info = probe_ffmpeg(values["ffmpeg_path"])
+        except FfmpegUnavailableError as exc:
+            if not args.dry_run:
+                raise
+            log.warning("%s; printing commands without checking encoders", exc)
+            info = FfmpegInfo(values["ffmpeg_path"], "unknown", "", frozenset())
+        else:
+            check_encoders(scenarios, info, probe_hardware=not args.dry_run)
+    except MonitoringClientError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    options = RunOptions(
+        run_id=run_id,
+        output_dir=values["output_dir"],
+        ffmpeg=info,
+        sample_interval_s=config.sample_interval_s,
+        stop_grace_s=values["stop_grace_s"],
+        fail_fast=args.fail_fast,
+    )
+    if args.dry_run:
+        print_dry_run(scenarios, options, sys.stdout)
+        return 0
+    return run(scenarios, options, None if args.no_push else config)
+
+
+def run(scenarios: Sequence[Scenario], options: RunOptions, config: Any) -> int:
+    """Run with a pipeline (config given) or without pushing (None); returns the exit code."""
+    client = RunnerClient()
+    pipeline = Pipeline(client, config) if config is not None else None
+    sink: WindowSink = client if pipeline is not None else NullSink()
+    try:
+        runner = Runner(scenarios, options, sink=sink)
+        if pipeline is not None:
+            pipeline.start()
+    except MonitoringClientError as exc:
+        log.error("%s", exc)
+        return exc.exit_code
+    except OSError as exc:
+        log.error("cannot start: %s; check OUTPUT_DIR and SPOOL_DIR permissions", exc)
+        return 1
+    seen: list[int] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        seen.append(signum)
+        runner.request_stop(f"{signal.Signals(signum).name} received")
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        manifest = runner.run()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if pipeline is not None:
+            # The closing samples and stale markers are made on the sampler's next tick.
+            client.wait_idle(timeout=2.0 + 3 * options.sample_interval_s)
+            pipeline.stop()
+    for window in manifest.windows:
+        print(
+            f"{window['scenario']:<32} {window['phase']:<9} r{window['repeat']:<3} "
+            f"{window['status']:<11} {window['duration_s']:8.2f} s "
+            f"{window['frames_total']:>9} frames {window['output_pixels']:>15} px"
+        )
+    print(f"manifest: {manifest.path} ({manifest.status})")
+    return _exit_code(manifest.status, seen[0] if seen else None)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

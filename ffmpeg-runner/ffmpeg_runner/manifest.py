@@ -1,0 +1,116 @@
+"""The results manifest ``<output-dir>/<run_id>.json``, rewritten atomically after every window."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import secrets
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+RUN_STATUSES = ("running", "completed", "interrupted", "failed")
+WINDOW_STATUSES = ("ok", "failed", "interrupted")
+
+
+def new_run_id(now_s: float | None = None) -> str:
+    """``20261123T101500Z-3f9a``: sortable by start time, unique enough per host."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now_s is None else now_s))
+    return f"{stamp}-{secrets.token_hex(2)}"
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def host_facts(proc_root: Path = Path("/proc"), etc_root: Path = Path("/etc")) -> dict[str, Any]:
+    cpu_model = "unknown"
+    for line in _read(proc_root / "cpuinfo").splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("model name", "Model", "Hardware") and value.strip():
+            cpu_model = value.strip()
+            break
+    os_name = platform.system()
+    for line in _read(etc_root / "os-release").splitlines():
+        if line.startswith("PRETTY_NAME="):
+            os_name = line.partition("=")[2].strip().strip('"')
+            break
+    return {
+        "hostname": socket.gethostname(),
+        "cpu_model": cpu_model,
+        "cores": os.cpu_count() or 0,
+        "kernel": platform.release(),
+        "os": os_name,
+    }
+
+
+def write_json_atomic(path: Path, document: Any) -> None:
+    """Write to a temp file in the same directory, fsync, then os.replace: never half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, indent=2)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@dataclass
+class Manifest:
+    path: Path
+    run_id: str
+    started_ms: int
+    host: dict[str, Any]
+    ffmpeg: dict[str, Any]
+    sample_interval_s: float
+    status: str = "running"
+    ended_ms: int | None = None
+    windows: list[dict[str, Any]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "run_id": self.run_id,
+            "status": self.status,
+            "started_ms": self.started_ms,
+            "ended_ms": self.ended_ms,
+            "host": self.host,
+            "ffmpeg": self.ffmpeg,
+            "sample_interval_s": self.sample_interval_s,
+            "windows": list(self.windows),
+        }
+
+    def add_window(self, window: dict[str, Any]) -> None:
+        with self._lock:
+            self.windows.append(window)
+            self._write()
+
+    def finish(self, status: str, ended_ms: int) -> None:
+        with self._lock:
+            self.status = status
+            self.ended_ms = ended_ms
+            self._write()
+
+    def write(self) -> None:
+        with self._lock:
+            self._write()
+
+    def _write(self) -> None:
+        write_json_atomic(self.path, self.to_json())

@@ -1,0 +1,162 @@
+"""The command line: flags to scenarios, dry runs, exit codes, signals."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from base_monitoring_client.testing import wait_until
+from ffmpeg_helpers import alive, child_pids, runner_env
+from ffmpeg_runner.cli import build_parser, main, scenarios_from_args
+
+TINY = ["--preset", "ultrafast", "--resolution", "160x90", "--fps", "25", "--cooldown", "0"]
+
+
+def scenarios(*argv: str) -> list[Any]:
+    return scenarios_from_args(build_parser().parse_args(list(argv)))
+
+
+def test_single_and_multi_sweeps_name_their_scenarios() -> None:
+    (one,) = scenarios("single", "--encoder", "libx265", "--preset", "fast")
+    assert (one.name, one.streams, one.bitrate) == ("libx265-fast-720p", 1, "2M")
+    multi = scenarios("multi", "--count", "1,2", "--bitrates", "1M,2M", "--preset", "fast")
+    assert [(s.name, s.streams) for s in multi] == [
+        ("libx264-fast-720p-1M-1x", 1), ("libx264-fast-720p-1M-2x", 2),
+        ("libx264-fast-720p-2M-1x", 1), ("libx264-fast-720p-2M-2x", 2),
+    ]  # fmt: skip
+    (named,) = scenarios("multi", "--count", "4", "--name", "mine", "--with-baseline")
+    assert (named.name, named.streams, named.with_baseline) == ("mine", 4, True)
+    (ladder,) = scenarios("single", "--ladder", "640x360@800k+1280x720@2M", "--duration", "3")
+    assert ladder.ladder == "1280x720@2M+640x360@800k" and ladder.duration_s == 3
+
+
+def test_flag_problems_are_all_reported(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["multi", "--count", "0", "--fps", "fast", "--bitrate", "1Q", "--dry-run"], env={})
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--fps fast" in err and "--bitrate(s) 1Q" in err and "--count 0" in err
+
+
+def test_dry_run_prints_exact_commands_and_runs_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["multi", "--count", "2", "--ladder", "160x90@200k,96x54@100k", "--repeat", "2",
+         "--dry-run", "--run-id", "dry", "--output-dir", str(tmp_path), *TINY],
+        env={},
+    )  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    commands = [shlex.split(line) for line in out.splitlines() if not line.startswith("#")]
+    assert len(commands) == 4  # 2 repeats x 2 streams
+    graph = commands[0][commands[0].index("-filter_complex") + 1]
+    assert graph.startswith("[0:v:0]split=2")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_batch_file_exits_2_naming_the_scenario_and_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    batch = tmp_path / "bad.json"
+    batch.write_text(json.dumps({"scenarios": [{"name": "ok"}, {"name": "x", "streams": 99}]}))
+    assert main(["batch", "--file", str(batch), "--dry-run"], env={}) == 2
+    err = capsys.readouterr().err
+    assert "scenarios[1] 'x': streams: 99: expected a whole number from 1 to 64" in err
+
+
+def test_unknown_encoder_exits_2_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], ffmpeg_info: Any
+) -> None:
+    code = main(["single", "--encoder", "libx999", "--output-dir", str(tmp_path)], env={})
+    assert code == 2
+    assert "'libx999' is not in" in capsys.readouterr().err
+    assert not tmp_path.exists() or list(tmp_path.iterdir()) == []
+
+
+def test_invalid_settings_and_run_id(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["single", "--dry-run"], env={"SAMPLE_INTERVAL_S": "fast"}) == 2
+    assert "SAMPLE_INTERVAL_S='fast'" in capsys.readouterr().err
+    assert main(["single", "--dry-run", "--run-id", "../x"], env={}) == 2
+    assert "--run-id '../x'" in capsys.readouterr().err
+
+
+def test_missing_ffmpeg_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["single"], env={"FFMPEG_PATH": "/nonexistent/ffmpeg"}) == 3
+    assert "ffmpeg not found" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_no_push_run_writes_the_manifest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["single", "--duration", "0.5", "--stabilization", "0.2", "--no-push", "--run-id", "np",
+         "--output-dir", str(tmp_path), *TINY],
+        env={},
+    )  # fmt: skip
+    assert code == 0
+    assert f"manifest: {tmp_path / 'np.json'} (completed)" in capsys.readouterr().out
+    assert json.loads((tmp_path / "np.json").read_text())["windows"][0]["status"] == "ok"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_mid_window_keeps_the_manifest_and_leaves_no_child(
+    tmp_path: Path, signum: int
+) -> None:
+    argv = [sys.executable, "-m", "ffmpeg_runner", "multi", "--count", "2", "--duration", "60",
+            "--stabilization", "0.3", "--no-push", "--run-id", "sig", "--output-dir",
+            str(tmp_path), *TINY]  # fmt: skip
+    proc = subprocess.Popen(
+        argv, env=runner_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        children = wait_until(lambda: len(child_pids(proc.pid)) == 2 and child_pids(proc.pid), 20)
+        assert children, "ffmpeg children did not start"
+        time.sleep(1.0)  # inside the window (stabilization is 0.3 s)
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 128 + signum, err
+    assert wait_until(lambda: not any(alive(pid) for pid in children), 5)
+    manifest = json.loads((tmp_path / "sig.json").read_text())
+    assert manifest["status"] == "interrupted"
+    (window,) = manifest["windows"]
+    assert window["status"] == "interrupted"
+    assert signal.Signals(signum).name in window["error"]
+    assert window["frames_total"] > 0 and len(window["exit_codes"]) == 2
+    assert "(interrupted)" in out
+
+
+@pytest.mark.integration
+def test_children_die_with_a_killed_runner(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "ffmpeg_runner", "single", "--duration", "60",
+            "--stabilization", "0.3", "--no-push", "--run-id", "kill", "--output-dir",
+            str(tmp_path), *TINY]  # fmt: skip
+    proc = subprocess.Popen(
+        argv, env=runner_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        manifest = tmp_path / "kill.json"
+        children = wait_until(lambda: manifest.exists() and child_pids(proc.pid), 20)
+        assert children, "ffmpeg did not start"
+        time.sleep(0.5)
+        proc.kill()  # SIGKILL: the runner cannot stop anything itself
+        proc.wait(10)
+        assert wait_until(lambda: not any(alive(pid) for pid in children), 10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # The manifest the runner wrote before it died says so.
+    assert json.loads((tmp_path / "kill.json").read_text())["status"] == "running"
