@@ -47,7 +47,7 @@ demo: setup
 
 wheels: venv
 	rm -rf build/wheels
-	$(PY) -m pip wheel --quiet -w build/wheels '.[gpu,docker,advisor]'
+	$(PY) -m pip wheel --quiet -w build/wheels '.[gpu,docker,advisor,pyjoules]'
 
 proto:
 	# Regenerates the checked-in gencode; grpcio-tools 1.81 matches protobuf >= 6.33.5.

@@ -1,0 +1,287 @@
+"""cpu-rapl-client: CPU energy and power from RAPL powercap counters.
+
+Series (``job`` and ``instance`` are added by the framework):
+
+- ``cpu_energy_joules_total{zone,socket,source}``: monotonic across wraps and counter resets
+- ``cpu_power_watts{zone,socket,source}``: Δenergy/Δt between consecutive readings, measured on
+  the monotonic clock at the moment each counter was read
+
+No double counting: ``core`` and ``uncore`` are inside their ``package``, and ``psys`` (the
+whole platform) contains the packages. The CPU total is the sum over ``zone=~"package|dram"``;
+``psys`` is a separate, larger total. See the README for the table.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import ModuleType
+
+from base_monitoring_client import MonitoringClient, Sample
+
+from .counter import EnergyCounter, Step
+from .errors import PyJoulesBackendError, RaplConfigError, RaplUnavailableError, fixes_text
+from .estimate import CpuPowerModel
+from .sources import EnergySource, EstimatedSource, PyJoulesSource, SysfsSource
+from .zones import Reader, Zone, describe_os_error, discover_zones, read_sysfs
+
+log = logging.getLogger(__name__)
+
+ENERGY_METRIC = "cpu_energy_joules_total"
+POWER_METRIC = "cpu_power_watts"
+DEFAULT_POWERCAP_DIR = Path("/sys/class/powercap")
+BACKENDS = ("sysfs", "pyjoules", "estimated")
+_REMINDER_NS = 600 * 1_000_000_000  # repeat the "estimating" warning every 10 minutes
+
+CounterKey = tuple[str, str, str]  # (source, zone, socket)
+
+
+class CpuRaplClient(MonitoringClient):
+    name = "cpu-rapl-client"
+
+    def __init__(
+        self,
+        powercap_dir: Path = DEFAULT_POWERCAP_DIR,
+        proc_dir: Path = Path("/proc"),
+        *,
+        backend: str = "sysfs",
+        estimate_fallback: bool = True,
+        model: CpuPowerModel | None = None,
+        rescan_interval_s: float = 30.0,
+        max_zone_watts: float = 1000.0,
+        reader: Reader = read_sysfs,
+        monotonic_ns: Callable[[], int] = time.monotonic_ns,
+        load_pyjoules: Callable[[], ModuleType] | None = None,
+    ) -> None:
+        if backend not in BACKENDS:
+            raise RaplConfigError(
+                f"RAPL_BACKEND={backend!r}: expected one of {', '.join(BACKENDS)}"
+            )
+        self.powercap_dir = Path(powercap_dir)
+        self.proc_dir = Path(proc_dir)
+        self.backend = backend
+        self.estimate_fallback = estimate_fallback
+        self.model = model or CpuPowerModel()
+        self.max_zone_watts = max_zone_watts
+        self._reader = reader
+        self._monotonic_ns = monotonic_ns
+        self._load_pyjoules = load_pyjoules
+        self._rescan_ns = int(rescan_interval_s * 1e9)
+        self._next_rescan_ns = 0
+        self._next_reminder_ns = 0
+        self._source: EnergySource | None = None
+        self._counters: dict[CounterKey, EnergyCounter] = {}
+        self._labels: dict[CounterKey, dict[str, str]] = {}
+        self._failing: dict[CounterKey, str] = {}
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    @property
+    def source(self) -> EnergySource | None:
+        return self._source
+
+    @property
+    def estimating(self) -> bool:
+        return isinstance(self._source, EstimatedSource)
+
+    def setup(self) -> None:
+        source, reason = self._open_preferred()
+        if source is None:
+            source = self._fallback(reason)
+        self._use(source)
+
+    def close(self) -> None:
+        self._source = None
+
+    def collect(self, now_ns: int) -> Iterable[Sample]:
+        source = self._source
+        if source is None:
+            return []
+        mono = self._monotonic_ns()
+        if self._rescan_ns > 0 and mono >= self._next_rescan_ns:
+            self._next_rescan_ns = mono + self._rescan_ns
+            self._rescan(mono)
+            source = self._source
+            assert source is not None
+        timestamp_ms = now_ns // 1_000_000
+        out: list[Sample] = []
+        vanished: list[Zone] = []
+        kind = source.source
+        for zone, value in source.read(mono):
+            key = (kind, zone.zone, zone.socket)
+            if isinstance(value, Exception):
+                self._zone_failed(key, zone, value, vanished)
+                continue
+            if key in self._failing:
+                log.info("%s %s is readable again", zone.sysfs_id, zone.name)
+                del self._failing[key]
+            counter = self._counters.get(key)
+            if counter is None:
+                counter = self._new_counter(key, zone)
+            update = counter.update(value, mono)
+            labels = self._labels[key]
+            out.append(Sample(ENERGY_METRIC, labels, update.total_uj / 1e6, timestamp_ms))
+            if update.power_w is not None:
+                out.append(Sample(POWER_METRIC, labels, update.power_w, timestamp_ms))
+            if update.step is Step.WRAP:
+                log.debug("%s counter wrapped (+%d uJ)", zone.sysfs_id, update.delta_uj)
+            elif update.step is Step.RESET:
+                log.warning(
+                    "%s (%s) energy counter went back to %d uJ, further than a wrap allows in "
+                    "the elapsed time at %g W: counter reset (driver reload, resume?); counting "
+                    "the %d uJ since the reset and no power for this interval",
+                    zone.sysfs_id,
+                    zone.name,
+                    value,
+                    self.max_zone_watts,
+                    update.delta_uj,
+                )
+        if vanished and isinstance(source, SysfsSource):
+            gone = {z.key for z in vanished}
+            source.set_zones([z for z in source.zones if z.key not in gone])
+        return out
+
+    # -- sources ----------------------------------------------------------------------------
+
+    def _open_preferred(self) -> tuple[EnergySource | None, str]:
+        """The configured backend, or None and why it cannot be used."""
+        if self.backend == "estimated":
+            return None, "RAPL_BACKEND=estimated"
+        if self.backend == "pyjoules":
+            pyj = (
+                PyJoulesSource(self.powercap_dir, self._reader, self._load_pyjoules)
+                if self._load_pyjoules is not None
+                else PyJoulesSource(self.powercap_dir, self._reader)
+            )
+            try:
+                pyj.open()  # RaplConfigError (pyJoules not installed) propagates: exit 2
+            except PyJoulesBackendError as exc:
+                return None, str(exc)
+            self._log_zones(pyj.zones, "pyJoules")
+            return pyj, ""
+        found = discover_zones(self.powercap_dir, self._reader)
+        if not found.zones:
+            return None, (
+                f"no readable RAPL energy counter under RAPL_POWERCAP_DIR={self.powercap_dir}: "
+                f"{found.summary()}"
+            )
+        for mirror in found.mirrors:
+            log.info(
+                "%s (%s) mirrors zone %s socket %s: counted once",
+                mirror.sysfs_id,
+                mirror.name,
+                mirror.zone,
+                mirror.socket,
+            )
+        for what, why in found.unreadable:
+            log.warning("RAPL zone %s is not readable: %s", what, why)
+        self._log_zones(found.zones, str(self.powercap_dir))
+        return SysfsSource(found.zones, self._reader), ""
+
+    def _fallback(self, reason: str) -> EnergySource:
+        if self.backend != "estimated" and not self.estimate_fallback:
+            raise RaplUnavailableError(
+                f"{reason}. Fix one of: {fixes_text()}. Or set ESTIMATE_FALLBACK=true to "
+                'model power from CPU time instead (series marked source="estimated").'
+            )
+        estimated = EstimatedSource(self.proc_dir, self.model, self._reader)
+        try:
+            times = estimated.energy.check()
+        except (OSError, ValueError) as exc:
+            raise RaplUnavailableError(
+                f"{reason}; the CPU-time estimate cannot use {estimated.energy.stat_path} "
+                f"either ({exc}); set HOST_PROC to a readable proc root such as /proc"
+            ) from None
+        model = self.model
+        if self.backend == "estimated":
+            log.warning(
+                "RAPL_BACKEND=estimated: CPU power is MODELLED from CPU time, not measured "
+                "(%d CPUs x %g W idle + %g W per busy CPU); every series has source=estimated",
+                times.cpus,
+                model.idle_watts_per_core,
+                model.dynamic_watts_per_core,
+            )
+        else:
+            log.warning(
+                "NOT MEASURING: %s. CPU power is ESTIMATED from %s (%d CPUs x %g W idle + "
+                '%g W per busy CPU); every series has source="estimated". To measure: %s. '
+                "Set ESTIMATE_FALLBACK=false to make this an error.",
+                reason,
+                estimated.energy.stat_path,
+                times.cpus,
+                model.idle_watts_per_core,
+                model.dynamic_watts_per_core,
+                fixes_text(),
+            )
+        return estimated
+
+    def _use(self, source: EnergySource) -> None:
+        previous, self._source = self._source, source
+        if previous is not None and previous.source != source.source:
+            log.warning("switched from source=%s to source=%s", previous.source, source.source)
+        self._next_reminder_ns = self._monotonic_ns() + _REMINDER_NS
+
+    def _rescan(self, mono: int) -> None:
+        source = self._source
+        if isinstance(source, EstimatedSource):
+            if self.backend != "estimated":
+                found, _ = self._open_preferred()
+                if found is not None:
+                    log.warning("RAPL counters are readable now: measuring instead of estimating")
+                    self._use(found)
+                    return
+            if mono >= self._next_reminder_ns:
+                self._next_reminder_ns = mono + _REMINDER_NS
+                log.warning('still ESTIMATING CPU power (source="estimated"), not measuring')
+        elif isinstance(source, SysfsSource):
+            found_zones = discover_zones(self.powercap_dir, self._reader).zones
+            if not found_zones:
+                return  # a transient listing failure must not drop working zones
+            known = {z.key for z in source.zones}
+            added = [z for z in found_zones if z.key not in known]
+            if added:
+                self._log_zones(added, f"{self.powercap_dir} (new)")
+            source.set_zones(found_zones)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _new_counter(self, key: CounterKey, zone: Zone) -> EnergyCounter:
+        counter = EnergyCounter(zone.max_energy_range_uj, self.max_zone_watts)
+        if zone.max_energy_range_uj is None and key[0] != "estimated":
+            log.warning(
+                "%s (%s) has no readable max_energy_range_uj: a wrap will be counted as a reset",
+                zone.sysfs_id,
+                zone.name,
+            )
+        self._counters[key] = counter
+        self._labels[key] = {"zone": key[1], "socket": key[2], "source": key[0]}
+        return counter
+
+    def _zone_failed(
+        self, key: CounterKey, zone: Zone, exc: Exception, vanished: list[Zone]
+    ) -> None:
+        if isinstance(exc, FileNotFoundError):
+            why = "vanished"
+            vanished.append(zone)
+        elif isinstance(exc, OSError):
+            why = describe_os_error(exc)
+        else:
+            why = f"unreadable value ({exc})"
+        if self._failing.get(key) != why:
+            self._failing[key] = why
+            log.warning("%s (%s) skipped: %s", zone.sysfs_id, zone.name, why)
+
+    @staticmethod
+    def _log_zones(zones: Iterable[Zone], where: str) -> None:
+        for zone in zones:
+            log.info(
+                "zone=%s socket=%s from %s (%s, max range %s uJ) in %s",
+                zone.zone,
+                zone.socket,
+                zone.sysfs_id,
+                zone.name,
+                zone.max_energy_range_uj,
+                where,
+            )

@@ -1,0 +1,165 @@
+"""Where raw energy readings come from: the sysfs reader, pyJoules, or the CPU-time model.
+
+Each source returns, per zone, the raw cumulative counter in microjoules (or the error that
+reading it raised); wrap and reset handling is the client's, the same for every source.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Protocol
+
+from .errors import PyJoulesBackendError, RaplConfigError
+from .estimate import CpuPowerModel, EstimatedEnergy
+from .zones import Reader, Zone, describe_os_error
+
+Reading = tuple[Zone, int | Exception]
+
+
+class EnergySource(Protocol):
+    source: str  # the value of the ``source`` label
+
+    @property
+    def zones(self) -> Sequence[Zone]: ...
+
+    def read(self, monotonic_ns: int) -> list[Reading]: ...
+
+
+class SysfsSource:
+    """The default: ``energy_uj`` of each discovered zone, read with the injectable reader."""
+
+    source = "rapl"
+
+    def __init__(self, zones: Sequence[Zone], reader: Reader) -> None:
+        self._zones = list(zones)
+        self._reader = reader
+
+    @property
+    def zones(self) -> Sequence[Zone]:
+        return self._zones
+
+    def set_zones(self, zones: Sequence[Zone]) -> None:
+        self._zones = list(zones)
+
+    def read(self, monotonic_ns: int) -> list[Reading]:
+        out: list[Reading] = []
+        reader = self._reader
+        for zone in self._zones:
+            try:
+                out.append((zone, int(reader(zone.energy_path))))
+            except (OSError, ValueError) as exc:
+                out.append((zone, exc))
+        return out
+
+
+class EstimatedSource:
+    """One zone, ``package`` on socket ``all``: the whole host's CPUs through the model."""
+
+    source = "estimated"
+
+    def __init__(self, proc_root: Path, model: CpuPowerModel, reader: Reader) -> None:
+        self.energy = EstimatedEnergy(proc_root, model, reader)
+        self._zones = [Zone("package", "all", "model", (), proc_root, "estimated", None)]
+
+    @property
+    def zones(self) -> Sequence[Zone]:
+        return self._zones
+
+    def read(self, monotonic_ns: int) -> list[Reading]:
+        try:
+            return [(self._zones[0], self.energy.read(monotonic_ns))]
+        except (OSError, ValueError) as exc:
+            return [(self._zones[0], exc)]
+
+
+def _import_pyjoules_rapl() -> ModuleType:
+    return importlib.import_module("pyJoules.device.rapl_device")
+
+
+class PyJoulesSource:
+    """pyJoules' ``RaplDevice``. It only knows ``<root>/intel-rapl`` (nested layout, no mmio,
+    no amd-rapl) and returns the files' microjoules as floats; its failures are translated
+    into errors that say what to change (its own ``NoSuchDeviceError`` has no message)."""
+
+    source = "pyjoules"
+
+    def __init__(
+        self,
+        powercap_dir: Path,
+        reader: Reader,
+        load_module: Callable[[], ModuleType] = _import_pyjoules_rapl,
+    ) -> None:
+        self.api_dir = powercap_dir / "intel-rapl"
+        self._reader = reader
+        self._load_module = load_module
+        self._device: Any = None
+        self._zones: list[Zone] = []
+
+    @property
+    def zones(self) -> Sequence[Zone]:
+        return self._zones
+
+    def open(self) -> None:
+        """Find pyJoules' domains and read them once; raise PyJoulesBackendError/RaplConfigError."""
+        try:
+            rapl = self._load_module()
+        except ImportError as exc:
+            raise RaplConfigError(
+                f"RAPL_BACKEND=pyjoules but pyJoules cannot be imported ({exc}); install the "
+                "extra (pip install 'wattpush[pyjoules]') or set RAPL_BACKEND=sysfs"
+            ) from None
+        # pyJoules reads a module-level path; point it at the configured root.
+        setattr(rapl, "RAPL_API_DIR", str(self.api_dir))  # noqa: B010 - module global
+        try:
+            domains = list(rapl.RaplDevice.available_domains())
+            device = rapl.RaplDevice()
+            device.configure(domains)
+            values = device.get_energy()
+        except OSError as exc:
+            raise PyJoulesBackendError(
+                f"pyJoules cannot read RAPL under {self.api_dir}: {describe_os_error(exc)}"
+            ) from None
+        except Exception as exc:  # pyJoules raises bare NoSuchDeviceError(), ValueError, ...
+            detail = str(exc) or "no RAPL device"
+            raise PyJoulesBackendError(
+                f"pyJoules found no usable RAPL domain under {self.api_dir} "
+                f"({type(exc).__name__}: {detail}); pyJoules only reads intel-rapl in the nested "
+                "layout, RAPL_BACKEND=sysfs also reads intel-rapl-mmio and amd-rapl"
+            ) from None
+        if not domains:
+            raise PyJoulesBackendError(f"pyJoules found no RAPL domain under {self.api_dir}")
+        files = list(getattr(device, "_api_file_names", None) or [])
+        zones = []
+        for i, domain in enumerate(domains):
+            path = Path(files[i]).parent if i < len(files) else self.api_dir
+            try:
+                max_range: int | None = int(self._reader(path / "max_energy_range_uj").strip())
+            except (OSError, ValueError):
+                max_range = None
+            socket = str(domain.socket)
+            zone_name = str(domain.get_domain_name())
+            zones.append(Zone(zone_name, socket, "pyjoules", (i,), path, repr(domain), max_range))
+        if len(values) != len(zones):
+            raise PyJoulesBackendError(
+                f"pyJoules returned {len(values)} values for {len(zones)} domains"
+            )
+        self._device, self._zones = device, zones
+
+    def read(self, monotonic_ns: int) -> list[Reading]:
+        try:
+            values = self._device.get_energy()
+        except (OSError, ValueError) as exc:
+            return [(zone, exc) for zone in self._zones]
+        return [(zone, int(value)) for zone, value in zip(self._zones, values, strict=True)]
+
+
+__all__ = [
+    "EnergySource",
+    "EstimatedSource",
+    "PyJoulesSource",
+    "Reading",
+    "SysfsSource",
+]

@@ -1,0 +1,25 @@
+"""Fixtures of the cpu-rapl-client tests: fake powercap trees and a controllable clock."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from rapl_fakes import FakeMonotonic, FakePowercap
+
+
+@pytest.fixture
+def clock() -> FakeMonotonic:
+    return FakeMonotonic()
+
+
+@pytest.fixture
+def powercap(tmp_path: Path) -> FakePowercap:
+    return FakePowercap(tmp_path / "sys")
+
+
+@pytest.fixture
+def rapl_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG, logger="cpu_rapl_client")
+    return caplog

@@ -1,0 +1,207 @@
+"""The real client process against a fake powercap tree and a real Prometheus.
+
+A schedule writer thread advances the fake counters every 5 ms through two hardware wraps; the
+test then reads back every stored sample and checks each one is exactly (within 1 µJ) a value
+the schedule passed through, in order, and that the power gauge matches the energy.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from base_monitoring_client.testing import PrometheusProcess, wait_until
+from rapl_fakes import FakePowercap, ScheduleWriter
+
+ROOT = Path(__file__).resolve().parents[2]
+PERIOD_S = 0.005
+TOP_UJ = 199_999_999  # the counter wraps every 200 J
+# (seconds, package watts); the core draws half. Package: 150 J -> 495 J, wrapping at 200 and 400.
+SEGMENTS = [(1.5, 40.0), (1.5, 150.0), (1.0, 60.0)]
+
+
+def client_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAPL_", "ESTIMATE_"))}
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT / "base-monitoring-client"), str(ROOT / "cpu-rapl-client")]
+    )
+    env.update(extra)
+    return env
+
+
+def schedule() -> list[dict[str, int]]:
+    steps = []
+    for seconds, watts in SEGMENTS:
+        for _ in range(round(seconds / PERIOD_S)):
+            i = len(steps)
+            jitter = (i * 7919) % 1000  # odd microjoules make every cumulative value distinct
+            pkg = round(watts * PERIOD_S * 1e6) + jitter
+            core = pkg // 2
+            steps.append({"intel-rapl:0": pkg, "intel-rapl-mmio:0": pkg, "intel-rapl:0:0": core})
+    return steps
+
+
+def values(result: list[dict]) -> list[tuple[float, float]]:  # type: ignore[type-arg]
+    assert len(result) == 1, result
+    return [(float(t), float(v)) for t, v in result[0]["values"]]
+
+
+def check_energy_follows(stored: list[tuple[float, float]], history: list[int]) -> list[int]:
+    """Each stored value is a scheduled cumulative value (±1 µJ), in schedule order."""
+    index = {v: k for k, v in enumerate(history)}
+    matched = []
+    for _, joules in stored:
+        uj = round(joules * 1e6)
+        k = next((index[c] for c in (uj, uj - 1, uj + 1) if c in index), None)
+        assert k is not None, f"{joules!r} J is not a value of the schedule"
+        assert abs(joules * 1e6 - history[k]) <= 1.0
+        matched.append(k)
+    assert matched == sorted(matched)
+    return matched
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_process_stores_the_schedule_exactly_through_two_wraps(tmp_path: Path) -> None:
+    tree = FakePowercap(tmp_path / "sys")
+    start = {
+        "intel-rapl:0": 150_000_000,
+        "intel-rapl-mmio:0": 150_000_000,
+        "intel-rapl:0:0": 60_000_000,
+    }
+    tree.add_zone("intel-rapl:0", "package-0", start["intel-rapl:0"], TOP_UJ)
+    tree.add_zone("intel-rapl:0:0", "core", start["intel-rapl:0:0"], TOP_UJ)
+    tree.add_zone("intel-rapl-mmio:0", "package-0", start["intel-rapl-mmio:0"], TOP_UJ)
+    writer = ScheduleWriter(tree, start, dict.fromkeys(start, TOP_UJ), schedule(), PERIOD_S)
+
+    with PrometheusProcess(tmp_path / "prom") as prom:
+        t_start = time.time()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cpu_rapl_client"],
+            env=client_env(
+                RAPL_POWERCAP_DIR=str(tree.root()),
+                REMOTE_WRITE_URL=prom.write_url,
+                SAMPLE_INTERVAL_S="0.1",
+                PUSH_INTERVAL_S="0.5",
+                INSTANCE="rapl-test",
+                ESTIMATE_FALLBACK="false",
+                LOG_LEVEL="debug",
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            first = wait_until(
+                lambda: prom.query('cpu_energy_joules_total{zone="package"}'), timeout=30
+            )
+            assert first, "the client pushed nothing"
+            writer.start()
+            assert writer.done.wait(30), "schedule writer did not finish"
+            time.sleep(1.0)  # the client reads the final values a few more times
+        finally:
+            writer.stop()
+            proc.send_signal(signal.SIGTERM)
+            try:
+                out, _ = proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, _ = proc.communicate()
+        assert proc.returncode == 0, out
+        t_end = time.time() + 0.001
+
+        labels = first[0]["metric"]
+        assert labels == {
+            "__name__": "cpu_energy_joules_total",
+            "job": "cpu-rapl-client",
+            "instance": "rapl-test",
+            "zone": "package",
+            "socket": "0",
+            "source": "rapl",
+        }
+        # the MMIO mirror is counted once: exactly one package series
+        assert len(prom.query('cpu_energy_joules_total{zone="package"}', at=t_end - 0.5)) == 1
+
+        pkg = values(prom.raw_samples('cpu_energy_joules_total{zone="package"}', t_start, t_end))
+        core = values(prom.raw_samples('cpu_energy_joules_total{zone="core"}', t_start, t_end))
+        assert writer.wraps == {"intel-rapl:0": 2, "intel-rapl-mmio:0": 2, "intel-rapl:0:0": 1}
+        hist = writer.history["intel-rapl:0"]
+        matched = check_energy_follows(pkg, hist)
+        check_energy_follows(core, writer.history["intel-rapl:0:0"])
+        assert matched[0] == 0 and matched[-1] == len(hist) - 1
+        assert pkg[-1][1] == hist[-1] / 1e6 > 400.0  # through both wraps
+        assert len(pkg) >= 40  # ~10 Hz for >= 5 s
+
+        # power: Δenergy/Δt per interval; timestamps are tick times, reads lag them by jitter
+        power = dict(values(prom.raw_samples('cpu_power_watts{zone="package"}', t_start, t_end)))
+        assert min(power.values()) >= 0.0
+        by_time = dict(pkg)
+        times = sorted(by_time)
+        integrated = sum(
+            power[t1] * (t1 - t0) for t0, t1 in itertools.pairwise(times) if t1 in power
+        )
+        assert integrated == pytest.approx(by_time[times[-1]] - by_time[times[0]], rel=0.05)
+        # each reading: power x interval = energy of the interval. Intervals are taken from the
+        # tick timestamps while the client uses its read times: equal up to scheduling jitter.
+        ratios = []
+        for t0, t1 in itertools.pairwise(times):
+            delta = by_time[t1] - by_time[t0]
+            if t1 not in power:
+                continue
+            if delta == 0:
+                assert power[t1] == 0.0
+            else:
+                ratios.append(power[t1] * (t1 - t0) / delta)
+        assert len(ratios) >= 30
+        assert statistics.median(ratios) == pytest.approx(1.0, abs=0.02)
+        # and the scale is watts: mid-schedule (the 150 W segment) the gauge reads ~150 W even
+        # when a loaded machine delays the schedule writer
+        k_at = dict(zip(times, matched, strict=True))
+        first_high = round(SEGMENTS[0][0] / PERIOD_S)
+        last_high = first_high + round(SEGMENTS[1][0] / PERIOD_S)
+        high = [power[t] for t in times if t in power and first_high + 40 < k_at[t] < last_high]
+        assert high and 75.0 < statistics.median(high) < 300.0
+        assert "counter reset" not in out
+        assert out.count("counter wrapped") >= 3  # 2 package wraps + 1 core wrap
+
+
+@pytest.mark.integration
+def test_process_without_rapl_and_without_fallback_exits_3_naming_the_fixes(
+    tmp_path: Path,
+) -> None:
+    empty = tmp_path / "powercap"
+    empty.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "cpu_rapl_client", "--remote-write-url", "http://127.0.0.1:9/w"],
+        env=client_env(RAPL_POWERCAP_DIR=str(empty), ESTIMATE_FALLBACK="false"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert "PRIVILEGED=true" in proc.stderr and "AppArmor/install.sh" in proc.stderr
+    assert "RAPL_POWERCAP_DIR" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.integration
+def test_process_reports_every_bad_setting_with_exit_2() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "cpu_rapl_client", "--rapl-backend", "msr"],
+        env=client_env(ESTIMATE_FALLBACK="maybe", ESTIMATE_IDLE_WATTS_PER_CORE="-1"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "--rapl-backend='msr'" in proc.stderr
+    assert "ESTIMATE_FALLBACK='maybe'" in proc.stderr
+    assert "ESTIMATE_IDLE_WATTS_PER_CORE='-1'" in proc.stderr
