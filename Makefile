@@ -8,7 +8,7 @@ PACKAGES := base-monitoring-client/base_monitoring_client cpu-rapl-client/cpu_ra
 MYPYPATH := base-monitoring-client:cpu-rapl-client:gpu-nvml-client:docker-overhead-client:ffmpeg-runner:advisor
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps venv lint test unit bench demo wheels images proto clean
+.PHONY: help setup system-deps venv lint deploy-check test unit bench demo wheels proto clean
 
 help:
 	@echo "make setup   install system packages (Debian/Ubuntu, as root) and the Python venv"
@@ -33,7 +33,13 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	MYPYPATH=$(MYPYPATH) $(VENV)/bin/mypy --strict $(PACKAGES)
 
-test: setup lint
+deploy-check:
+	shellcheck docker-compose_helper.sh prometheus/*.sh AppArmor/install.sh e2e/*.sh .ci/run
+	promtool check rules prometheus/rules/*.yml
+	promtool test rules prometheus/rules/tests/*_test.yml
+	bats deploy-tests/
+
+test: setup lint deploy-check
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 unit: venv
