@@ -1,0 +1,339 @@
+"""``advisor report`` and ``advisor predict``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+from base_monitoring_client import ConfigError, MonitoringClientError
+
+from .analysis import SCORE_DIRECTIONS
+from .errors import AdvisorConfigError
+from .predict import PowerPredictor
+from .prom import PrometheusAPI
+from .recommender import TranscodingRecommender
+from .render import CSV_TABLES, FORMATS, markdown_table, render, text_table
+from .windows import parse_bitrate
+
+log = logging.getLogger("advisor")
+_DURATION_RE = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+$|^\d+(?:\.\d+)?$")
+_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)?")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+
+
+def parse_duration(text: str) -> float:
+    text = text.strip()
+    total = (
+        sum(float(n) * _UNITS[u or None] for n, u in _PART_RE.findall(text))
+        if _DURATION_RE.match(text)
+        else 0.0
+    )
+    if total <= 0:
+        raise AdvisorConfigError(
+            f"--since {text!r} is not a duration; write it like 90s, 30m, 2h, 2h30m or 1d"
+        )
+    return total
+
+
+def _read_secret(value: str | None, file: str | None, name: str) -> str | None:
+    if value and file:
+        raise AdvisorConfigError(f"{name} and {name}_FILE are both set; keep one of them")
+    if file:
+        try:
+            return Path(file).read_text().strip()
+        except OSError as exc:
+            raise AdvisorConfigError(
+                f"{name}_FILE={file}: cannot read it ({exc.strerror}); fix the path or permissions"
+            ) from exc
+    return value or None
+
+
+def _headers(items: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        for part in item.split(","):
+            if not part.strip():
+                continue
+            key, sep, value = part.partition("=")
+            if not sep or not key.strip():
+                raise AdvisorConfigError(
+                    f"header {part!r}: write headers as Name=value, e.g. X-Scope-OrgID=team1"
+                )
+            out[key.strip()] = value.strip()
+    return out
+
+
+def build_api(args: argparse.Namespace, env: Mapping[str, str]) -> PrometheusAPI:
+    url = args.prometheus_url or env.get("ADVISOR_PROMETHEUS_URL")
+    if not url or not re.match(r"^https?://[^/]+", url):
+        raise AdvisorConfigError(
+            f"--prometheus-url {url!r}: pass the Prometheus-compatible query root, e.g. "
+            "http://localhost:9090 (or set ADVISOR_PROMETHEUS_URL)"
+        )
+    token = _read_secret(
+        args.bearer_token or env.get("ADVISOR_BEARER_TOKEN"),
+        args.bearer_token_file or env.get("ADVISOR_BEARER_TOKEN_FILE"),
+        "ADVISOR_BEARER_TOKEN",
+    )
+    user = args.basic_auth_user or env.get("ADVISOR_BASIC_AUTH_USER")
+    password = _read_secret(
+        env.get("ADVISOR_BASIC_AUTH_PASSWORD"),
+        args.basic_auth_password_file or env.get("ADVISOR_BASIC_AUTH_PASSWORD_FILE"),
+        "ADVISOR_BASIC_AUTH_PASSWORD",
+    )
+    if token and user:
+        raise AdvisorConfigError("both bearer token and basic auth are set; configure one")
+    if password and not user:
+        raise AdvisorConfigError("a basic auth password is set without ADVISOR_BASIC_AUTH_USER")
+    headers = _headers([env.get("ADVISOR_HEADERS", ""), *(args.header or [])])
+    return PrometheusAPI(
+        url,
+        bearer_token=token,
+        basic_auth=(user, password or "") if user else None,
+        headers=headers,
+        timeout_s=args.timeout,
+        ca_file=args.ca_file,
+        tls_insecure=args.tls_insecure,
+        compression=args.http_compression,
+    )
+
+
+def _write(text: str, output: str | None) -> None:
+    if not output:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    log.info("wrote %s", path)
+
+
+def cmd_report(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    if bool(args.results) == bool(args.since):
+        raise AdvisorConfigError("pass exactly one of --results manifest.json or --since 2h")
+    since = parse_duration(args.since) if args.since else None
+    api = build_api(args, env)
+    rec = TranscodingRecommender(
+        api=api,
+        allow_estimated=args.allow_estimated,
+        query_mode=args.query_mode,
+        step_s=args.step,
+        matchers=args.match or [],
+        instance=args.instance,
+        rank_by=args.rank_by,
+        alpha=args.alpha,
+        predict=not args.no_predict,
+        seed=args.seed,
+    )
+    try:
+        windows = rec.load_windows(args.results, since_s=since, run_id=args.run_id)
+        report = rec.analyze(windows)
+    finally:
+        api.close()
+    if args.save_model:
+        if report.predictor is None:
+            log.warning(
+                "no model to save: %s",
+                report.prediction.get("power", {}).get("message", "prediction skipped"),
+            )
+        else:
+            report.predictor.save(args.save_model)
+            log.info("model saved to %s", args.save_model)
+    _write(render(report, args.format, args.csv_table), args.output)
+    log.info("report done: %d queries, %d windows", report.meta["queries"], len(report.windows))
+    return 0
+
+
+def _resolution_rungs(text: str) -> list[tuple[int, int]]:
+    rungs = []
+    for part in text.split("+"):
+        m = re.match(r"^(\d+)x(\d+)(?:@\S+)?$", part.strip())
+        if not m:
+            raise AdvisorConfigError(
+                f"--resolution {text!r}: write WxH or a ladder WxH+WxH, e.g. 1280x720+640x360"
+            )
+        rungs.append((int(m.group(1)), int(m.group(2))))
+    return rungs
+
+
+def cmd_predict(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    model = PowerPredictor.load(args.model)
+    try:
+        streams = [int(s) for s in args.streams.split(",") if s.strip()]
+    except ValueError as exc:
+        raise AdvisorConfigError(f"--streams {args.streams!r}: write counts like 1,2,4,8") from exc
+    if not streams or min(streams) < 1:
+        raise AdvisorConfigError("--streams needs positive counts, e.g. 1,2,4,8,12")
+    if args.pixels_per_s is not None:
+        per_stream = args.pixels_per_s
+    else:
+        per_stream = sum(w * h for w, h in _resolution_rungs(args.resolution)) * args.fps
+    bitrate = parse_bitrate(args.bitrate)
+    if math.isnan(bitrate):
+        raise AdvisorConfigError(f"--bitrate {args.bitrate!r}: write it like 2M, 800k or 2000000")
+    frame = pd.DataFrame(
+        {
+            "streams": streams,
+            "pixels_per_s": [per_stream * s for s in streams],
+            "bitrate_bps": bitrate,
+            "encoder": args.encoder,
+            "preset": args.preset,
+        }
+    )
+    out = model.predict(frame)
+    out.insert(0, "target", model.target)
+    if args.format == "json":
+        text = json.dumps(
+            {
+                "schema_version": 1,
+                "model": model.model_name_,
+                "target": model.target,
+                "heldout_mape_pct": model.mape_,
+                "interval_level": model.interval,
+                "predictions": json.loads(out.to_json(orient="records")),
+            },
+            indent=2,
+        )
+    elif args.format == "csv":
+        text = out.to_csv(index=False, lineterminator="\n")
+    else:
+        shown = out.copy()
+        for c in ("predicted", "lower", "upper"):
+            shown[c] = shown[c].map(lambda v: f"{v:.4g}")
+        table = markdown_table(shown) if args.format == "markdown" else text_table(shown)
+        text = (
+            f"model {model.model_name_} (held-out MAPE {model.mape_:.2f}%), "
+            f"{int(model.interval * 100)}% prediction intervals\n\n{table}"
+        )
+    _write(text, args.output)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="advisor",
+        description="Rank FFmpeg configurations by measured energy efficiency and predict power.",
+    )
+    parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    rep = sub.add_parser("report", help="analyse windows and print/write a report")
+    rep.add_argument("--prometheus-url", help="query API root (env ADVISOR_PROMETHEUS_URL)")
+    src = rep.add_argument_group("windows (one of)")
+    src.add_argument("--results", nargs="+", metavar="MANIFEST", help="ffmpeg-runner manifests")
+    src.add_argument("--since", help="discover windows from ffmpeg_scenario_info, e.g. 2h")
+    rep.add_argument("--run-id", help="only this run")
+    rep.add_argument("--format", choices=FORMATS, default="table")
+    rep.add_argument("--output", help="write here instead of stdout")
+    rep.add_argument(
+        "--csv-table",
+        choices=CSV_TABLES,
+        default="scenarios",
+        help="which table --format csv writes",
+    )
+    rep.add_argument(
+        "--allow-estimated",
+        action="store_true",
+        help='use source="estimated" power (CPU-time model) when nothing better',
+    )
+    rep.add_argument(
+        "--query-mode",
+        choices=("raw", "range"),
+        default=os.environ.get("ADVISOR_QUERY_MODE", "raw"),
+    )
+    rep.add_argument(
+        "--step",
+        type=float,
+        default=None,
+        help="seconds; default the manifest's sample interval (0.1)",
+    )
+    rep.add_argument(
+        "--match",
+        action="append",
+        metavar="MATCHER",
+        help='extra label matcher for every query, e.g. job="cpu-rapl-client"',
+    )
+    rep.add_argument("--instance", help="instance label of the measured host")
+    rep.add_argument("--rank-by", choices=tuple(SCORE_DIRECTIONS), default="pixels_per_joule")
+    rep.add_argument("--alpha", type=float, default=0.05, help="significance level")
+    rep.add_argument("--save-model", metavar="DIR", help="save the fitted power model here")
+    rep.add_argument("--no-predict", action="store_true", help="skip the prediction models")
+    rep.add_argument("--seed", type=int, default=0)
+    auth = rep.add_argument_group("receiver auth (env ADVISOR_* as named)")
+    auth.add_argument("--bearer-token", help="prefer --bearer-token-file / env")
+    auth.add_argument("--bearer-token-file")
+    auth.add_argument("--basic-auth-user")
+    auth.add_argument("--basic-auth-password-file")
+    auth.add_argument(
+        "--header",
+        action="append",
+        metavar="NAME=VALUE",
+        help="extra header, e.g. X-Scope-OrgID=team1 (env ADVISOR_HEADERS)",
+    )
+    auth.add_argument("--ca-file")
+    auth.add_argument("--tls-insecure", action="store_true")
+    auth.add_argument("--timeout", type=float, default=60.0, help="seconds per query")
+    auth.add_argument(
+        "--http-compression",
+        action="store_true",
+        help="ask for gzip responses (slow links; costs receiver CPU)",
+    )
+
+    pred = sub.add_parser("predict", help="predict with a model saved by report --save-model")
+    pred.add_argument("--model", required=True, metavar="DIR")
+    pred.add_argument("--streams", default="1,2,4,8,12")
+    pred.add_argument(
+        "--resolution",
+        default="1280x720",
+        help="WxH, or a ladder WxH+WxH (pixel rate adds up over rungs)",
+    )
+    pred.add_argument("--fps", type=float, default=30.0)
+    pred.add_argument(
+        "--pixels-per-s",
+        type=float,
+        default=None,
+        help="per-stream output pixel rate (overrides --resolution/--fps)",
+    )
+    pred.add_argument("--bitrate", default="2M", help="top-rung bitrate, e.g. 2M")
+    pred.add_argument("--encoder", default="libx264")
+    pred.add_argument("--preset", default="default", help="as in the manifest (default = none)")
+    pred.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table")
+    pred.add_argument("--output")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    env = os.environ if env is None else env
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if args.command == "report":
+            return cmd_report(args, env)
+        return cmd_predict(args, env)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    except MonitoringClientError as exc:
+        log.error("%s", exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Energy accounting math, pure functions over numpy arrays (unit-tested in isolation).
+
+Energy over a window is ∫P dt. From a ``*_joules_total`` counter it is the increase between the
+window edges (counter resets handled as Prometheus does: a drop means the counter restarted
+from zero). Without a counter it is the trapezoidal integral of the power gauge. Either way the
+cumulative energy is linearly interpolated at the exact window edges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy import stats
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def counter_cumulative(v: FloatArray) -> FloatArray:
+    """Reset-corrected running total of a counter, starting at 0 at the first sample.
+
+    A sample lower than its predecessor is a reset: the increase over that step is the new value
+    itself (what Prometheus' ``increase()`` assumes).
+    """
+    if v.size == 0:
+        return np.empty(0)
+    d = np.diff(v)
+    d = np.where(d < 0, v[1:], d)
+    return np.concatenate(([0.0], np.cumsum(d)))
+
+
+def power_cumulative(t: FloatArray, p: FloatArray) -> FloatArray:
+    """Trapezoidal running integral of a power gauge (J), 0 at the first sample."""
+    if t.size == 0:
+        return np.empty(0)
+    return np.concatenate(([0.0], np.cumsum(np.diff(t) * (p[1:] + p[:-1]) / 2.0)))
+
+
+@dataclass(frozen=True)
+class WindowIntegrals:
+    """Per-window integral (J, NaN where missing) and why each missing one is missing."""
+
+    values: FloatArray
+    reasons: list[str | None]
+
+
+def window_integrals(
+    t: FloatArray,
+    cum: FloatArray,
+    starts: FloatArray,
+    ends: FloatArray,
+    *,
+    max_gap_s: float,
+) -> WindowIntegrals:
+    """cum(end) - cum(start) for each window, NaN when the data does not cover the window.
+
+    A window is covered when a sample lies within ``max_gap_s`` of both edges and no gap between
+    consecutive samples inside it exceeds ``max_gap_s``.
+    """
+    n = starts.size
+    values = np.full(n, np.nan)
+    reasons: list[str | None] = [None] * n
+    if t.size < 2:
+        return WindowIntegrals(values, ["no samples" if t.size == 0 else "one sample"] * n)
+    at_start = np.interp(starts, t, cum)
+    at_end = np.interp(ends, t, cum)
+    lo = np.searchsorted(t, starts, side="right") - 1  # last sample <= start
+    hi = np.searchsorted(t, ends, side="left")  # first sample >= end
+    gaps = np.diff(t)
+    for i in range(n):
+        a, b = int(lo[i]), int(hi[i])
+        if a < 0 and t[0] - starts[i] > max_gap_s:
+            reasons[i] = f"no data until {t[0] - starts[i]:.1f} s after the window start"
+            continue
+        if b >= t.size and ends[i] - t[-1] > max_gap_s:
+            reasons[i] = f"data ends {ends[i] - t[-1]:.1f} s before the window end"
+            continue
+        seg = gaps[max(a, 0) : min(b, t.size - 1)]
+        if seg.size and float(seg.max()) > max_gap_s:
+            reasons[i] = f"gap of {float(seg.max()):.1f} s in the data"
+            continue
+        # Data starting/ending just inside the window (within max_gap_s): scale the covered part
+        # to the full window rather than count the uncovered edge as zero energy.
+        covered = min(ends[i], t[-1]) - max(starts[i], t[0])
+        full = ends[i] - starts[i]
+        scale = full / covered if 0 < covered < full else 1.0
+        values[i] = (at_end[i] - at_start[i]) * scale
+    return WindowIntegrals(values, reasons)
+
+
+def resample_power(
+    t: FloatArray, cum: FloatArray, grid: FloatArray, max_gap_s: float
+) -> FloatArray:
+    """Mean power (W) over each interval of ``grid`` from a cumulative energy; NaN in gaps."""
+    if t.size < 2 or grid.size < 2:
+        return np.full(max(grid.size - 1, 0), np.nan)
+    c = np.interp(grid, t, cum)
+    p = np.diff(c) / np.diff(grid)
+    # Intervals not backed by data (outside the series or inside a gap) are unknown, not 0.
+    mid = (grid[1:] + grid[:-1]) / 2
+    idx = np.searchsorted(t, mid)
+    ok = (idx > 0) & (idx < t.size)
+    idx_c = np.clip(idx, 1, t.size - 1)
+    ok &= (t[idx_c] - t[idx_c - 1]) <= max_gap_s
+    return np.where(ok, p, np.nan)
+
+
+def mean_ci95(values: FloatArray) -> tuple[float, float, int]:
+    """Mean, 95 % confidence half-width (Student t), and n of the finite values."""
+    x = values[np.isfinite(values)]
+    n = int(x.size)
+    if n == 0:
+        return float("nan"), float("nan"), 0
+    mean = float(x.mean())
+    if n < 2:
+        return mean, float("nan"), n
+    sem = float(x.std(ddof=1)) / np.sqrt(n)
+    return mean, float(stats.t.ppf(0.975, n - 1) * sem), n

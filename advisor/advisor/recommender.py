@@ -1,0 +1,389 @@
+"""TranscodingRecommender: windows → Prometheus data → energy, scores, ranking, prediction."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .analysis import (
+    SCORE_DIRECTIONS,
+    LadderResult,
+    add_scores,
+    aggregate_scenarios,
+    assign_baselines,
+    power_timeline,
+    rank_ladders,
+    window_energy_table,
+)
+from .errors import AdvisorConfigError, AdvisorError, InsufficientDataError
+from .predict import PowerPredictor, measured_vs_predicted, stream_predictions
+from .prom import PrometheusAPI, Series, name_selector
+from .sources import (
+    DATA_METRICS,
+    Selection,
+    drop_repeated_counter_values,
+    instances_of,
+    select_entities,
+)
+from .windows import FRAMES_METRIC, INFO_METRIC, RunInfo, Window, discover_windows, load_manifests
+
+log = logging.getLogger(__name__)
+REPORT_SCHEMA_VERSION = 1
+EDGE_MARGIN_S = 5.0
+
+
+@dataclass
+class AdvisorReport:
+    meta: dict[str, Any]
+    windows: pd.DataFrame
+    breakdown: pd.DataFrame
+    scenarios: pd.DataFrame
+    ladders: list[LadderResult]
+    best_overall: dict[str, Any] | None
+    prediction: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+    timeline: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | None = None
+    predictor: PowerPredictor | None = None
+    summary: str = ""
+
+
+def _predict_block(
+    windows: pd.DataFrame, target: str, seed: int
+) -> tuple[dict[str, Any], PowerPredictor | None]:
+    data = PowerPredictor.frame_from_windows(windows)
+    predictor = PowerPredictor(target=target, seed=seed)
+    try:
+        predictor.fit(data)
+    except InsufficientDataError as exc:
+        return {"status": "insufficient", "target": target, "message": str(exc)}, None
+    assert predictor.cv_results_ is not None and predictor.residual_quantiles_ is not None
+    block = {
+        "status": "ok",
+        "target": target,
+        "model": predictor.model_name_,
+        "heldout_mape_pct": predictor.mape_,
+        "cv_method": f"GroupKFold by scenario ({predictor.n_groups_} configurations, "
+        f"{predictor.n_rows_} windows)",
+        "cv": predictor.cv_results_,
+        "interval": {
+            "level": predictor.interval,
+            "relative_quantiles": list(predictor.residual_quantiles_),
+        },
+        "predictions": stream_predictions(predictor, data),
+        "measured_vs_predicted": measured_vs_predicted(predictor),
+        "advice": list(predictor.advice_),
+    }
+    return block, predictor
+
+
+class TranscodingRecommender:
+    """Rank FFmpeg configurations by measured energy efficiency; predict power.
+
+    >>> rec = TranscodingRecommender("http://localhost:9090")
+    >>> ranking = rec.analyze_and_rank(["results/run.json"])
+    >>> rec.get_best_configuration()["scenario"]
+    """
+
+    def __init__(
+        self,
+        prometheus_url: str | None = None,
+        *,
+        api: PrometheusAPI | None = None,
+        allow_estimated: bool = False,
+        query_mode: str = "raw",
+        step_s: float | None = None,
+        matchers: Sequence[str] = (),
+        instance: str | None = None,
+        rank_by: str = "pixels_per_joule",
+        alpha: float = 0.05,
+        max_gap_s: float | None = None,
+        predict: bool = True,
+        seed: int = 0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if api is None:
+            if not prometheus_url:
+                raise AdvisorConfigError(
+                    "no Prometheus URL: pass --prometheus-url (e.g. http://localhost:9090) "
+                    "or set ADVISOR_PROMETHEUS_URL"
+                )
+            api = PrometheusAPI(prometheus_url)
+        if rank_by not in SCORE_DIRECTIONS:
+            raise AdvisorConfigError(
+                f"--rank-by {rank_by!r} is not a score; choose from {', '.join(SCORE_DIRECTIONS)}"
+            )
+        if query_mode not in ("raw", "range"):
+            raise AdvisorConfigError(f"--query-mode {query_mode!r}: use raw or range")
+        self.api = api
+        self.allow_estimated = allow_estimated
+        self.query_mode = query_mode
+        self.step_s = step_s
+        self.matchers = list(matchers)
+        self.instance = instance
+        self.rank_by = rank_by
+        self.alpha = alpha
+        self.max_gap_s = max_gap_s
+        self.predict = predict
+        self.seed = seed
+        self.clock = clock
+        self.runs: list[RunInfo] = []
+        self._report: AdvisorReport | None = None
+
+    # -- windows ---------------------------------------------------------------------------
+
+    def _fetch(self, names: Sequence[str], start: float, end: float, step: float) -> list[Series]:
+        matchers = list(self.matchers)
+        if self.instance:
+            matchers.append(f'instance="{self.instance}"')
+        return self.api.fetch(
+            name_selector(names, matchers), start, end, mode=self.query_mode, step_s=step
+        )
+
+    def load_windows(
+        self,
+        results: Sequence[Path | str] | None = None,
+        *,
+        since_s: float | None = None,
+        run_id: str | None = None,
+    ) -> list[Window]:
+        """From manifests, or discovered from ``ffmpeg_scenario_info`` over the last since_s."""
+        if results:
+            self.runs, windows = load_manifests(Path(p) for p in results)
+            if run_id:
+                windows = [w for w in windows if w.run_id == run_id]
+            return windows
+        if since_s is None:
+            raise AdvisorConfigError("pass --results manifest.json or --since 2h")
+        end = self.clock()
+        series = self._fetch((INFO_METRIC, FRAMES_METRIC), end - since_s, end, self.step_s or 0.1)
+        windows = discover_windows(series, run_id=run_id)
+        # The runner's instance label names the measured host (clients default to the hostname).
+        hosts = {w.run_id: w.hostname for w in windows}
+        self.runs = [
+            RunInfo(r, "discovered", hosts.get(r, ""), None, "prometheus")
+            for r in sorted({w.run_id for w in windows})
+        ]
+        if not windows:
+            raise AdvisorError(
+                f"no {INFO_METRIC} windows in the last {since_s:.0f} s at {self.api.url}; run "
+                "ffmpeg-runner against this receiver, widen --since, or pass --results"
+            )
+        return windows
+
+    # -- analysis --------------------------------------------------------------------------
+
+    def _sample_interval(self) -> float:
+        for r in self.runs:
+            if r.sample_interval_s:
+                return r.sample_interval_s
+        return 0.1
+
+    def _resolve_instance(self, series: list[Series], warnings: list[str]) -> list[Series]:
+        instances = instances_of(series)
+        if self.instance or len(instances) <= 1:
+            return series
+        hosts = {r.hostname for r in self.runs if r.hostname}
+        chosen = sorted(hosts & set(instances))
+        if len(chosen) == 1:
+            warnings.append(
+                f"power series from {len(instances)} instances; using {chosen[0]!r} (the run's "
+                "host); pass --instance to choose another"
+            )
+            keep = chosen[0]
+            return [
+                s
+                for s in series
+                if s.labels.get("instance", keep) == keep or s.name not in DATA_METRICS
+            ]
+        raise AdvisorConfigError(
+            f"power series come from several instances {instances}; adding them would mix "
+            "machines: pass --instance NAME (the host that ran ffmpeg-runner)"
+        )
+
+    def analyze(self, windows: Sequence[Window]) -> AdvisorReport:
+        t0 = time.perf_counter()
+        warnings: list[str] = []
+        windows = sorted(windows, key=lambda w: (w.start_s, w.scenario, w.phase))
+        if not windows:
+            raise AdvisorError("no windows to analyse; the manifest lists none")
+        interval = self.step_s or self._sample_interval()
+        max_gap = self.max_gap_s or max(2.0, 10 * interval)
+        span_start = min(w.start_s for w in windows) - EDGE_MARGIN_S
+        span_end = max(w.end_s for w in windows) + EDGE_MARGIN_S
+        series = self._fetch(DATA_METRICS, span_start, span_end, interval)
+        if self.query_mode == "range":
+            series = [drop_repeated_counter_values(s) for s in series]
+        series = self._resolve_instance(series, warnings)
+        sel: Selection = select_entities(series, allow_estimated=self.allow_estimated)
+        warnings.extend(sel.notes)
+        wdf, breakdown = window_energy_table(windows, sel, max_gap_s=max_gap)
+        wdf = add_scores(assign_baselines(wdf))
+        for _, row in wdf.iterrows():
+            if row["status"] == "missing":
+                warnings.append(f"window {row['window_id']}: power data missing ({row['problem']})")
+            elif row["status"] in ("failed", "interrupted") and row["phase"] == "transcode":
+                warnings.append(f"window {row['window_id']}: {row['status']} ({row['problem']})")
+        no_base = wdf[(wdf["phase"] == "transcode") & wdf["baseline_window"].isna()]
+        if len(no_base):
+            warnings.append(
+                f"{len(no_base)} transcode window(s) have no baseline: net energy unknown; "
+                "run ffmpeg-runner with --with-baseline"
+            )
+        scenarios = aggregate_scenarios(wdf, self.rank_by)
+        ladders = rank_ladders(wdf, scenarios, self.rank_by, self.alpha)
+        best_overall = self._best(scenarios)
+        prediction: dict[str, Any] = {"status": "skipped"}
+        predictor = None
+        if self.predict:
+            power_block, predictor = _predict_block(wdf, "mean_power_w", self.seed)
+            epf_block, _ = _predict_block(wdf, "energy_per_frame_j", self.seed)
+            prediction = {"power": power_block, "energy_per_frame": epf_block}
+        timeline = power_timeline(sel, span_start, span_end, max_gap)
+        meta = {
+            "schema_version": REPORT_SCHEMA_VERSION,
+            "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock())),
+            "prometheus_url": self.api.url,
+            "query_mode": self.query_mode,
+            "step_s": interval,
+            "max_gap_s": max_gap,
+            "queries": self.api.query_count,
+            "span": {"start_s": span_start, "end_s": span_end},
+            "runs": [
+                {"run_id": r.run_id, "status": r.status, "hostname": r.hostname, "from": r.source}
+                for r in self.runs
+            ],
+            "rank_by": self.rank_by,
+            "alpha": self.alpha,
+            "allow_estimated": self.allow_estimated,
+            "power_sources": [
+                {
+                    "domain": e.domain,
+                    "entity": e.key,
+                    "source": e.source,
+                    "instance": e.instance,
+                    "added_to_total": e.additive,
+                }
+                for e in sel.entities
+            ],
+            "excluded_estimated": sorted(set(sel.excluded_estimated)),
+            "analysis_seconds": None,
+        }
+        report = AdvisorReport(
+            meta,
+            wdf,
+            breakdown,
+            scenarios,
+            ladders,
+            best_overall,
+            prediction,
+            warnings,
+            timeline,
+            predictor,
+        )
+        report.summary = self._summary(report)
+        meta["analysis_seconds"] = round(time.perf_counter() - t0, 3)
+        self._report = report
+        return report
+
+    def _best(self, scenarios: pd.DataFrame) -> dict[str, Any] | None:
+        col = f"{self.rank_by}_mean"
+        if scenarios.empty or not np.isfinite(scenarios[col]).any():
+            return None
+        valid = scenarios[np.isfinite(scenarios[col])]
+        higher = SCORE_DIRECTIONS[self.rank_by]
+        row = valid.loc[valid[col].idxmax() if higher else valid[col].idxmin()]
+        return {str(k): v for k, v in row.items()}
+
+    # -- the API of SPEC §6 -----------------------------------------------------------------
+
+    def analyze_and_rank(
+        self,
+        results: Sequence[Path | str] | None = None,
+        *,
+        since_s: float | None = None,
+        run_id: str | None = None,
+        windows: Sequence[Window] | None = None,
+    ) -> pd.DataFrame:
+        """Scenario table ranked within each ladder (rank 1 = most efficient)."""
+        if windows is None:
+            windows = self.load_windows(results, since_s=since_s, run_id=run_id)
+        return self.analyze(windows).scenarios
+
+    @property
+    def report(self) -> AdvisorReport:
+        if self._report is None:
+            raise AdvisorError("nothing analysed yet; call analyze_and_rank() first")
+        return self._report
+
+    def get_best_configuration(self, ladder: str | None = None) -> dict[str, Any] | None:
+        """Best scenario overall, or within one ladder."""
+        rep = self.report
+        if ladder is None:
+            return rep.best_overall
+        top = self.get_top_n(1, ladder)
+        return None if top.empty else {str(k): v for k, v in top.iloc[0].items()}
+
+    def get_top_n(self, n: int = 5, ladder: str | None = None) -> pd.DataFrame:
+        """The n best ranked scenarios (of one ladder, or across all by the ranking score)."""
+        sc = self.report.scenarios
+        if sc.empty:
+            return sc
+        col = f"{self.rank_by}_mean"
+        sc = sc[np.isfinite(sc[col])]
+        if ladder is not None:
+            top = sc[sc["ladder"] == ladder].sort_values("rank").head(n)
+        else:
+            asc = not SCORE_DIRECTIONS[self.rank_by]
+            top = sc.sort_values(col, ascending=asc, kind="stable").head(n)
+        return pd.DataFrame(top.reset_index(drop=True))
+
+    def get_recommendation_summary(self) -> str:
+        return self.report.summary
+
+    def _summary(self, rep: AdvisorReport) -> str:
+        lines: list[str] = []
+        m = self.rank_by
+        if rep.best_overall:
+            b = rep.best_overall
+            lines.append(
+                f"Best overall: {b['scenario']} (ladder {b['ladder']}): {m} = "
+                f"{_fmt(b[f'{m}_mean'])} ± {_fmt(b[f'{m}_ci95'])} (95% CI, {b['n_ok']} repeats), "
+                f"mean power {_fmt(b['mean_power_w_mean'])} W [{b['power_source']}]."
+            )
+        else:
+            lines.append("No configuration could be ranked (no complete transcode window).")
+        for lad in rep.ladders:
+            if lad.test and lad.test.get("verdict"):
+                lines.append(f"Ladder {lad.ladder}: best {lad.winner}. {lad.test['verdict']}")
+            if lad.unranked:
+                lines.append(
+                    f"Ladder {lad.ladder}: not ranked (no valid data): " + ", ".join(lad.unranked)
+                )
+        pw = rep.prediction.get("power") if isinstance(rep.prediction, dict) else None
+        if pw and pw.get("status") == "ok":
+            lines.append(
+                f"Power model: {pw['model']}, held-out MAPE {pw['heldout_mape_pct']:.1f}% "
+                f"({pw['cv_method']}); 90% intervals from out-of-fold residuals."
+            )
+        elif pw:
+            lines.append("Power model not fitted: " + str(pw.get("message")))
+        return "\n".join(lines)
+
+
+def _fmt(x: Any) -> str:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    if not np.isfinite(v):
+        return "n/a"
+    if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-2):
+        return f"{v:.4g}"
+    return f"{v:.2f}"

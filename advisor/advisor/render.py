@@ -1,0 +1,330 @@
+"""Report output: terminal table, markdown, CSV, JSON (stable, versioned) and HTML."""
+
+from __future__ import annotations
+
+import html
+import importlib
+import io
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .analysis import finite_or_none
+from .recommender import AdvisorReport, _fmt
+
+FORMATS = ("table", "markdown", "csv", "json", "html")
+CSV_TABLES = ("scenarios", "windows", "breakdown", "predictions", "measured_vs_predicted")
+
+_SCEN_COLS: Sequence[tuple[str, str, bool]] = (
+    # (column base, header, with CI)
+    ("mean_power_w", "power W", True),
+    ("baseline_power_w", "baseline W", False),
+    ("net_energy_j", "net energy J", True),
+    ("pixels_per_joule", "pixels/J", True),
+    ("throughput_per_watt", "fps/W", True),
+    ("energy_per_output_minute_j", "J/output min", True),
+    ("engine_cpu_share", "engine CPU share", False),
+)
+
+
+def _pm(mean: Any, ci: Any) -> str:
+    s = _fmt(mean)
+    if ci is not None and isinstance(ci, float | np.floating) and math.isfinite(float(ci)):
+        s += f" ± {_fmt(ci)}"
+    return s
+
+
+def scenario_display(rep: AdvisorReport) -> pd.DataFrame:
+    sc = rep.scenarios
+    if sc.empty:
+        return pd.DataFrame()
+    out = pd.DataFrame(
+        {
+            "rank": [("" if not np.isfinite(r) else str(int(r))) for r in sc["rank"]],
+            "scenario": sc["scenario"],
+            "ladder": sc["ladder"],
+            "encoder": sc["encoder"],
+            "preset": sc["preset"],
+            "streams": sc["streams"],
+            "repeats": [
+                f"{o}" + (f" (+{f} failed)" if f else "") + (f" (+{m} missing)" if m else "")
+                for o, f, m in zip(sc["n_ok"], sc["n_failed"], sc["n_missing"], strict=True)
+            ],
+        }
+    )
+    for base, header, ci in _SCEN_COLS:
+        out[header] = [
+            _pm(m, c if ci else None)
+            for m, c in zip(sc[f"{base}_mean"], sc[f"{base}_ci95"], strict=True)
+        ]
+    out["source"] = sc["power_source"]
+    return out
+
+
+def problem_windows(rep: AdvisorReport) -> pd.DataFrame:
+    w = rep.windows
+    bad = w[w["status"] != "ok"]
+    return bad[["window_id", "phase", "status", "problem"]].reset_index(drop=True)
+
+
+def _pred_display(block: dict[str, Any]) -> pd.DataFrame:
+    p = block.get("predictions")
+    if not isinstance(p, pd.DataFrame) or p.empty:
+        return pd.DataFrame()
+    return pd.DataFrame(
+        {
+            "encoder": p["encoder"],
+            "preset": p["preset"],
+            "ladder": p["ladder"],
+            "streams": p["streams"],
+            "predicted": [_fmt(x) for x in p["predicted"]],
+            "90% interval": [
+                f"{_fmt(a)} - {_fmt(b)}" for a, b in zip(p["lower"], p["upper"], strict=True)
+            ],
+            "extrapolated": ["yes" if e else "" for e in p["extrapolated"]],
+        }
+    )
+
+
+def _mvp_display(block: dict[str, Any]) -> pd.DataFrame:
+    m = block.get("measured_vs_predicted")
+    if not isinstance(m, pd.DataFrame) or m.empty:
+        return pd.DataFrame()
+    cols = [c for c in ("scenario", "encoder", "preset", "streams", "n") if c in m.columns]
+    out = m[cols].copy()
+    out["measured"] = [_fmt(x) for x in m["measured"]]
+    out["predicted (held out)"] = [_fmt(x) for x in m["predicted"]]
+    out["error %"] = [f"{x:+.1f}" for x in m["error_pct"]]
+    out["in 90% interval"] = ["yes" if x else "no" for x in m["within_interval"]]
+    return out
+
+
+# -- generic table writers --------------------------------------------------------------------
+
+
+def text_table(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "(none)"
+    cells = [[str(c) for c in df.columns]] + [
+        [str(v) for v in row] for row in df.itertuples(index=False)
+    ]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cells[0], widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells[1:]]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "_none_"
+
+    def esc(v: Any) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(esc(c) for c in df.columns) + " |"]
+    lines.append("|" + "|".join("---" for _ in df.columns) + "|")
+    lines += ["| " + " | ".join(esc(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def _sections(rep: AdvisorReport) -> list[tuple[str, pd.DataFrame | str]]:
+    meta = rep.meta
+    runs = ", ".join(r["run_id"] for r in meta["runs"]) or "(discovered)"
+    head = (
+        f"runs: {runs}\nreceiver: {meta['prometheus_url']} ({meta['queries']} queries, "
+        f"mode {meta['query_mode']}, step {meta['step_s']} s)\nranked by: {meta['rank_by']} "
+        f"within identical output ladders; mean ± 95% CI over repeats\n"
+        f"power sources: "
+        + (
+            ", ".join(
+                f"{s['domain']}:{s['entity']}[{s['source']}]"
+                + ("" if s["added_to_total"] else " (detail, not added)")
+                for s in meta["power_sources"]
+            )
+            or "none"
+        )
+    )
+    out: list[tuple[str, pd.DataFrame | str]] = [
+        ("Advisor report", head),
+        ("Recommendation", rep.summary),
+        ("Scenarios", scenario_display(rep)),
+    ]
+    bad = problem_windows(rep)
+    if not bad.empty:
+        out.append(("Windows not used (failed or missing data)", bad))
+    pred = rep.prediction
+    for key, title in (
+        ("power", "Power prediction (W)"),
+        ("energy_per_frame", "Energy per output frame prediction (J)"),
+    ):
+        block = pred.get(key) if isinstance(pred, dict) else None
+        if not block:
+            continue
+        if block.get("status") != "ok":
+            out.append((title, str(block.get("message"))))
+            continue
+        cv = block["cv"].copy()
+        cv["mape_pct"] = [f"{x:.2f}" for x in cv["mape_pct"]]
+        cv["rmse"] = [_fmt(x) for x in cv["rmse"]]
+        lo, hi = block["interval"]["relative_quantiles"]
+        text = (
+            f"model {block['model']} chosen by {block['cv_method']}; held-out MAPE "
+            f"{block['heldout_mape_pct']:.2f}%; 90% interval = prediction x "
+            f"[{1 + lo:.3f}, {1 + hi:.3f}]"
+        )
+        if block.get("advice"):
+            text += "\nto improve: " + "; ".join(block["advice"])
+        out.append((title, text))
+        out.append((f"{title}: candidates", cv))
+        out.append((f"{title}: 1, 2, 4, 8, 12 streams", _pred_display(block)))
+        out.append((f"{title}: measured vs predicted", _mvp_display(block)))
+    if rep.warnings:
+        out.append(("Notes", "\n".join(f"- {w}" for w in rep.warnings)))
+    return out
+
+
+def render_table(rep: AdvisorReport) -> str:
+    parts = []
+    for title, body in _sections(rep):
+        parts.append(f"== {title} ==")
+        parts.append(text_table(body) if isinstance(body, pd.DataFrame) else body)
+        parts.append("")
+    return "\n".join(parts)
+
+
+def render_markdown(rep: AdvisorReport) -> str:
+    parts = []
+    for i, (title, body) in enumerate(_sections(rep)):
+        parts.append(("# " if i == 0 else "## ") + title)
+        parts.append("")
+        if isinstance(body, pd.DataFrame):
+            parts.append(markdown_table(body))
+        else:
+            parts.append(
+                "\n".join(
+                    line if line.startswith("- ") else line + "  " for line in body.splitlines()
+                )
+            )
+        parts.append("")
+    return "\n".join(parts)
+
+
+# -- JSON ---------------------------------------------------------------------------------------
+
+
+def _records(df: Any) -> list[dict[str, Any]]:
+    if not isinstance(df, pd.DataFrame) or df.empty:
+        return []
+    return [
+        {str(k): finite_or_none(v) for k, v in row.items()} for row in df.to_dict(orient="records")
+    ]
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, pd.DataFrame):
+        return _records(obj)
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    return finite_or_none(obj)
+
+
+def report_dict(rep: AdvisorReport) -> dict[str, Any]:
+    """The JSON document; ``schema_version`` changes only when a field changes meaning."""
+    meta = dict(rep.meta)
+    doc: dict[str, Any] = _clean(
+        {
+            "schema_version": meta.pop("schema_version"),
+            "meta": meta,
+            "summary": rep.summary,
+            "best_overall": rep.best_overall,
+            "ladders": [lad.to_dict() for lad in rep.ladders],
+            "scenarios": rep.scenarios,
+            "windows": rep.windows,
+            "power_breakdown": rep.breakdown,
+            "prediction": rep.prediction,
+            "warnings": rep.warnings,
+        }
+    )
+    return doc
+
+
+def render_json(rep: AdvisorReport) -> str:
+    return json.dumps(report_dict(rep), indent=2, sort_keys=False, allow_nan=False)
+
+
+def render_csv(rep: AdvisorReport, table: str = "scenarios") -> str:
+    df: Any
+    if table == "scenarios":
+        df = rep.scenarios
+    elif table == "windows":
+        df = rep.windows
+    elif table == "breakdown":
+        df = rep.breakdown
+    else:
+        block = rep.prediction.get("power") if isinstance(rep.prediction, dict) else None
+        key = "predictions" if table == "predictions" else "measured_vs_predicted"
+        df = block.get(key) if block else None
+        if not isinstance(df, pd.DataFrame):
+            df = pd.DataFrame()
+    buf = io.StringIO()
+    df.to_csv(buf, index=False, lineterminator="\n")
+    return buf.getvalue()
+
+
+# -- HTML ---------------------------------------------------------------------------------------
+
+
+def _html_table(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "<p><em>none</em></p>"
+    return df.to_html(index=False, escape=True, border=0, classes="t")
+
+
+def render_html(rep: AdvisorReport) -> str:
+    css = (
+        "body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}"
+        "table.t{border-collapse:collapse;font-size:13px;margin:.5em 0}"
+        "table.t td,table.t th{border:1px solid #ccc;padding:3px 6px;text-align:left}"
+        "table.t th{background:#f0f0f0}pre{background:#f7f7f7;padding:.6em;white-space:pre-wrap}"
+        "img{max-width:100%;border:1px solid #ddd;margin:.5em 0}"
+    )
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>wattpush advisor report"
+        f"</title><style>{css}</style></head><body>"
+    ]
+    for i, (title, body) in enumerate(_sections(rep)):
+        tag = "h1" if i == 0 else "h2"
+        parts.append(f"<{tag}>{html.escape(title)}</{tag}>")
+        if isinstance(body, pd.DataFrame):
+            parts.append(_html_table(body))
+        else:
+            parts.append(f"<pre>{html.escape(body)}</pre>")
+    parts.append("<h2>Plots</h2>")
+    # matplotlib is imported only when a report needs plots.
+    plots = importlib.import_module(".plots", __package__)
+    for title, png_b64 in plots.all_plots(rep):
+        parts.append(f"<h3>{html.escape(title)}</h3>")
+        parts.append(f"<img alt='{html.escape(title)}' src='data:image/png;base64,{png_b64}'>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def render(rep: AdvisorReport, fmt: str, csv_table: str = "scenarios") -> str:
+    if fmt == "table":
+        return render_table(rep)
+    if fmt == "markdown":
+        return render_markdown(rep)
+    if fmt == "csv":
+        return render_csv(rep, csv_table)
+    if fmt == "json":
+        return render_json(rep)
+    if fmt == "html":
+        return render_html(rep)
+    raise ValueError(f"unknown format {fmt!r}")

@@ -1,0 +1,371 @@
+"""Synthetic experiments with closed-form answers, for tests and the benchmark.
+
+Power is piecewise constant on the sample grid, so each window's energy is exactly
+``P x duration`` and the counters are exact integrals. The experiment pushes the series a real
+setup produces (CPU RAPL zones incl. a core sub-zone that must not be added, optionally a GPU,
+Docker engine and host CPU counters, ffmpeg_scenario_info and ffmpeg_frames_total) by remote
+write in chronological slices, and writes the ffmpeg-runner manifest for each run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import requests
+from base_monitoring_client.encoder import SeriesEncoder, compress
+from base_monitoring_client.sample import STALE_NAN
+
+from .windows import Rung, ladder_key
+
+PUSH_HEADERS = {
+    "Content-Encoding": "snappy",
+    "Content-Type": "application/x-protobuf",
+    "X-Prometheus-Remote-Write-Version": "0.1.0",
+}
+PACKAGE_SHARE = 0.8  # CPU power split: package 80 %, dram 20 %; core = 50 % of package
+CORE_SHARE_OF_PACKAGE = 0.5
+
+
+@dataclass
+class SynthWindow:
+    run_id: str
+    scenario: str
+    phase: str
+    repeat: int
+    start_ms: int
+    end_ms: int
+    cpu_w: float
+    gpu_w: float
+    encoder: str = "libx264"
+    preset: str = "fast"
+    streams: int = 1
+    rungs: list[Rung] = field(default_factory=list)
+    fps: int = 30
+    status: str = "ok"
+    engine_rate: float = 0.0  # docker engine CPU seconds per second
+    host_rate: float = 0.0  # busy host CPU seconds per second
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end_ms - self.start_ms) / 1000.0
+
+    @property
+    def total_w(self) -> float:
+        return self.cpu_w + self.gpu_w
+
+    @property
+    def bitrate(self) -> str:
+        return self.rungs[0].bitrate if self.rungs else ""
+
+    @property
+    def frames_per_rung(self) -> int:
+        return round(self.fps * self.duration_s) * self.streams
+
+    @property
+    def output_pixels(self) -> int:
+        return sum(r.pixels for r in self.rungs) * self.frames_per_rung
+
+    def manifest_entry(self) -> dict[str, Any]:
+        transcode = self.phase == "transcode"
+        frames = (
+            {
+                f"{s}:{r.name}": self.frames_per_rung // self.streams
+                for s in range(self.streams)
+                for r in self.rungs
+            }
+            if transcode
+            else {}
+        )
+        return {
+            "scenario": self.scenario,
+            "phase": self.phase,
+            "repeat": self.repeat,
+            "encoder": self.encoder,
+            "preset": self.preset,
+            "bitrate": self.bitrate,
+            "streams": self.streams,
+            "ladder": ladder_key(self.rungs),
+            "rungs": [
+                {"name": r.name, "width": r.width, "height": r.height, "bitrate": r.bitrate}
+                for r in self.rungs
+            ],
+            "fps": self.fps,
+            "input": "testsrc2",
+            "start_ms": self.start_ms,
+            "end_ms": self.end_ms,
+            "duration_s": self.duration_s,
+            "status": self.status,
+            "error": None if self.status == "ok" else "ffmpeg exited with code 1",
+            "commands": [["ffmpeg", "-hide_banner"]] * self.streams if transcode else [],
+            "exit_codes": [0 if self.status == "ok" else 1] * self.streams if transcode else [],
+            "frames": frames,
+            "frames_total": self.frames_per_rung * len(self.rungs) if transcode else 0,
+            "output_pixels": self.output_pixels if transcode else 0,
+            "dropped_frames": 0,
+            "stderr_tail": "",
+        }
+
+
+@dataclass
+class Experiment:
+    """A continuous timeline of idle gaps and windows on a regular sample grid."""
+
+    start_ms: int
+    interval_ms: int = 100
+    idle_cpu_w: float = 20.0
+    idle_gpu_w: float = 0.0
+    gpu: bool = False
+    cpu_source: str = "rapl"
+    idle_engine_rate: float = 0.01
+    idle_host_rate: float = 0.05
+    with_estimated_shadow: bool = True  # an estimated duplicate that must be ignored
+    with_info: bool = True
+    instance: str = "synthhost"
+    windows: list[SynthWindow] = field(default_factory=list)
+    cursor_ms: int = 0
+    # (start_ms, end_ms) ranges where CPU samples are missing (a gap the advisor must report)
+    cpu_gaps: list[tuple[int, int]] = field(default_factory=list)
+    # times where the package counter restarts from zero
+    counter_resets_ms: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.start_ms -= self.start_ms % self.interval_ms
+        self.cursor_ms = self.start_ms
+
+    def idle(self, seconds: float) -> None:
+        self.cursor_ms += round(seconds * 1000 / self.interval_ms) * self.interval_ms
+
+    def add(self, seconds: float, **kw: Any) -> SynthWindow:
+        dur = round(seconds * 1000 / self.interval_ms) * self.interval_ms
+        kw.setdefault("gpu_w", self.idle_gpu_w if self.gpu else 0.0)
+        kw.setdefault("engine_rate", self.idle_engine_rate)
+        kw.setdefault("host_rate", self.idle_host_rate)
+        w = SynthWindow(start_ms=self.cursor_ms, end_ms=self.cursor_ms + dur, **kw)
+        self.windows.append(w)
+        self.cursor_ms += dur
+        return w
+
+    @property
+    def end_ms(self) -> int:
+        return self.cursor_ms
+
+    def manifest(self, run_id: str) -> dict[str, Any]:
+        ws = [w for w in self.windows if w.run_id == run_id]
+        return {
+            "schema_version": 1,
+            "run_id": run_id,
+            "status": "completed",
+            "started_ms": ws[0].start_ms,
+            "ended_ms": ws[-1].end_ms,
+            "host": {
+                "hostname": self.instance,
+                "cpu_model": "synthetic",
+                "cores": 2,
+                "kernel": "6.1",
+                "os": "Debian GNU/Linux 12",
+            },
+            "ffmpeg": {"path": "/usr/bin/ffmpeg", "version": "5.1", "configuration": ""},
+            "sample_interval_s": self.interval_ms / 1000.0,
+            "windows": [w.manifest_entry() for w in ws],
+        }
+
+    def write_manifests(self, directory: Path) -> list[Path]:
+        directory.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for run_id in dict.fromkeys(w.run_id for w in self.windows):
+            p = directory / f"{run_id}.json"
+            p.write_text(json.dumps(self.manifest(run_id), indent=1))
+            paths.append(p)
+        return paths
+
+    # -- series ----------------------------------------------------------------------------
+
+    def grid(self) -> npt.NDArray[np.int64]:
+        return np.arange(self.start_ms, self.end_ms + self.interval_ms, self.interval_ms)
+
+    def _rates(self) -> dict[str, npt.NDArray[np.float64]]:
+        t = self.grid()
+        n = t.size
+        cpu = np.full(n, self.idle_cpu_w)
+        gpu = np.full(n, self.idle_gpu_w)
+        eng = np.full(n, self.idle_engine_rate)
+        host = np.full(n, self.idle_host_rate)
+        for w in self.windows:
+            a = (w.start_ms - self.start_ms) // self.interval_ms
+            b = (w.end_ms - self.start_ms) // self.interval_ms
+            cpu[a:b] = w.cpu_w
+            gpu[a:b] = w.gpu_w
+            eng[a:b] = w.engine_rate
+            host[a:b] = w.host_rate
+        return {"cpu": cpu, "gpu": gpu, "engine": eng, "host": host}
+
+    def expected_energy(self, w: SynthWindow) -> float:
+        return w.total_w * w.duration_s
+
+    def series(
+        self,
+    ) -> list[tuple[str, dict[str, str], npt.NDArray[np.int64], npt.NDArray[np.float64]]]:
+        """Every series as (name, labels, timestamps ms, values)."""
+        t = self.grid()
+        dt = self.interval_ms / 1000.0
+        r = self._rates()
+
+        def counter(rate: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+            # value at t_k = integral of the piecewise-constant rate up to t_k
+            return np.concatenate(([0.0], np.cumsum(rate[:-1] * dt)))
+
+        def gauge(rate: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+            # like the clients: Δenergy/Δt over the interval that ends at the sample
+            return np.concatenate((rate[:1], rate[:-1]))
+
+        keep = np.ones(t.size, dtype=bool)
+        for a, b in self.cpu_gaps:
+            keep &= ~((t >= a) & (t < b))
+        out: list[tuple[str, dict[str, str], Any, Any]] = []
+        zones = {
+            "package": r["cpu"] * PACKAGE_SHARE,
+            "dram": r["cpu"] * (1 - PACKAGE_SHARE),
+            "core": r["cpu"] * PACKAGE_SHARE * CORE_SHARE_OF_PACKAGE,
+        }
+        for zone, rate in zones.items():
+            c = counter(rate)
+            if zone == "package":
+                for reset in self.counter_resets_ms:
+                    idx = np.searchsorted(t, reset)
+                    # restart happened half an interval before sample idx
+                    c[idx:] = c[idx:] - c[idx] + rate[idx - 1] * dt / 2
+            labels = {"zone": zone, "socket": "0", "source": self.cpu_source}
+            out.append(("cpu_energy_joules_total", labels, t[keep], c[keep]))
+            out.append(("cpu_power_watts", labels, t[keep], gauge(rate)[keep]))
+            if self.with_estimated_shadow and zone == "package" and self.cpu_source != "estimated":
+                est = {"zone": zone, "socket": "0", "source": "estimated"}
+                out.append(("cpu_energy_joules_total", est, t, counter(rate * 3 + 7)))
+        if self.gpu:
+            g = {"gpu": "0", "uuid": "GPU-synthetic-0", "name": "Synthetic GPU", "source": "nvml"}
+            out.append(("gpu_energy_joules_total", g, t, counter(r["gpu"])))
+            out.append(("gpu_power_watts", g, t, gauge(r["gpu"])))
+        out.append(
+            (
+                "docker_engine_cpu_seconds_total",
+                {"process": "dockerd"},
+                t,
+                counter(r["engine"] * 0.75),
+            )
+        )
+        out.append(
+            (
+                "docker_engine_cpu_seconds_total",
+                {"process": "containerd"},
+                t,
+                counter(r["engine"] * 0.25),
+            )
+        )
+        out.append(("host_cpu_seconds_total", {"mode": "user"}, t, counter(r["host"])))
+        out.append(("host_cpu_seconds_total", {"mode": "idle"}, t, counter(2.0 - r["host"])))
+        if self.with_info:
+            for w in self.windows:
+                tw = np.arange(w.start_ms, w.end_ms + 1, self.interval_ms)
+                info = {
+                    "run_id": w.run_id,
+                    "scenario": w.scenario,
+                    "phase": w.phase,
+                    "encoder": w.encoder,
+                    "preset": w.preset,
+                    "ladder": ladder_key(w.rungs),
+                    "streams": str(w.streams),
+                    "bitrate": w.bitrate or "none",
+                    "repeat": str(w.repeat),
+                }
+                # like the runner: 1 for the whole window, then one stale marker
+                out.append(
+                    (
+                        "ffmpeg_scenario_info",
+                        info,
+                        np.append(tw, tw[-1] + 1),
+                        np.append(np.ones(tw.size), STALE_NAN),
+                    )
+                )
+                if w.phase != "transcode":
+                    continue
+                for s in range(w.streams):
+                    for rung in w.rungs:
+                        lab = {
+                            "run_id": w.run_id,
+                            "scenario": w.scenario,
+                            "repeat": str(w.repeat),
+                            "stream": str(s),
+                            "output": rung.name,
+                        }
+                        out.append(
+                            (
+                                "ffmpeg_frames_total",
+                                lab,
+                                np.append(tw, tw[-1] + 1),
+                                np.append((tw - w.start_ms) / 1000.0 * w.fps, STALE_NAN),
+                            )
+                        )
+        return out
+
+    def push(self, write_url: str, slice_s: float = 60.0, session: Any = None) -> int:
+        """Remote-write everything in chronological slices (Prometheus only takes in-order
+        samples per series, and nothing older than ~1 h behind its newest sample)."""
+        enc = SeriesEncoder({"job": "synthetic", "instance": self.instance})
+        http = session or requests.Session()
+        series = [(enc.series(n, lab).key, t, v) for n, lab, t, v in self.series()]
+        step = int(slice_s * 1000)
+        sent = 0
+        for lo in range(self.start_ms, self.end_ms + self.interval_ms, step):
+            hi = lo + step
+            groups = []
+            for key, t, v in series:
+                a, b = np.searchsorted(t, [lo, hi])
+                if b > a:
+                    groups.append((key, list(zip(v[a:b].tolist(), t[a:b].tolist(), strict=True))))
+                    sent += int(b - a)
+            if not groups:
+                continue
+            resp = http.post(
+                write_url,
+                data=compress(enc.encode_grouped(groups)),
+                headers=PUSH_HEADERS,
+                timeout=60,
+            )
+            if resp.status_code // 100 != 2:
+                raise RuntimeError(f"remote write failed {resp.status_code}: {resp.text[:300]}")
+        return sent
+
+
+def ladder(*specs: tuple[int, int, str]) -> list[Rung]:
+    return [Rung(f"{h}p", w, h, br) for w, h, br in specs]
+
+
+def scaling_law_power(encoder: str, streams: int, pixels_per_s: float, bitrate_bps: float) -> float:
+    """The known law behind the prediction tests: idle + per-encoder cost per Mpixel/s +
+    a bitrate term per stream (W)."""
+    per_mpix = {"libx264": 0.9, "libx265": 1.6, "h264_nvenc": 0.25}.get(encoder, 1.0)
+    return 20.0 + per_mpix * pixels_per_s / 1e6 + 1.5 * streams * bitrate_bps / 1e6
+
+
+def iter_prediction_grid(
+    encoders: Sequence[str] = ("libx264", "libx265"),
+    streams: Sequence[int] = (1, 2, 3, 4, 6),
+    ladders: Sequence[list[Rung]] | None = None,
+) -> Iterator[tuple[str, int, list[Rung]]]:
+    lads = ladders or [ladder((1280, 720, "2M")), ladder((640, 360, "800k"))]
+    for enc in encoders:
+        for s in streams:
+            for lad in lads:
+                yield enc, s, lad
+
+
+def noisy(rng: np.random.Generator, value: float, rel_sd: float) -> float:
+    return float(value * (1.0 + rel_sd * rng.standard_normal()))
+
+
+PowerFn = Callable[[str, int, list[Rung], int], float]

@@ -1,0 +1,198 @@
+"""Shared fixtures: a synthetic experiment with closed-form answers, pushed by remote write
+into a real Prometheus and a real VictoriaMetrics (started once per session, stopped by PID)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _import_real_advisor() -> None:
+    """The component directory is also called ``advisor``: pytest (importlib mode, repo root on
+    sys.path) registers it as a namespace package ``advisor`` for ``advisor.tests.*``. Replace
+    that stand-in with the real package (advisor/advisor) before anything imports from it."""
+    mod = sys.modules.get("advisor")
+    if mod is not None and getattr(mod, "__file__", None) is None:
+        del sys.modules["advisor"]
+    importlib.import_module("advisor")
+
+
+_import_real_advisor()
+
+# The imports below must follow _import_real_advisor().
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from advisor.synthetic import (  # noqa: E402
+    Experiment,
+    SynthWindow,
+    ladder,
+    noisy,
+    scaling_law_power,
+)
+from base_monitoring_client.testing import (  # noqa: E402
+    PrometheusProcess,
+    ReceiverProcess,
+    VictoriaMetricsProcess,
+)
+
+L_SD = ladder((1280, 720, "2M"), (640, 360, "800k"))
+L_HD = ladder((1920, 1080, "4M"))
+GPU_IDLE_W = 10.0
+CPU_IDLE_W = 20.0
+
+
+@dataclass
+class World:
+    main: Experiment
+    est: Experiment
+    manifests: dict[str, Path]
+    gap_window: SynthWindow
+    reset_window: SynthWindow
+
+    def windows(self, run_id: str, phase: str = "transcode") -> list[SynthWindow]:
+        return [
+            w
+            for w in self.main.windows + self.est.windows
+            if w.run_id == run_id and w.phase == phase
+        ]
+
+
+def build_world(tmp: Path) -> World:
+    now_ms = int(time.time() * 1000)
+    # Everything within the last ~50 minutes: Prometheus takes it into its head block.
+    exp = Experiment(
+        start_ms=now_ms - 45 * 60_000, gpu=True, idle_gpu_w=GPU_IDLE_W, idle_cpu_w=CPU_IDLE_W
+    )
+    exp.idle(2)
+    gap_w = reset_w = None
+    # Run "rank": ladder SD, fast clearly beats slow; ladder HD, a ~ b (not significant).
+    plan = [
+        ("fast", L_SD, [100.0, 101.0, 99.0]),
+        ("slow", L_SD, [120.0, 121.0, 119.0]),
+        ("hd-a", L_HD, [200.0, 210.0, 190.0]),
+        ("hd-b", L_HD, [201.0, 211.0, 191.0]),
+    ]
+    for name, lad, powers in plan:
+        for rep, p in enumerate(powers):
+            exp.add(
+                5,
+                run_id="rank",
+                scenario=name,
+                phase="baseline",
+                repeat=rep,
+                cpu_w=CPU_IDLE_W,
+                rungs=lad,
+            )
+            exp.idle(1)
+            w = exp.add(
+                10,
+                run_id="rank",
+                scenario=name,
+                phase="transcode",
+                repeat=rep,
+                cpu_w=p,
+                gpu_w=30.0,
+                rungs=lad,
+                engine_rate=0.2,
+                host_rate=1.0,
+            )
+            if name == "fast" and rep == 1:
+                exp.counter_resets_ms.append(w.start_ms + 4000 + 50)
+                reset_w = w
+            exp.idle(1)
+    # A failed repeat (reported, not ranked) and a repeat whose CPU data has a gap.
+    exp.add(
+        10,
+        run_id="rank",
+        scenario="hd-b",
+        phase="transcode",
+        repeat=3,
+        cpu_w=500.0,
+        gpu_w=30.0,
+        rungs=L_HD,
+        status="failed",
+    )
+    exp.idle(1)
+    gap_w = exp.add(
+        10,
+        run_id="rank",
+        scenario="hd-a",
+        phase="transcode",
+        repeat=3,
+        cpu_w=205.0,
+        gpu_w=30.0,
+        rungs=L_HD,
+    )
+    exp.cpu_gaps.append((gap_w.start_ms + 3000, gap_w.start_ms + 8000))
+    exp.idle(2)
+    # Run "law": the scaling law with 5 % noise, for prediction.
+    rng = np.random.default_rng(7)
+    for enc in ("libx264", "libx265"):
+        for s in (1, 2, 3, 4, 6):
+            for lad in (ladder((1280, 720, "2M")), ladder((640, 360, "800k"))):
+                px = s * sum(r.pixels for r in lad) * 30
+                br = 2e6 if lad[0].height == 720 else 8e5
+                for rep in range(3):
+                    p = noisy(rng, scaling_law_power(enc, s, px, br), 0.05)
+                    exp.add(
+                        4,
+                        run_id="law",
+                        scenario=f"{enc}-{s}x-{lad[0].height}p",
+                        phase="transcode",
+                        repeat=rep,
+                        cpu_w=p - GPU_IDLE_W,
+                        gpu_w=GPU_IDLE_W,
+                        rungs=lad,
+                        encoder=enc,
+                        preset="medium",
+                        streams=s,
+                    )
+                    exp.idle(0.5)
+    # Another host whose CPU power is only an estimate (VM without RAPL).
+    est = Experiment(
+        start_ms=now_ms - 44 * 60_000, instance="esthost", cpu_source="estimated", with_info=False
+    )
+    for rep in range(2):
+        est.add(
+            6,
+            run_id="est",
+            scenario="vm-x264",
+            phase="transcode",
+            repeat=rep,
+            cpu_w=55.0,
+            rungs=L_SD,
+        )
+        est.idle(1)
+    paths = exp.write_manifests(tmp / "results") + est.write_manifests(tmp / "results")
+    assert exp.end_ms < now_ms - 60_000, "synthetic data must end in the past"
+    assert gap_w is not None and reset_w is not None
+    return World(exp, est, {p.stem: p for p in paths}, gap_w, reset_w)
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    return build_world(tmp_path_factory.mktemp("advisor-world"))
+
+
+def _start(kind: str, workdir: Path, world: World) -> Iterator[ReceiverProcess]:
+    cls = PrometheusProcess if kind == "prometheus" else VictoriaMetricsProcess
+    recv = cls(workdir)
+    recv.start()
+    try:
+        world.main.push(recv.write_url)
+        world.est.push(recv.write_url)
+        recv.flush()
+        yield recv
+    finally:
+        recv.stop()
+
+
+@pytest.fixture(scope="session", params=["prometheus", "victoria-metrics"])
+def receiver(
+    request: pytest.FixtureRequest, world: World, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ReceiverProcess]:
+    yield from _start(request.param, tmp_path_factory.mktemp(request.param), world)

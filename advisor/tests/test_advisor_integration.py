@@ -1,0 +1,283 @@
+"""End to end against real receivers: the report's numbers equal the closed-form answers."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from advisor.cli import main
+from advisor.recommender import AdvisorReport
+from advisor.synthetic import SynthWindow
+from base_monitoring_client.testing import ReceiverProcess
+
+from advisor import TranscodingRecommender
+
+from .conftest import CPU_IDLE_W, GPU_IDLE_W, World
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+_cache: dict[tuple[str, ...], tuple[AdvisorReport, int]] = {}
+
+
+def analyse(
+    receiver: ReceiverProcess, world: World, run: str, **kw: Any
+) -> tuple[AdvisorReport, int]:
+    key = (receiver.base_url, run, *(f"{k}={v}" for k, v in sorted(kw.items())))
+    if key not in _cache:
+        since = kw.pop("since_s", None)
+        rec = TranscodingRecommender(receiver.base_url, **kw)
+        if since:
+            windows = rec.load_windows(since_s=since, run_id=run)
+        else:
+            windows = rec.load_windows([world.manifests[run]])
+        _cache[key] = (rec.analyze(windows), rec.api.query_count)
+    return _cache[key]
+
+
+def row(rep: AdvisorReport, w: SynthWindow) -> pd.Series:
+    df = rep.windows
+    hit = df[(df["scenario"] == w.scenario) & (df["repeat"] == w.repeat) & (df["phase"] == w.phase)]
+    assert len(hit) == 1, f"{w.scenario}/{w.repeat}"
+    return hit.iloc[0]
+
+
+def test_window_energy_power_and_net_energy_match_closed_form(
+    receiver: ReceiverProcess, world: World
+) -> None:
+    rep, queries = analyse(receiver, world, "rank")
+    assert queries == 1  # one raw query for every window of the run
+    checked = 0
+    for w in world.windows("rank"):
+        if w.status != "ok" or w is world.gap_window:
+            continue
+        r = row(rep, w)
+        assert r["status"] == "ok"
+        tol = 1e-2 if w is world.reset_window else 1e-6
+        assert r["energy_j"] == pytest.approx(w.total_w * w.duration_s, rel=tol)
+        assert r["cpu_power_w"] == pytest.approx(w.cpu_w, rel=tol)
+        assert r["gpu_power_w"] == pytest.approx(w.gpu_w, rel=1e-6)
+        assert r["baseline_power_w"] == pytest.approx(CPU_IDLE_W + GPU_IDLE_W, rel=1e-6)
+        net = (w.total_w - CPU_IDLE_W - GPU_IDLE_W) * w.duration_s
+        assert r["net_energy_j"] == pytest.approx(net, rel=tol)
+        assert r["pixels_per_joule"] == pytest.approx(
+            w.output_pixels / (w.total_w * w.duration_s), rel=tol
+        )
+        # docker engine: 0.2 CPU-s/s of a host busy 1.0 CPU-s/s
+        assert r["engine_cpu_s"] == pytest.approx(0.2 * w.duration_s, rel=1e-6)
+        assert r["engine_cpu_share"] == pytest.approx(0.2, rel=1e-6)
+        checked += 1
+    assert checked == 12
+
+
+def test_core_zone_and_estimated_shadow_are_not_added(
+    receiver: ReceiverProcess, world: World
+) -> None:
+    rep, _ = analyse(receiver, world, "rank")
+    sources = {(s["domain"], s["entity"]): s for s in rep.meta["power_sources"]}
+    assert sources[("cpu", "core/0")]["added_to_total"] is False
+    assert sources[("cpu", "package/0")]["source"] == "rapl"
+    assert sources[("cpu", "dram/0")]["added_to_total"] is True
+    assert "estimated" not in {s["source"] for s in rep.meta["power_sources"]}
+    assert all("rapl" in s and "nvml" in s for s in rep.windows["power_source"])
+
+
+def test_missing_and_failed_windows_are_reported_not_zero(
+    receiver: ReceiverProcess, world: World
+) -> None:
+    rep, _ = analyse(receiver, world, "rank")
+    gap = row(rep, world.gap_window)
+    assert gap["status"] == "missing"
+    assert pd.isna(gap["energy_j"])
+    assert "gap" in gap["problem"]
+    failed = rep.windows[(rep.windows["scenario"] == "hd-b") & (rep.windows["repeat"] == 3)]
+    assert failed.iloc[0]["status"] == "failed"
+    sc = rep.scenarios.set_index("scenario")
+    assert sc.loc["hd-a", "n_ok"] == 3 and sc.loc["hd-a", "n_missing"] == 1
+    assert sc.loc["hd-b", "n_ok"] == 3 and sc.loc["hd-b", "n_failed"] == 1
+    assert any("hd-a/transcode/3" in w and "missing" in w for w in rep.warnings)
+
+
+def test_ranking_within_ladders_and_welch_verdicts(receiver: ReceiverProcess, world: World) -> None:
+    rep, _ = analyse(receiver, world, "rank")
+    ladders = {lad.ladder: lad for lad in rep.ladders}
+    sd = ladders["1280x720@2M+640x360@800k"]
+    hd = ladders["1920x1080@4M"]
+    assert sd.ranking == ["fast", "slow"]
+    assert sd.test is not None and sd.test["significant"] is True
+    assert "significantly better" in sd.test["verdict"]
+    assert hd.ranking == ["hd-a", "hd-b"]
+    assert hd.test is not None and hd.test["significant"] is False
+    assert "NOT significant" in hd.test["verdict"]
+    assert rep.best_overall is not None
+    sd_ppj = (1280 * 720 + 640 * 360) * 300 / 1300.0
+    hd_ppj = 1920 * 1080 * 300 / 2300.0
+    assert rep.best_overall["scenario"] == ("fast" if sd_ppj > hd_ppj else "hd-a")
+    summary = rep.summary
+    assert "significantly better" in summary and "NOT significant" in summary
+
+
+def test_only_estimated_power_needs_allow_estimated(
+    receiver: ReceiverProcess, world: World
+) -> None:
+    rep, _ = analyse(receiver, world, "est")
+    assert (rep.windows["status"] == "missing").all()
+    assert rep.windows["problem"].str.contains("--allow-estimated").all()
+    rep2, _ = analyse(receiver, world, "est", allow_estimated=True)
+    assert (rep2.windows["status"] == "ok").all()
+    assert rep2.windows["mean_power_w"].to_list() == pytest.approx([55.0, 55.0], rel=1e-6)
+    assert all("estimated" in s for s in rep2.windows["power_source"])
+
+
+@pytest.mark.parametrize("mode", [{"query_mode": "range"}, {"since_s": 3600.0}])
+def test_range_mode_and_discovery_agree_with_manifest(
+    receiver: ReceiverProcess, world: World, mode: dict[str, Any]
+) -> None:
+    ref, _ = analyse(receiver, world, "rank")
+    other, queries = analyse(receiver, world, "rank", **mode)
+    assert queries <= 10
+    cols = ["scenario", "n_ok", "mean_power_w_mean", "net_energy_j_mean"]
+    a = ref.scenarios[cols].sort_values("scenario").reset_index(drop=True)
+    b = other.scenarios[cols].sort_values("scenario").reset_index(drop=True)
+    if "since_s" in mode:  # discovered windows end at the last info sample
+        a = a[a["scenario"] != "hd-b"].reset_index(drop=True)  # failed window unknown to labels
+        b = b[b["scenario"] != "hd-b"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b, rtol=0.02)
+
+
+def test_prediction_recovers_the_scaling_law(receiver: ReceiverProcess, world: World) -> None:
+    rep, queries = analyse(receiver, world, "law")
+    assert queries == 1  # 60 windows, still one query
+    block = rep.prediction["power"]
+    assert block["status"] == "ok"
+    assert block["heldout_mape_pct"] < 8.0
+    preds = block["predictions"]
+    assert sorted(set(preds["streams"])) == [1, 2, 4, 8, 12]
+    assert (preds["lower"] < preds["predicted"]).all() and (
+        preds["predicted"] < preds["upper"]
+    ).all()
+    mvp = block["measured_vs_predicted"]
+    assert len(mvp) == 20 and mvp["within_interval"].mean() >= 0.7
+
+
+def test_cli_formats_and_saved_model(
+    receiver: ReceiverProcess, world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = receiver.base_url
+    law = str(world.manifests["law"])
+    assert (
+        main(
+            [
+                "report",
+                "--prometheus-url",
+                url,
+                "--results",
+                law,
+                "--format",
+                "json",
+                "--output",
+                str(tmp_path / "r.json"),
+                "--save-model",
+                str(tmp_path / "m"),
+            ]
+        )
+        == 0
+    )
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["schema_version"] == 1 and doc["meta"]["queries"] == 1
+    assert {"meta", "ladders", "scenarios", "windows", "prediction", "summary"} <= set(doc)
+    assert (
+        main(
+            [
+                "report",
+                "--prometheus-url",
+                url,
+                "--results",
+                law,
+                "--format",
+                "html",
+                "--output",
+                str(tmp_path / "r.html"),
+            ]
+        )
+        == 0
+    )
+    page = (tmp_path / "r.html").read_text()
+    imgs = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)
+    assert len(imgs) == 4 and all(base64.b64decode(i)[:4] == b"\x89PNG" for i in imgs)
+    assert "http" not in page.replace(url, "").split("<body>")[1].split("receiver:")[0]
+    assert main(["report", "--prometheus-url", url, "--results", law, "--format", "csv"]) == 0
+    csv = capsys.readouterr().out
+    assert csv.splitlines()[0].startswith("scenario,ladder,") and len(csv.splitlines()) == 21
+    assert (
+        main(
+            [
+                "report",
+                "--prometheus-url",
+                url,
+                "--results",
+                law,
+                "--format",
+                "markdown",
+                "--no-predict",
+            ]
+        )
+        == 0
+    )
+    assert "| rank | scenario |" in capsys.readouterr().out
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(tmp_path / "m"),
+                "--streams",
+                "1,2,4,8,12",
+                "--resolution",
+                "1280x720",
+                "--fps",
+                "30",
+                "--bitrate",
+                "2M",
+                "--encoder",
+                "libx264",
+                "--preset",
+                "medium",
+                "--format",
+                "json",
+            ]
+        )
+        == 0
+    )
+    out = json.loads(capsys.readouterr().out)
+    got = [p["predicted"] for p in out["predictions"]]
+    assert got == sorted(got)  # more streams, more power
+    from advisor.synthetic import scaling_law_power
+
+    truth = scaling_law_power("libx264", 2, 2 * 1280 * 720 * 30, 2e6)
+    assert got[1] == pytest.approx(truth, rel=0.1)
+
+
+def test_cli_errors_name_the_fix(
+    receiver: ReceiverProcess, world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert main(["report", "--prometheus-url", receiver.base_url]) == 2
+    assert "--results" in caplog.text
+    assert (
+        main(
+            [
+                "report",
+                "--prometheus-url",
+                "http://127.0.0.1:1",
+                "--results",
+                str(world.manifests["rank"]),
+            ]
+        )
+        == 1
+    )
+    assert "cannot reach" in caplog.text
+    assert main(["report", "--prometheus-url", receiver.base_url, "--since", "soon"]) == 2
