@@ -1,0 +1,70 @@
+"""Property checks aimed at the fixed-width batch path of SeriesEncoder (realistic same-width
+ms timestamps, zeros, shared and separate-but-equal label dicts, mutated dicts, chunk sizes)."""
+
+from __future__ import annotations
+
+from base_monitoring_client.encoder import SeriesEncoder, encode_with_protobuf
+from base_monitoring_client.sample import STALE_NAN, Sample
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+values = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from(
+    [0.0, -0.0, STALE_NAN, 0, 1]
+)
+# same varint width mostly (realistic ms), sometimes other widths
+stamps = st.integers(1_700_000_000_000, 1_800_000_000_000) | st.integers(1, 300) | st.just(0)
+label_sets = st.lists(
+    st.dictionaries(
+        st.sampled_from(["a", "b", "zone", "gpu"]), st.sampled_from(["", "x", "y", "é"]), max_size=3
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    label_sets,
+    st.lists(
+        st.tuples(st.integers(0, 5), st.sampled_from(["m", "n"]), values, stamps, st.booleans()),
+        max_size=60,
+    ),
+    st.booleans(),
+)
+def test_fast_path_identical(dicts, picks, uniform):
+    batch = []
+    base = 1_795_427_169_904
+    for i, name, v, ts, fresh in picks:
+        labels = dicts[i % len(dicts)]
+        if fresh:
+            labels = dict(labels)  # equal labels in a distinct dict
+        batch.append(Sample(name, labels, v, base + i if uniform else ts))
+    enc = SeriesEncoder({"job": "j"})
+    assert enc.encode(batch) == encode_with_protobuf(batch, {"job": "j"})
+    assert enc.encode(batch) == encode_with_protobuf(batch, {"job": "j"})  # warm caches
+    groups = {}
+    for s in batch:
+        groups.setdefault(enc.series(s.name, s.labels).key, []).append((s.value, s.timestamp_ms))
+    assert enc.encode_grouped(list(groups.items())) == encode_with_protobuf(batch, {"job": "j"})
+
+
+def test_mutated_label_dict_is_noticed():
+    labels = {"zone": "a"}
+    enc = SeriesEncoder()
+    s1 = [Sample("m", labels, 1.0, 1_795_427_169_904)]
+    assert enc.encode(s1) == encode_with_protobuf(s1)
+    labels["zone"] = "b"
+    s2 = [Sample("m", labels, 1.0, 1_795_427_170_004)]
+    assert enc.encode(s2) == encode_with_protobuf(s2)
+    assert enc.series("m", labels).pairs == (("__name__", "m"), ("zone", "b"))
+
+
+def test_big_batches_all_chunk_sizes():
+    enc = SeriesEncoder({"job": "j"})
+    labels = [{"s": str(i)} for i in range(7)]
+    for n in (1, 2, 3, 1023, 1024, 1025, 2000, 2047, 3001):
+        batch = [
+            Sample("m", labels[i % 7], float(i % 5) - 1.0, 1_795_427_169_904 + i // 7)
+            for i in range(n)
+        ]
+        assert enc.encode(batch) == encode_with_protobuf(batch, {"job": "j"})
