@@ -116,14 +116,15 @@ class Pipeline:
                     )
             try:
                 self.client.setup()
+                if self.config.health_port:
+                    self._health = HealthServer(
+                        self.config.health_address, self.config.health_port, self
+                    )
+                    self._health.start()
             except BaseException:
+                self._stopped = True
                 self._close_resources()
                 raise
-            if self.config.health_port:
-                self._health = HealthServer(
-                    self.config.health_address, self.config.health_port, self
-                )
-                self._health.start()
             stages = [
                 ("processor", self._run_processor),
                 ("batcher", self._run_batcher),
@@ -146,7 +147,7 @@ class Pipeline:
     def stop(self, timeout: float | None = None) -> None:
         """Stop sampling, send what is pending within SHUTDOWN_TIMEOUT_S, spool the rest."""
         with self._lifecycle:
-            if self._stopped or not self._started:
+            if self._stopped or not self._threads:
                 self._stopped = True
                 return
             self._stopped = True
@@ -164,12 +165,15 @@ class Pipeline:
             self._draining.set()
             self._cond.notify_all()
         remaining = max(0.0, self._drain_deadline - self.clock.monotonic())
-        by_name["sender"].join(remaining + 1.0)
+        by_name["sender"].join(remaining)
         if by_name["sender"].is_alive():
+            # Budget spent: a request may still hang in the socket (requests cannot be cut
+            # short from another thread). Its batch is spooled with the rest; should the
+            # receiver still accept it later, Prometheus ignores the identical duplicate.
             self._give_up.set()
             with self._cond:
                 self._cond.notify_all()
-            by_name["sender"].join(self.config.remote_write_timeout_s + 1.0)
+            by_name["sender"].join(0.2)
         self._spool_leftovers()
         self._close_resources()
         log.info(
@@ -230,6 +234,10 @@ class Pipeline:
         if not batch:
             return
         self.metrics.inc("monitoring_client_samples_collected_total", len(batch))
+        if self._stopped or not self._started:
+            self._drop("shutdown", len(batch))
+            self._log_once("push:stopped", "push() on a pipeline that is not running: dropped")
+            return
         try:
             self._ticks.put((batch, False), timeout=timeout)
         except queue.Full:
