@@ -64,7 +64,8 @@ export REMOTE_WRITE_URL="$prom_url/api/v1/write" PUSH_INTERVAL_S="$push_interval
 pids+=($!)
 echo "demo: cpu-rapl-client started (falls back to a CPU-time estimate where RAPL is unreadable)"
 
-docker_sock=${DOCKER_HOST#unix://}
+docker_sock=${DOCKER_HOST:-}
+docker_sock=${docker_sock#unix://}
 docker_sock=${docker_sock:-/var/run/docker.sock}
 if [ -S "$docker_sock" ]; then
   "$bin/docker-overhead-client" >"$demo/logs/docker-overhead-client.log" 2>&1 &
