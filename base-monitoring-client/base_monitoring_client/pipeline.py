@@ -168,8 +168,9 @@ class Pipeline:
         by_name["sender"].join(remaining)
         if by_name["sender"].is_alive():
             # Budget spent: a request may still hang in the socket (requests cannot be cut
-            # short from another thread). Its batch is spooled with the rest; should the
-            # receiver still accept it later, Prometheus ignores the identical duplicate.
+            # short from another thread). Its batch is spooled with the rest. Should the
+            # receiver still store it, the replay is a duplicate: Prometheus then answers 400
+            # (counted as "rejected") unless out-of-order ingestion is on, where it is ignored.
             self._give_up.set()
             with self._cond:
                 self._cond.notify_all()
@@ -234,14 +235,17 @@ class Pipeline:
         if not batch:
             return
         self.metrics.inc("monitoring_client_samples_collected_total", len(batch))
-        if self._stopped or not self._started:
-            self._drop("shutdown", len(batch))
-            self._log_once("push:stopped", "push() on a pipeline that is not running: dropped")
-            return
-        try:
-            self._ticks.put((batch, False), timeout=timeout)
-        except queue.Full:
-            self._drop("processor_queue_full", len(batch))
+        # Under the life-cycle lock: a push either lands before stop() queues its end marker
+        # (and is sent), or sees the pipeline stopped (and is counted), never neither.
+        with self._lifecycle:
+            if self._stopped or not self._started:
+                self._drop("shutdown", len(batch))
+                self._log_once("push:stopped", "push() on a pipeline that is not running: dropped")
+                return
+            try:
+                self._ticks.put((batch, False), timeout=timeout)
+            except queue.Full:
+                self._drop("processor_queue_full", len(batch))
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Block until everything pushed or collected so far is sent (or spooled/dropped)."""

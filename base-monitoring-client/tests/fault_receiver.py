@@ -8,10 +8,12 @@ and every sample it accepted. Tests script how the next requests are answered:
     rx.respond(429, headers={"Retry-After": "1"})  # rate limited once
     rx.respond(400, body="out of bounds")          # rejected once
     rx.hang(5.0)                                   # read the request, answer nothing for 5 s
-    rx.go_down(); ...; rx.come_up()                # refuse connections, then re-bind the port
+    rx.go_down(); ...; rx.come_up()                # refuse connections, then listen again
 
-Unscripted requests get 204 and their samples are accepted. Everything runs on the
-receiver's own named thread; ``stop()`` (or leaving the ``with`` block) ends it.
+Unscripted requests get 204 and their samples are accepted. The port is owned from
+construction to ``stop()`` (bound but not listening while down: connections are refused and
+no other process can take it). Serving runs on the receiver's own named thread; ``stop()``
+(or leaving the ``with`` block) ends it within a bounded time.
 
 ``ClientProcess`` runs ``python -m base_monitoring_client`` (the synthetic collector) as a
 real process for signal, spool and outage tests.
@@ -36,7 +38,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from base_monitoring_client.encoder import decode
-from base_monitoring_client.testing import free_port, wait_until
+from base_monitoring_client.testing import wait_until
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -91,6 +93,25 @@ class RequestRecord:
         return self.status is not None and 200 <= self.status < 300
 
 
+def reserve_port(port: int = 0, timeout: float = 10.0) -> socket.socket:
+    """A socket bound to 127.0.0.1:port but not listening: connecting to it is refused.
+
+    Retries briefly while the port is still in use (e.g. by a server that is shutting down).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+            return sock
+        except OSError:
+            sock.close()
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -134,7 +155,11 @@ class FaultReceiver:
     """A remote-write receiver on a loopback port whose answers a test scripts."""
 
     def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
+        # Own the port from the start: until come_up() connections are refused, and no other
+        # process (or a client's own outgoing connection) can take it.
+        self._placeholder: socket.socket | None = reserve_port(port or 0)
+        self.port: int = self._placeholder.getsockname()[1]
+        self._stopping = threading.Event()
         self._lock = threading.RLock()  # predicates of wait_for may read records
         self._changed = threading.Condition(self._lock)
         self._script: deque[Action] = deque()
@@ -158,49 +183,62 @@ class FaultReceiver:
         self.come_up()
         return self
 
-    def come_up(self, timeout: float = 10.0) -> None:
-        """Bind the (same) port again and serve; retries briefly while the port is busy."""
+    def come_up(self) -> None:
+        """Listen on the reserved port (the same one every time) and serve."""
         if self._server is not None:
             return
         self._release.clear()
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                server = _Server(("127.0.0.1", self.port), _Handler)
-                break
-            except OSError:
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.05)
+        self._stopping.clear()
+        sock, self._placeholder = self._placeholder, None
+        if sock is None:
+            sock = reserve_port(self.port)
+        # Listen on the socket that already owns the port: no window for anyone else.
+        server = _Server(("127.0.0.1", self.port), _Handler, bind_and_activate=False)
+        server.socket.close()
+        server.socket = sock
+        server.server_address = sock.getsockname()
+        server.server_name, server.server_port = "127.0.0.1", self.port
+        server.server_activate()
+        server.timeout = 0.05
         server.receiver = self
         self._server = server
         self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"fault-receiver-{self.port}",
-            daemon=True,
+            target=self._serve, args=(server,), name=f"fault-receiver-{self.port}", daemon=True
         )
         self._thread.start()
 
+    def _serve(self, server: _Server) -> None:
+        # handle_request() returns after server.timeout: stopping never waits on a stuck loop.
+        while not self._stopping.is_set():
+            server.handle_request()
+
     def go_down(self) -> None:
-        """Close the listening socket and every open connection: clients get refused/reset."""
+        """Close the listening socket and every open connection: clients get refused/reset.
+
+        The port stays reserved (bound, not listening), so nothing else takes it meanwhile.
+        """
         server, self._server = self._server, None
         if server is None:
             return
         self._release.set()
-        server.shutdown()
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
         server.server_close()
         with self._lock:
             connections = list(self._connections)
         for conn in connections:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        self._placeholder = reserve_port(self.port)
 
     def stop(self) -> None:
+        """Stop serving and give the port back."""
         self.go_down()
+        sock, self._placeholder = self._placeholder, None
+        if sock is not None:
+            sock.close()
 
     def __enter__(self) -> Self:
         return self.start()

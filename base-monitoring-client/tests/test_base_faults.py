@@ -27,8 +27,11 @@ from base_monitoring_client.pipeline import Pipeline
 from base_monitoring_client.sample import Sample
 from base_monitoring_client.spool import Spool
 from base_monitoring_client.synthetic import SyntheticClient
-from base_monitoring_client.testing import free_port, wait_until
+from base_monitoring_client.testing import wait_until
 from fault_receiver import ClientProcess, FaultReceiver, Point, RequestRecord
+
+# Each test takes seconds; a hang fails fast with a stack dump instead of stalling the run.
+pytestmark = pytest.mark.timeout(90)
 
 METRIC = "synthetic_power_watts"
 COLLECTED = "monitoring_client_samples_collected_total"
@@ -154,6 +157,11 @@ def test_503_burst_is_retried_and_every_sample_arrives_once_in_order(
 
     records = rx.records
     assert statuses(records)[:6] == [503] * 6
+    headers = records[0].headers
+    assert headers["Content-Encoding"] == "snappy"
+    assert headers["Content-Type"] == "application/x-protobuf"
+    assert headers["X-Prometheus-Remote-Write-Version"] == "0.1.0"
+    assert headers["User-Agent"].startswith("wattpush/")
     # Each 503 is followed by the same batch again: retried, not re-batched or reordered.
     for first, again in itertools.pairwise(records[:7]):
         assert again.points == first.points
@@ -390,6 +398,7 @@ def client_env(url: str, **extra: str) -> dict[str, str]:
         "MIN_BACKOFF_S": "0.01",
         "MAX_BACKOFF_S": "0.2",
         "SHUTDOWN_TIMEOUT_S": "5",
+        "REMOTE_WRITE_TIMEOUT_S": "3",
         "INSTANCE": "fault-proc",
         "HEALTH_PORT": "0",
         "LOG_LEVEL": "info",
@@ -448,8 +457,7 @@ def test_shutdown_with_receiver_down_spools_and_next_process_replays_in_order(
     processes: list[ClientProcess], tmp_path: Path
 ) -> None:
     spool = tmp_path / "spool"
-    port = free_port()
-    rx = FaultReceiver(port)  # not up yet: connections are refused
+    rx = FaultReceiver()  # port reserved, not listening yet: connections are refused
     env = client_env(rx.url, SPOOL_DIR=str(spool), SHUTDOWN_TIMEOUT_S="0.5")
     try:
         first = ClientProcess(env, tmp_path / "first.log")

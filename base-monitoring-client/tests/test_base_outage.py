@@ -11,6 +11,7 @@ import itertools
 import json
 import os
 import re
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 from base_monitoring_client.synthetic import SyntheticClient
 from base_monitoring_client.testing import PrometheusProcess, wait_until
-from fault_receiver import ClientProcess
+from fault_receiver import ClientProcess, reserve_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -102,6 +103,7 @@ def test_outage_with_client_restart_loses_nothing_duplicates_nothing_keeps_order
         "HEALTH_PORT": "0",
         "LOG_LEVEL": "info",
     }
+    placeholder: socket.socket | None = None
     try:
         prom.start()
         first = ClientProcess(env, tmp_path / "first.log", series=SERIES)
@@ -111,6 +113,9 @@ def test_outage_with_client_restart_loses_nothing_duplicates_nothing_keeps_order
         wait(3.0)
 
         prom.stop()  # SIGTERM; the data directory stays
+        # Hold the port (bound, not listening: the client is refused) so that nothing else
+        # takes it during the outage.
+        placeholder = reserve_port(prom.port)
         down_at = time.monotonic()
         down_wall = time.time()
         wait(OUTAGE_S / 2)
@@ -125,6 +130,7 @@ def test_outage_with_client_restart_loses_nothing_duplicates_nothing_keeps_order
         second.wait_running()
         wait(down_at + OUTAGE_S - time.monotonic())
 
+        placeholder.close()
         prom.start()  # same port, same data directory
         up_wall = time.time()
         assert wait_until(lambda: not list(spool.glob("*.seg")), timeout=120, interval=0.5), (
@@ -149,6 +155,8 @@ def test_outage_with_client_restart_loses_nothing_duplicates_nothing_keeps_order
         for p in processes:
             p.kill()
         prom.stop()
+        if placeholder is not None:
+            placeholder.close()
 
     # -- every series, every tick, once, in order, right value --------------------------------
     assert len(found) == SERIES
