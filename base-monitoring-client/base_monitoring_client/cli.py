@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import threading
@@ -14,7 +13,7 @@ from typing import Any
 
 from . import __version__
 from .client import MonitoringClient
-from .config import BASE_SETTINGS, ClientConfig, Setting, add_setting_flags, load_config
+from .config import BASE_SETTINGS, ClientConfig, Setting, add_setting_flags, config_from_args
 from .errors import ConfigError, MonitoringClientError
 from .logutil import configure_logging
 from .pipeline import Pipeline
@@ -59,17 +58,15 @@ def run_client_main(
     """Parse, build the client, run the pipeline until SIGTERM/SIGINT; return the exit code."""
     parser = build_parser(prog, description, settings, add_arguments)
     args = parser.parse_args(argv)
-    raw = vars(args)
     all_settings = list(BASE_SETTINGS) + list(settings)
-    flags = {s.dest: raw.get(s.dest) for s in all_settings}
-    env = os.environ if env is None else env
     try:
-        config, values = load_config(all_settings, env, flags)
+        config, values = config_from_args(args, all_settings, env)
     except ConfigError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return exc.exit_code
     configure_logging(config.log_level, config.log_format, prog)
-    extras = {k: v for k, v in raw.items() if k not in flags}
+    setting_names = {s.dest for s in all_settings}
+    extras = {k: v for k, v in vars(args).items() if k not in setting_names}
     try:
         client = factory(config, {**values, **extras})
     except ConfigError as exc:

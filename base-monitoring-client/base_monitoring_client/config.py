@@ -409,3 +409,14 @@ def load_config(
     if problems:
         raise ConfigError(problems)
     return config, values
+
+
+def config_from_args(
+    args: argparse.Namespace,
+    settings: Sequence[Setting],
+    env: Mapping[str, str] | None = None,
+) -> tuple[ClientConfig, dict[str, Any]]:
+    """load_config() for a parser built with add_setting_flags(): the flags given win."""
+    raw = vars(args)
+    flags = {s.dest: raw.get(s.dest) for s in settings}
+    return load_config(settings, env, flags)

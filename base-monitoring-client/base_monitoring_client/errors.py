@@ -9,20 +9,27 @@ class MonitoringClientError(Exception):
     exit_code = 1
 
 
-class ConfigError(MonitoringClientError):
-    """Invalid configuration. The message names the setting, the bad value and the fix."""
+class ProblemsError(MonitoringClientError):
+    """An error that lists every problem found at once (each naming the setting and the fix)."""
 
     exit_code = 2
+    noun = "problems"
 
     def __init__(self, problems: list[str] | str) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         if len(self.problems) == 1:
             text = self.problems[0]
         else:
-            text = f"{len(self.problems)} configuration problems:\n" + "\n".join(
+            text = f"{len(self.problems)} {self.noun}:\n" + "\n".join(
                 f"  - {p}" for p in self.problems
             )
         super().__init__(text)
+
+
+class ConfigError(ProblemsError):
+    """Invalid configuration. The message names the setting, the bad value and the fix."""
+
+    noun = "configuration problems"
 
 
 class DeviceUnavailableError(MonitoringClientError):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import re
 import shlex
 import signal
@@ -22,12 +21,11 @@ from base_monitoring_client import (
     InvalidValue,
     MonitoringClientError,
     Setting,
-    load_config,
     parse_float,
     parse_path,
     parse_str,
 )
-from base_monitoring_client.config import add_setting_flags
+from base_monitoring_client.config import add_setting_flags, config_from_args
 from base_monitoring_client.logutil import configure_logging
 from base_monitoring_client.pipeline import Pipeline
 
@@ -257,11 +255,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     parser = build_parser()
     args = parser.parse_args(argv)
     all_settings = list(BASE_SETTINGS) + list(RUNNER_SETTINGS)
-    raw = vars(args)
-    flags = {s.dest: raw.get(s.dest) for s in all_settings}
-    env = os.environ if env is None else env
     try:
-        config, values = load_config(all_settings, env, flags)
+        config, values = config_from_args(args, all_settings, env)
     except ConfigError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from base_monitoring_client import MonitoringClientError
+from base_monitoring_client.errors import ProblemsError
 
 
 class RunnerError(MonitoringClientError):
@@ -11,20 +12,11 @@ class RunnerError(MonitoringClientError):
     exit_code = 1
 
 
-class ScenarioError(RunnerError):
+class ScenarioError(ProblemsError, RunnerError):
     """Invalid scenario, batch file or flag. Lists every problem with its location and the fix."""
 
     exit_code = 2
-
-    def __init__(self, problems: list[str] | str) -> None:
-        self.problems = [problems] if isinstance(problems, str) else list(problems)
-        if len(self.problems) == 1:
-            text = self.problems[0]
-        else:
-            text = f"{len(self.problems)} scenario problems:\n" + "\n".join(
-                f"  - {p}" for p in self.problems
-            )
-        super().__init__(text)
+    noun = "scenario problems"
 
 
 class FfmpegUnavailableError(RunnerError):
