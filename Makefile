@@ -47,6 +47,7 @@ unit: venv
 
 bench: setup
 	$(PY) bench/remote_write_bench.py
+	$(PY) bench/advisor_bench.py
 
 demo: setup
 	bash e2e/native_demo.sh
