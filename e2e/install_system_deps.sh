@@ -3,7 +3,7 @@
 set -euo pipefail
 
 packages=(prometheus victoria-metrics ffmpeg shellcheck bats apparmor nginx libnginx-mod-rtmp
-          debootstrap docker.io docker-compose python3-venv)
+          debootstrap docker.io docker-compose python3-venv curl jq)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")

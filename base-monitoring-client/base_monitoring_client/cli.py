@@ -82,7 +82,10 @@ def run_client_main(
         signals_seen.append(signum)
         stop.set()
 
-    if install_signal_handlers and threading.current_thread() is threading.main_thread():
+    handle_signals = install_signal_handlers and (
+        threading.current_thread() is threading.main_thread()
+    )
+    if handle_signals:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
     pipeline = Pipeline(client, config)
@@ -111,6 +114,11 @@ def run_client_main(
         if signals_seen:
             log.info("signal %s received: flushing", signal.Signals(signals_seen[0]).name)
         pipeline.stop()
+        if handle_signals:
+            # Shutdown is done: a repeated SIGTERM must not turn exit 0 into 143 while the
+            # interpreter finalises (it restores default handlers, but leaves SIG_IGN alone).
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     return 0
 
 

@@ -116,3 +116,38 @@ def test_run_client_main_runs_until_stopped_and_exits_zero() -> None:
     )
     assert rc == 0
     assert seen and seen[0].config.shutdown_timeout_s == 0
+
+
+def test_repeated_sigterm_still_exits_zero(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Shutdown is idempotent: signals keep coming until the process is gone, exit stays 0."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "REMOTE_WRITE_URL": "http://127.0.0.1:9/api/v1/write",  # nothing listens: fails fast
+        "SHUTDOWN_TIMEOUT_S": "0.3",
+        "MAX_BACKOFF_S": "0.05",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "base_monitoring_client", "--series", "2"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # wait until it runs
+            if "pushing to" in line:
+                break
+        deadline = time.monotonic() + 20
+        while proc.poll() is None and time.monotonic() < deadline:
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.005)
+        assert proc.wait(5) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
