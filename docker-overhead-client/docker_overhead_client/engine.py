@@ -210,7 +210,7 @@ class EngineClient:
             return EngineUnavailableError(
                 f"no permission to open the Docker Engine socket {path} "
                 f"({self.docker_host.describe()}); fix: run with the socket's group "
-                "(compose: `group_add: [\"<gid of /var/run/docker.sock>\"]`, find it with "
+                '(compose: `group_add: ["<gid of /var/run/docker.sock>"]`, find it with '
                 "`stat -c %g /var/run/docker.sock`) or as a user allowed to use Docker"
             )
         if isinstance(exc, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED:

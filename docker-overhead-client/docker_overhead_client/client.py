@@ -1,0 +1,270 @@
+"""docker-overhead-client: per-container CPU/memory/network, runtime overhead, host CPU."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+from base_monitoring_client import MonitoringClient, Sample
+
+from .cgroups import CgroupLayout
+from .counters import MonotonicCounter
+from .discovery import Discovery, Snapshot
+from .engine import DockerHost, EngineClient, parse_docker_host
+from .errors import HostLayoutError
+from .procfs import (
+    DEFAULT_ENGINE_PATTERNS,
+    HOST_CPU_MODES,
+    OpenFiles,
+    parse_host_cpu_ticks,
+    parse_net_dev,
+    parse_proc_pid_stat,
+    read_bytes,
+)
+
+CONTAINER_CPU = "container_cpu_seconds_total"
+CONTAINER_MEMORY = "container_memory_bytes"
+CONTAINER_RX = "container_network_receive_bytes_total"
+CONTAINER_TX = "container_network_transmit_bytes_total"
+ENGINE_CPU = "docker_engine_cpu_seconds_total"
+ENGINE_MEMORY = "docker_engine_memory_bytes"
+HOST_CPU = "host_cpu_seconds_total"
+
+#: How long the carried counters of a vanished container are kept for a comeback.
+STATE_TTL_NS = 3600 * 1_000_000_000
+
+#: (metric name, label items) of one emitted series, for stale markers.
+SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
+
+
+class _ContainerState:
+    __slots__ = ("cid", "cpu", "cpu_raw", "inactive", "inactive_due_ns", "rx", "seen_ns", "tx")
+
+    def __init__(self) -> None:
+        self.cid = ""
+        self.cpu_raw = 0
+        self.inactive = 0
+        self.inactive_due_ns = 0
+        self.cpu = MonotonicCounter()
+        self.rx = MonotonicCounter()
+        self.tx = MonotonicCounter()
+        self.seen_ns = 0
+
+
+class DockerOverheadClient(MonitoringClient):
+    name = "docker-overhead-client"
+    # Stale markers are sent here, per series, the tick a container or process disappears.
+    auto_stale = False
+
+    def __init__(
+        self,
+        *,
+        docker_host: DockerHost | str = "unix:///var/run/docker.sock",
+        host_proc: Path | str = "/proc",
+        host_cgroup: Path | str = "/sys/fs/cgroup",
+        refresh_s: float = 2.0,
+        api_timeout_s: float = 5.0,
+        memory_stat_interval_s: float = 1.0,
+        engine_patterns: Sequence[str] = DEFAULT_ENGINE_PATTERNS,
+        user_hz: int | None = None,
+        page_size: int | None = None,
+        background_refresh: bool = True,
+    ) -> None:
+        self.docker_host = (
+            parse_docker_host(docker_host) if isinstance(docker_host, str) else docker_host
+        )
+        self.host_proc = str(host_proc).rstrip("/") or "/"
+        self.host_cgroup = str(host_cgroup)
+        self.refresh_s = refresh_s
+        self.api_timeout_s = api_timeout_s
+        self.memory_stat_interval_ns = int(memory_stat_interval_s * 1e9)
+        self.engine_patterns = tuple(engine_patterns)
+        self.user_hz = user_hz or os.sysconf("SC_CLK_TCK")
+        self.page_size = page_size or os.sysconf("SC_PAGE_SIZE")
+        # Tests drive discovery.refresh() themselves; the refresher thread would race them.
+        self.background_refresh = background_refresh
+        self.discovery: Discovery | None = None
+        self._engine: EngineClient | None = None
+        self._proc_stat = f"{self.host_proc}/stat"
+        self._states: dict[tuple[str, str, str], _ContainerState] = {}
+        self._engine_counters: dict[str, MonotonicCounter] = {}
+        self._engine_labels: dict[str, Mapping[str, str]] = {}
+        self._host_labels = [{"mode": m} for m in HOST_CPU_MODES]
+        self._live: dict[SeriesKey, Sample] = {}
+        self._incomplete = False
+        self._was_incomplete = False
+        self._generation = -1
+        self._files = OpenFiles()
+
+    # -- life cycle ---------------------------------------------------------------------------
+    def setup(self) -> None:
+        self._engine = EngineClient(self.docker_host, self.api_timeout_s)
+        # Engine first: a missing socket is the most common deployment mistake (exit 3).
+        self._engine.list_running()
+        data = read_bytes(self._proc_stat, 4096)
+        if not data or parse_host_cpu_ticks(data) is None:
+            raise HostLayoutError(
+                f"HOST_PROC={self.host_proc}: {self._proc_stat} is missing or not /proc/stat; "
+                "fix: mount the host's /proc read-only (compose: `/proc:/host/proc:ro`) and "
+                "set HOST_PROC=/host/proc"
+            )
+        layout = CgroupLayout.detect(self.host_cgroup)
+        self.discovery = Discovery(
+            self._engine,
+            layout,
+            proc_root=self.host_proc,
+            refresh_s=self.refresh_s,
+            engine_patterns=self.engine_patterns,
+        )
+        self.discovery.refresh()
+        if self.background_refresh:
+            self.discovery.start()
+
+    def close(self) -> None:
+        if self.discovery is not None:
+            self.discovery.stop()
+        if self._engine is not None:
+            self._engine.close()
+        self._files.close()
+
+    # -- sampling -----------------------------------------------------------------------------
+    def collect(self, now_ns: int) -> Iterable[Sample]:
+        discovery = self.discovery
+        if discovery is None:
+            return []
+        ts = now_ns // 1_000_000
+        snap = discovery.snapshot
+        out: list[Sample] = []
+        self._incomplete = False
+        self._collect_host(ts, out)
+        self._collect_containers(snap, discovery, now_ns, ts, out)
+        self._collect_engine(snap, ts, out)
+        # The emitted series set can only change with a new snapshot or when a read failed
+        # (now or the tick before); otherwise skip the bookkeeping for stale markers.
+        changed = snap.generation != self._generation or self._incomplete
+        if changed or self._was_incomplete:
+            live = {(s.name, tuple(s.labels.items())): s for s in out}
+            out.extend(
+                Sample.stale(old.name, old.labels, ts)
+                for key, old in self._live.items()
+                if key not in live
+            )
+            self._live = live
+        self._was_incomplete = self._incomplete
+        if snap.generation != self._generation:
+            self._generation = snap.generation
+            self._prune(now_ns)
+            keep = {self._proc_stat, *(p.stat_path for p in snap.engine)}
+            for target in snap.targets:
+                keep.update(target.files.paths())
+                if target.net_dev is not None:
+                    keep.add(target.net_dev)
+            self._files.retain(keep)
+        return out
+
+    def _collect_host(self, ts: int, out: list[Sample]) -> None:
+        data = self._files.read(self._proc_stat, 4096)
+        ticks = parse_host_cpu_ticks(data) if data else None
+        if ticks is None:
+            self._incomplete = True
+            return
+        hz = self.user_hz
+        for labels, value in zip(self._host_labels, ticks, strict=True):
+            out.append(Sample(HOST_CPU, labels, value / hz, ts))
+
+    def _collect_containers(
+        self,
+        snap: Snapshot,
+        discovery: Discovery,
+        now_ns: int,
+        ts: int,
+        out: list[Sample],
+    ) -> None:
+        states = self._states
+        read = self._files.read
+        for target in snap.targets:
+            cid = target.info.id
+            net_dev = target.net_dev
+            cpu_ns = target.files.cpu_ns(read)
+            if cpu_ns is None:
+                # cgroup gone: exited or restarting. Its series go stale this tick.
+                discovery.request_refresh(cid)
+                if net_dev is not None:
+                    self._files.forget(net_dev)
+                self._incomplete = True
+                continue
+            state = states.get(target.key)
+            if state is None:
+                state = states[target.key] = _ContainerState()
+            if state.cid != cid:
+                state.inactive_due_ns = 0
+            elif cpu_ns < state.cpu_raw:
+                # Restarted under the same id: new init pid, new network namespace.
+                discovery.request_refresh(cid)
+                state.inactive_due_ns = 0
+                if net_dev is not None:
+                    self._files.forget(net_dev)
+            state.cid = cid
+            state.cpu_raw = cpu_ns
+            state.seen_ns = now_ns
+            labels = target.labels
+            out.append(Sample(CONTAINER_CPU, labels, state.cpu.update_one(cid, cpu_ns) / 1e9, ts))
+            usage = target.files.memory_usage_bytes(read)
+            if usage is not None:
+                # memory.stat is the costliest file here and inactive page cache moves slowly:
+                # re-read it every MEMORY_STAT_INTERVAL_S, subtract it from every fresh usage.
+                if now_ns >= state.inactive_due_ns:
+                    state.inactive = target.files.inactive_file_bytes(read)
+                    state.inactive_due_ns = now_ns + self.memory_stat_interval_ns
+                memory = max(0, usage - state.inactive)
+                out.append(Sample(CONTAINER_MEMORY, labels, float(memory), ts))
+            else:
+                self._incomplete = True
+            if net_dev is None:
+                continue
+            data = read(net_dev, 65536)
+            if data is None:
+                discovery.request_refresh(cid)  # the pid changed: restarted with the same id
+                self._incomplete = True
+                continue
+            rx_parts, tx_parts = parse_net_dev(data)
+            rx = state.rx.update(cid, rx_parts)
+            tx = state.tx.update(cid, tx_parts)
+            out.append(Sample(CONTAINER_RX, labels, float(rx), ts))
+            out.append(Sample(CONTAINER_TX, labels, float(tx), ts))
+
+    def _collect_engine(self, snap: Snapshot, ts: int, out: list[Sample]) -> None:
+        lost = False
+        ticks_by_name: dict[str, dict[tuple[int, int], int]] = {}
+        rss_by_name: dict[str, int] = {}
+        for proc in snap.engine:
+            data = self._files.read(proc.stat_path, 2048)
+            stat = parse_proc_pid_stat(data) if data else None
+            if stat is None:
+                lost = True  # exited since the last scan
+                continue
+            cpu_ticks, start_ticks, rss_pages = stat
+            ticks_by_name.setdefault(proc.name, {})[(proc.pid, start_ticks)] = cpu_ticks
+            rss_by_name[proc.name] = rss_by_name.get(proc.name, 0) + rss_pages
+        if lost:
+            self._incomplete = True
+            if self.discovery is not None:
+                self.discovery.request_process_scan()
+        hz = self.user_hz
+        for name, parts in ticks_by_name.items():
+            counter = self._engine_counters.get(name)
+            if counter is None:
+                counter = self._engine_counters[name] = MonotonicCounter()
+            labels = self._engine_labels.get(name)
+            if labels is None:
+                labels = self._engine_labels[name] = {"process": name}
+            # Dead pids are forgotten; what they used stays in the carried total.
+            total = counter.update(name, parts, forget_missing=True)
+            out.append(Sample(ENGINE_CPU, labels, total / hz, ts))
+            out.append(Sample(ENGINE_MEMORY, labels, float(rss_by_name[name] * self.page_size), ts))
+
+    def _prune(self, now_ns: int) -> None:
+        cutoff = now_ns - STATE_TTL_NS
+        for key in [k for k, s in self._states.items() if s.seen_ns < cutoff]:
+            del self._states[key]

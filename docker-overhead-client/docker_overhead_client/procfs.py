@@ -1,0 +1,207 @@
+"""Readers for procfs files, rooted at HOST_PROC so a container can read the host's /proc.
+
+Everything here is called at SAMPLE_INTERVAL_S, so reads are single ``os.read`` calls on
+small buffers and parsers touch only the fields they need.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+#: /proc/stat ``cpu`` line columns, in order; guest/guest_nice are already inside user/nice.
+HOST_CPU_MODES: tuple[str, ...] = (
+    "user",
+    "nice",
+    "system",
+    "idle",
+    "iowait",
+    "irq",
+    "softirq",
+    "steal",
+)
+DEFAULT_ENGINE_PATTERNS: tuple[str, ...] = (
+    "dockerd",
+    "containerd",
+    "containerd-shim*",
+    "docker-proxy",
+)
+
+
+def read_bytes(path: str, size: int = 16384) -> bytes | None:
+    """The first ``size`` bytes of ``path``, or None when it cannot be read (it vanished)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, size)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def parse_host_cpu_ticks(data: bytes) -> tuple[int, ...] | None:
+    """Ticks per mode (HOST_CPU_MODES order) from the aggregate ``cpu`` line of /proc/stat."""
+    line = data.split(b"\n", 1)[0]
+    fields = line.split()
+    if len(fields) < 5 or fields[0] != b"cpu":
+        return None
+    values = [int(v) for v in fields[1 : 1 + len(HOST_CPU_MODES)]]
+    # Old kernels lack the trailing columns; report them as 0 rather than dropping the line.
+    values.extend([0] * (len(HOST_CPU_MODES) - len(values)))
+    return tuple(values)
+
+
+def parse_proc_pid_stat(data: bytes) -> tuple[int, int, int] | None:
+    """(utime + stime in USER_HZ ticks, start time since boot, RSS pages) of /proc/<pid>/stat.
+
+    Children are excluded; (pid, start time) identifies one process lifetime.
+    """
+    # comm (field 2) may contain spaces and ')', so split after the last ')'.
+    end = data.rfind(b")")
+    if end < 0:
+        return None
+    fields = data[end + 2 :].split(None, 22)
+    try:
+        return int(fields[11]) + int(fields[12]), int(fields[19]), int(fields[21])
+    except (IndexError, ValueError):
+        return None
+
+
+def parse_net_dev(data: bytes) -> tuple[dict[bytes, int], dict[bytes, int]]:
+    """(received bytes, transmitted bytes) per interface, loopback excluded."""
+    rx: dict[bytes, int] = {}
+    tx: dict[bytes, int] = {}
+    for line in data.split(b"\n")[2:]:
+        name, sep, rest = line.partition(b":")
+        if not sep:
+            continue
+        iface = name.strip()
+        if iface == b"lo":
+            continue
+        fields = rest.split()
+        if len(fields) >= 9:
+            rx[iface] = int(fields[0])
+            tx[iface] = int(fields[8])
+    return rx, tx
+
+
+@dataclass(frozen=True, slots=True)
+class EngineProcess:
+    """One process of the container runtime found in HOST_PROC."""
+
+    name: str  # the `process` label, e.g. "containerd-shim-runc-v2"
+    pid: int
+    stat_path: str
+
+
+def engine_process_name(comm: str, cmdline: bytes, patterns: Sequence[str]) -> str | None:
+    """The label for a runtime process, or None when it is not one.
+
+    comm is cut to 15 characters ("containerd-shim" for containerd-shim-runc-v2), so the
+    basename of argv[0] names it when that matches too.
+    """
+    argv0 = os.path.basename(cmdline.split(b"\0", 1)[0].decode("utf-8", "replace"))
+    for pattern in patterns:
+        if argv0 and fnmatch.fnmatchcase(argv0, pattern):
+            return argv0
+    for pattern in patterns:
+        if fnmatch.fnmatchcase(comm, pattern):
+            # A truncated comm matching a glob: prefer argv0 when it extends the comm.
+            return argv0 if argv0.startswith(comm) and argv0 else comm
+    return None
+
+
+def scan_engine_processes(proc_root: str, patterns: Sequence[str]) -> list[EngineProcess]:
+    """Walk HOST_PROC once; only comm is read for processes that are not the runtime's."""
+    found: list[EngineProcess] = []
+    try:
+        entries = os.listdir(proc_root)
+    except OSError:
+        return found
+    prefixes = tuple({p.split("*", 1)[0].split("?", 1)[0][:15] for p in patterns})
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        base = f"{proc_root}/{entry}"
+        raw = read_bytes(f"{base}/comm", 64)
+        if raw is None:
+            continue
+        comm = raw.rstrip(b"\n").decode("utf-8", "replace")
+        # Cheap pre-filter before reading cmdline: every pattern starts with a literal.
+        if not comm.startswith(prefixes):
+            continue
+        cmdline = read_bytes(f"{base}/cmdline", 4096) or b""
+        if not cmdline:
+            continue  # kernel threads and zombies have no cmdline
+        name = engine_process_name(comm, cmdline, patterns)
+        if name is not None:
+            found.append(EngineProcess(name, int(entry), f"{base}/stat"))
+    found.sort(key=lambda p: (p.name, p.pid))
+    return found
+
+
+class OpenFiles:
+    """Descriptors kept open across ticks and read with ``pread(fd, n, 0)``.
+
+    procfs and cgroupfs files regenerate their content on every read at offset 0, so this
+    saves the path walk, open and close of each sample (measured 6.4 us -> 1.1 us per cgroup
+    file). A removed cgroup or a reaped process makes the read fail (ENODEV / ESRCH); the file
+    is then reopened once, which finds a recreated cgroup at the same path. A regular file (a
+    test tree; pseudo files report st_size 0) cannot signal its removal that way, so its link
+    count is checked before each read. An open /proc/<pid>/net/dev pins its network namespace
+    and keeps answering after the process died, so the client ``forget``s it as soon as the
+    container's cgroup vanishes or its CPU counter goes back (restart), and ``retain`` closes
+    what belongs to containers that left. Only the sampler thread uses an instance.
+    """
+
+    def __init__(self, max_open: int = 512) -> None:
+        self.max_open = max_open
+        self._fds: dict[str, tuple[int, bool]] = {}
+
+    def __len__(self) -> int:
+        return len(self._fds)
+
+    def read(self, path: str, size: int = 16384) -> bytes | None:
+        entry = self._fds.get(path)
+        if entry is not None:
+            fd, regular = entry
+            try:
+                if not regular or os.fstat(fd).st_nlink:
+                    return os.pread(fd, size, 0)
+            except OSError:
+                pass
+            del self._fds[path]
+            os.close(fd)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            regular = os.fstat(fd).st_size > 0
+            data = os.pread(fd, size, 0)
+        except OSError:
+            os.close(fd)
+            return None
+        if len(self._fds) < self.max_open:  # bounded: stays below the fd limit
+            self._fds[path] = (fd, regular)
+        else:
+            os.close(fd)
+        return data
+
+    def forget(self, path: str) -> None:
+        entry = self._fds.pop(path, None)
+        if entry is not None:
+            os.close(entry[0])
+
+    def retain(self, paths: set[str]) -> None:
+        """Close every descriptor whose path is not in ``paths`` (containers that left)."""
+        for path in [p for p in self._fds if p not in paths]:
+            os.close(self._fds.pop(path)[0])
+
+    def close(self) -> None:
+        self.retain(set())

@@ -1,0 +1,121 @@
+"""procfs parsers and the runtime-process scan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from docker_fakes import FakeHost
+from docker_overhead_client.procfs import (
+    DEFAULT_ENGINE_PATTERNS,
+    HOST_CPU_MODES,
+    OpenFiles,
+    engine_process_name,
+    parse_host_cpu_ticks,
+    parse_net_dev,
+    parse_proc_pid_stat,
+    scan_engine_processes,
+)
+
+
+def test_host_cpu_line_in_mode_order() -> None:
+    data = b"cpu  10 20 30 40 50 60 70 80 90 100\ncpu0 1 2 3 4 5 6 7 8 9 10\n"
+    assert parse_host_cpu_ticks(data) == (10, 20, 30, 40, 50, 60, 70, 80)
+    assert len(HOST_CPU_MODES) == 8
+
+
+def test_host_cpu_short_line_pads_missing_modes() -> None:
+    assert parse_host_cpu_ticks(b"cpu  1 2 3 4\n") == (1, 2, 3, 4, 0, 0, 0, 0)
+    assert parse_host_cpu_ticks(b"intr 1 2 3\n") is None
+
+
+def test_pid_stat_with_spaces_and_parens_in_comm() -> None:
+    fields = ["S", "1", "5", "5", "0", "-1", "0", "0", "0", "0", "0", "700", "300"]
+    fields += ["0", "0", "20", "0", "4", "0", "123456", "0", "2500"] + ["0"] * 20
+    data = ("5 (evil) (name) " + " ".join(fields)).encode()
+    stat = parse_proc_pid_stat(data)
+    assert stat is not None
+    assert stat == (1000, 123456, 2500)
+    assert parse_proc_pid_stat(b"garbage") is None
+    assert parse_proc_pid_stat(b"1 (x) S 1") is None
+
+
+def test_net_dev_sums_exclude_loopback(fake_host: FakeHost) -> None:
+    fake_host.set_net(4101, {"eth0": (12345, 678), "eth1": (5, 6)})
+    data = (fake_host.proc / "4101" / "net" / "dev").read_bytes()
+    assert parse_net_dev(data) == ({b"eth0": 12345, b"eth1": 5}, {b"eth0": 678, b"eth1": 6})
+
+
+@pytest.mark.parametrize(
+    ("comm", "argv", "expected"),
+    [
+        ("dockerd", b"/usr/bin/dockerd\0-H\0fd://\0", "dockerd"),
+        ("containerd", b"/usr/bin/containerd\0", "containerd"),
+        (
+            "containerd-shim",
+            b"/usr/bin/containerd-shim-runc-v2\0-id\0x\0",
+            "containerd-shim-runc-v2",
+        ),
+        ("containerd-shim", b"containerd-shim\0-namespace\0moby\0", "containerd-shim"),
+        ("docker-proxy", b"/usr/bin/docker-proxy\0-proto\0tcp\0", "docker-proxy"),
+        ("systemd", b"/sbin/init\0", None),
+        ("dockerd-rootless", b"/usr/bin/dockerd-rootless.sh\0", None),
+    ],
+)
+def test_engine_process_names(comm: str, argv: bytes, expected: str | None) -> None:
+    assert engine_process_name(comm, argv, DEFAULT_ENGINE_PATTERNS) == expected
+
+
+def test_scan_finds_runtime_processes_only(fake_host: FakeHost) -> None:
+    found = scan_engine_processes(str(fake_host.proc), DEFAULT_ENGINE_PATTERNS)
+    assert [(p.name, p.pid) for p in found] == [
+        ("containerd", 800),
+        ("containerd-shim-runc-v2", 4100),
+        ("containerd-shim-runc-v2", 4200),
+        ("containerd-shim-runc-v2", 4300),
+        ("dockerd", 900),
+    ]
+    assert found[0].stat_path == f"{fake_host.proc}/800/stat"
+
+
+def test_scan_of_missing_proc_is_empty(tmp_path: object) -> None:
+    assert scan_engine_processes("/nonexistent/proc", DEFAULT_ENGINE_PATTERNS) == []
+
+
+def test_open_files_keep_pseudo_files_open_and_reread_them() -> None:
+    files = OpenFiles()
+    first = files.read("/proc/self/stat", 4096)
+    assert first is not None and len(files) == 1  # procfs: kept open
+    sum(range(200_000))  # burn a little CPU so utime can move
+    again = files.read("/proc/self/stat", 4096)
+    assert again is not None and again.startswith(first.split(b")")[0])
+    files.forget("/proc/self/stat")
+    assert len(files) == 0
+    files.close()
+
+
+def test_open_files_notice_removed_and_recreated_regular_files(tmp_path: Path) -> None:
+    path = tmp_path / "cpuacct.usage"
+    path.write_text("100\n")
+    files = OpenFiles()
+    assert files.read(str(path), 64) == b"100\n"
+    assert len(files) == 1
+    path.write_text("250\n")  # rewritten in place: the kept descriptor sees it
+    assert files.read(str(path), 64) == b"250\n"
+    path.unlink()  # an unlinked file would still read through the old descriptor
+    assert files.read(str(path), 64) is None
+    assert len(files) == 0
+    path.write_text("5\n")  # recreated, as a restarted container's cgroup
+    assert files.read(str(path), 64) == b"5\n"
+    files.close()
+
+
+def test_open_files_are_bounded_and_retained_by_path() -> None:
+    files = OpenFiles(max_open=2)
+    for p in ("/proc/self/stat", "/proc/self/statm", "/proc/self/status"):
+        assert files.read(p, 4096)
+    assert len(files) == 2
+    files.retain({"/proc/self/statm"})
+    assert len(files) == 1
+    files.close()
+    assert len(files) == 0
