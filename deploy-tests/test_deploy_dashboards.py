@@ -418,7 +418,10 @@ def test_generated_data_covers_every_dashboard_metric() -> None:
 def filled_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, int]]:
     if shutil.which("prometheus") is None:
         pytest.skip("prometheus is not installed (apt-get install prometheus, or `make setup`)")
-    end_s = int(time.time()) - 5
+    # Aligned to whole minutes: subqueries ([$__range:$__interval]) evaluate at absolute
+    # multiples of their step, so an unaligned span would move which samples each window holds
+    # and make the expected means depend on the wall clock.
+    end_s = (int(time.time()) - 5) // 60 * 60
     start_s = end_s - SPAN_S
     with PrometheusProcess(tmp_path_factory.mktemp("prom")) as prom:
         for job, series in generate(start_s).items():
