@@ -8,7 +8,7 @@ PACKAGES := base-monitoring-client/base_monitoring_client cpu-rapl-client/cpu_ra
 MYPYPATH := base-monitoring-client:cpu-rapl-client:gpu-nvml-client:docker-overhead-client:ffmpeg-runner:advisor
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps venv lint deploy-check test unit bench demo e2e-multi-host wheels proto clean
+.PHONY: help setup system-deps venv lint deploy-check test unit bench demo e2e-docker e2e-multi-host wheels proto clean
 
 help:
 	@echo "make setup   install system packages (Debian/Ubuntu, as root) and the Python venv"
@@ -51,6 +51,9 @@ bench: setup
 
 demo: setup
 	bash e2e/native_demo.sh
+
+e2e-docker: setup wheels
+	WATTPUSH_E2E_DOCKER=1 $(PY) -m pytest -m docker e2e/test_e2e_docker_stack.py
 
 e2e-multi-host: setup
 	bash e2e/multi_host.sh
