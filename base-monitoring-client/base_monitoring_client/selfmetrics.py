@@ -6,7 +6,6 @@ import math
 import os
 import resource
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -156,7 +155,3 @@ def _rss_bytes() -> int:
             return int(f.read().split()[1]) * _PAGE_SIZE
     except (OSError, ValueError, IndexError):
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def process_cpu_seconds() -> float:
-    return time.process_time()

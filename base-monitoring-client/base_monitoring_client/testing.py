@@ -12,7 +12,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
 
@@ -189,15 +189,6 @@ class VictoriaMetricsProcess(ReceiverProcess):
     def flush(self) -> None:
         with contextlib.suppress(requests.RequestException):
             requests.get(self.base_url + "/internal/force_flush", timeout=10)
-
-
-@contextlib.contextmanager
-def running_prometheus(workdir: Path) -> Iterator[PrometheusProcess]:
-    prom = PrometheusProcess(workdir).start()
-    try:
-        yield prom
-    finally:
-        prom.stop()
 
 
 def wait_until(predicate: Any, timeout: float = 15.0, interval: float = 0.2) -> Any:
