@@ -17,6 +17,8 @@ DRY_RUN=${DRY_RUN:-0}
 DOCKER=${WATTPUSH_DOCKER:-docker}
 APPARMOR_FS=${APPARMOR_FS:-/sys/kernel/security/apparmor}
 APPARMOR_ENABLED_FILE=${APPARMOR_ENABLED_FILE:-/sys/module/apparmor/parameters/enabled}
+PROC_STATUS_FILE=${PROC_STATUS_FILE:-/proc/self/status}
+CAP_LAST_CAP_FILE=${CAP_LAST_CAP_FILE:-/proc/sys/kernel/cap_last_cap}
 KNOWN_PROFILES="nvidia rtmp alerts batch report"
 COMPOSE=()
 
@@ -148,6 +150,12 @@ env_problems() {
     if [[ -n "${CPU_RAPL_APPARMOR_PROFILE:-}" && ! "${CPU_RAPL_APPARMOR_PROFILE}" =~ ^[A-Za-z0-9_.-]+$ ]]; then
         say "CPU_RAPL_APPARMOR_PROFILE='${CPU_RAPL_APPARMOR_PROFILE}' is not a profile name; fix: wattpush-cpu-rapl"
     fi
+    local extra
+    while IFS= read -r extra; do
+        if [[ ! -f "$extra" ]]; then
+            say "WATTPUSH_EXTRA_COMPOSE_FILES names '$extra', which is not a file; fix: give existing compose files, colon separated (or leave it empty)"
+        fi
+    done < <(extra_compose_files)
     if grep -Eq '^[[:space:]]*(GRAFANA_ADMIN_PASSWORD|GF_SECURITY_ADMIN_PASSWORD)=' "$ENV_FILE"; then
         say "$ENV_FILE holds a Grafana password; fix: delete it there, the helper generates grafana/admin-password"
     fi
@@ -242,11 +250,22 @@ compose_flavour() { # prints "v2 <version>" or "v1 <version>"
     fi
 }
 
+# WATTPUSH_EXTRA_COMPOSE_FILES (colon separated), one per line.
+extra_compose_files() {
+    local list=() f
+    IFS=: read -r -a list <<<"${WATTPUSH_EXTRA_COMPOSE_FILES:-}"
+    for f in "${list[@]}"; do
+        if [[ -n "$f" ]]; then printf '%s\n' "$f"; fi
+    done
+}
+
 compose_files() {
-    local files=(-f "$HERE/docker-compose.yml")
+    local files=(-f "$HERE/docker-compose.yml") extra
     if is_true "${PRIVILEGED:-false}"; then
         files+=(-f "$HERE/docker-compose.privileged.yml")
     fi
+    # Your own overrides come last: they win.
+    while IFS= read -r extra; do files+=(-f "$extra"); done < <(extra_compose_files)
     printf '%s\n' "${files[@]}"
 }
 
@@ -273,6 +292,26 @@ apparmor_profile_loaded() { # 0 loaded, 1 not loaded, 2 cannot tell
         return 1
     fi
     return 2
+}
+
+CAP_NAMES=(CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP
+    LINUX_IMMUTABLE NET_BIND_SERVICE NET_BROADCAST NET_ADMIN NET_RAW IPC_LOCK IPC_OWNER SYS_MODULE
+    SYS_RAWIO SYS_CHROOT SYS_PTRACE SYS_PACCT SYS_ADMIN SYS_BOOT SYS_NICE SYS_RESOURCE SYS_TIME
+    SYS_TTY_CONFIG MKNOD LEASE AUDIT_WRITE AUDIT_CONTROL SETFCAP MAC_OVERRIDE MAC_ADMIN SYSLOG
+    WAKE_ALARM BLOCK_SUSPEND AUDIT_READ PERFMON BPF CHECKPOINT_RESTORE)
+
+# Capabilities the kernel knows but this host's bounding set lacks (names, space separated;
+# empty when complete or unknown). A privileged container asks for all of them, and runc then
+# fails with "unable to apply caps" (seen in sandboxes and some nested containers).
+missing_capabilities() {
+    local bnd last i out=()
+    bnd=$(awk '/^CapBnd:/ {print $2}' "$PROC_STATUS_FILE" 2>/dev/null || true)
+    last=$(cat "$CAP_LAST_CAP_FILE" 2>/dev/null || true)
+    [[ "$bnd" =~ ^[0-9a-fA-F]{1,16}$ && "$last" =~ ^[0-9]+$ ]] || return 0
+    for ((i = 0; i <= last && i < 63; i++)); do
+        if ((((16#$bnd >> i) & 1) == 0)); then out+=("CAP_${CAP_NAMES[$i]:-$i}"); fi
+    done
+    echo "${out[*]}"
 }
 
 apparmor_enabled() { [[ -r "$APPARMOR_ENABLED_FILE" && "$(cat "$APPARMOR_ENABLED_FILE")" == Y* ]]; }
@@ -328,16 +367,93 @@ cmd_build() {
     compose build
 }
 
+# "NAME IMAGE BUILT PROFILES" for every service of the merged configuration (BUILT 1 when it
+# has a build section; PROFILES comma separated or "-"). Parses `compose config`, whose output
+# both compose flavours print as block YAML with services at two spaces.
+service_table() {
+    local files=()
+    mapfile -t files < <(compose_files)
+    "${COMPOSE[@]}" "${files[@]}" --project-directory "$HERE" config | awk '
+        function flush() { if (name != "") print name, image, built, (prof == "" ? "-" : prof) }
+        /^services:/ { in_services = 1; next }
+        /^[^ ]/ { in_services = 0 }
+        !in_services { next }
+        /^  [^ -][^ ]*:$/ { flush(); name = substr($0, 3, length($0) - 3); image = "-"; built = 0; prof = ""; key = ""; next }
+        /^    [a-z_]+:/ {
+            key = $1; sub(/:$/, "", key)
+            if (key == "image") { image = $2; gsub(/["\047]/, "", image) }
+            if (key == "build") built = 1
+            next
+        }
+        /^ +- / && key == "profiles" { p = $0; sub(/^ +- /, "", p); gsub(/["\047]/, "", p); prof = prof (prof == "" ? "" : ",") p }
+        END { flush() }'
+}
+
+image_present() { "$DOCKER" image inspect "$1" >/dev/null 2>&1; }
+
+# The services `up` starts: those of no profile or an enabled one. A pulled (not built) image
+# that is neither on this host nor pullable leaves its service out, said on stderr, instead of
+# failing the whole stack: Grafana, Alertmanager and nginx-rtmp are optional views/targets.
+# Sets UP_SERVICES (empty: compose's own default set) and SKIPPED_SERVICES.
+select_services() {
+    UP_SERVICES=()
+    SKIPPED_SERVICES=()
+    if is_true "$DRY_RUN"; then
+        say "# would leave out pulled services whose image is missing and cannot be pulled"
+        return 0
+    fi
+    local table name image built prof active=() p on err var
+    table=$(service_table) || die "'${COMPOSE[*]} config' failed; fix: run '$0 config' to see the error"
+    while read -r name image built prof; do
+        on=0
+        if [[ "$prof" == - ]]; then on=1; else
+            for p in ${prof//,/ }; do profile_enabled "$p" && on=1; done
+        fi
+        ((on)) || continue
+        if [[ "$image" == - ]] || image_present "$image"; then
+            active+=("$name")
+        elif ((built)); then
+            is_true "${NO_BUILD:-0}" &&
+                die "image $image of $name is not built; fix: run '$0 build' first (or up without NO_BUILD)"
+            active+=("$name")
+        elif err=$(timeout "${PULL_TIMEOUT_S:-300}" "$DOCKER" pull "$image" 2>&1); then
+            active+=("$name")
+        else
+            var=$(tr 'a-z-' 'A-Z_' <<<"$name")_IMAGE
+            printf 'docker-compose_helper: %s is not started: its image %s is not on this host and could not be pulled (%s).\n  fix: pull it where a registry is reachable and load it here (docker save | docker load), or set %s in .env to an image you have; then run up again\n' \
+                "$name" "$image" "$(tail -n 1 <<<"${err:-timed out after ${PULL_TIMEOUT_S:-300}s}")" "$var" >&2
+            SKIPPED_SERVICES+=("$name")
+        fi
+    done <<<"$table"
+    if ((${#SKIPPED_SERVICES[@]})); then
+        UP_SERVICES=("${active[@]}")
+        if [[ " ${SKIPPED_SERVICES[*]} " == *" alertmanager "* && "${ALERTMANAGER_TARGETS:-}" == alertmanager:9093 ]]; then
+            export ALERTMANAGER_TARGETS= # no target rather than a name that does not resolve
+        fi
+    fi
+}
+
 cmd_up() {
     require_confinement
     init_files
     if ! is_true "${NO_BUILD:-0}"; then
         cmd_build
     fi
-    compose up -d
+    local missing
+    missing=$(missing_capabilities)
+    if is_true "${PRIVILEGED:-false}" && [[ -n "$missing" ]]; then
+        printf 'docker-compose_helper: warning: this host'"'"'s capability bounding set lacks %s; if cpu-rapl-client fails with "unable to apply caps", that is why.\n  fix: PRIVILEGED=false with the AppArmor profile loaded (sudo %s/AppArmor/install.sh), or an engine on a host with every capability\n' \
+            "$missing" "$HERE" >&2
+    fi
+    select_services
+    compose up -d "${UP_SERVICES[@]}"
     if ! is_true "$DRY_RUN"; then
-        say "wattpush is up: Grafana http://${BIND_ADDRESS}:${GRAFANA_PORT} (user ${GRAFANA_ADMIN_USER:-admin}," \
-            "password in grafana/admin-password), Prometheus http://${BIND_ADDRESS}:${PROMETHEUS_PORT}"
+        local grafana="Grafana http://${BIND_ADDRESS}:${GRAFANA_PORT} (user ${GRAFANA_ADMIN_USER:-admin}, password in grafana/admin-password)"
+        [[ " ${SKIPPED_SERVICES[*]} " == *" grafana "* ]] && grafana="Grafana not started (see above)"
+        say "wattpush is up: $grafana, Prometheus http://${BIND_ADDRESS}:${PROMETHEUS_PORT}"
+        if ((${#SKIPPED_SERVICES[@]})); then
+            say "left out (image unavailable): ${SKIPPED_SERVICES[*]}"
+        fi
     fi
 }
 
@@ -471,7 +587,12 @@ cmd_doctor() {
     fi
 
     local name=${CPU_RAPL_APPARMOR_PROFILE:-wattpush-cpu-rapl} state=0
-    if is_true "${PRIVILEGED:-false}"; then
+    local missing
+    missing=$(missing_capabilities)
+    if is_true "${PRIVILEGED:-false}" && [[ -n "$missing" ]]; then
+        warn "PRIVILEGED=${PRIVILEGED}, but this host's capability bounding set lacks $missing: Docker cannot start a privileged container here (runc: unable to apply caps) unless the engine runs elsewhere" \
+            "PRIVILEGED=false with the AppArmor profile (sudo $HERE/AppArmor/install.sh), or run the stack on a host/VM with every capability"
+    elif is_true "${PRIVILEGED:-false}"; then
         ok "PRIVILEGED=${PRIVILEGED}: cpu-rapl-client runs privileged (docker-compose.privileged.yml), no AppArmor profile needed"
     elif ! apparmor_enabled; then
         fail "AppArmor is not enabled on this host; cpu-rapl-client cannot use the '$name' profile" "set PRIVILEGED=true in .env"

@@ -37,7 +37,11 @@ EOF
     echo 123 >"$POWERCAP_DIR/intel-rapl/intel-rapl:0/energy_uj"
     chmod 0400 "$POWERCAP_DIR/intel-rapl/intel-rapl:0/energy_uj"
     export WATTPUSH_INSTANCE=test-host
-    unset PRIVILEGED COMPOSE_PROFILES NO_BUILD CPU_RAPL_SECURITY_OPT
+    # A host with every capability (the real one may lack some: see the CapBnd tests).
+    export PROC_STATUS_FILE="$BATS_TEST_TMPDIR/status" CAP_LAST_CAP_FILE="$BATS_TEST_TMPDIR/cap_last_cap"
+    printf 'Name:\tbash\nCapBnd:\t000001ffffffffff\n' >"$PROC_STATUS_FILE"
+    echo 40 >"$CAP_LAST_CAP_FILE"
+    unset PRIVILEGED WATTPUSH_EXTRA_COMPOSE_FILES COMPOSE_PROFILES NO_BUILD CPU_RAPL_SECURITY_OPT
 }
 
 load_profile() {
@@ -319,4 +323,84 @@ load_profile() {
     [[ "$output" == *"+ export POWERCAP_DIR=$SANDBOX/.cache/empty-powercap"* ]]
     run "$HELPER" status
     [[ "$output" == *"+ export POWERCAP_DIR=$POWERCAP_DIR"* ]]
+}
+
+@test "doctor and up in privileged mode name the capabilities this host's bounding set lacks" {
+    echo N >"$APPARMOR_ENABLED_FILE"
+    printf 'CapBnd:\t000001fffeffffff\n' >"$PROC_STATUS_FILE" # no CAP_SYS_RESOURCE (24)
+    PRIVILEGED=true run "$HELPER" doctor
+    [[ "$output" == *"warn  PRIVILEGED=true, but this host's capability bounding set lacks CAP_SYS_RESOURCE"* ]]
+    [[ "$output" == *"fix: PRIVILEGED=false with the AppArmor profile"* ]]
+    PRIVILEGED=true run "$HELPER" up
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"warning: this host's capability bounding set lacks CAP_SYS_RESOURCE"* ]]
+}
+
+# A compose stub that answers `config` with the real docker-compose and records the rest, and
+# a docker stub that knows the images in STUB_IMAGES and cannot reach a registry.
+live_stubs() {
+    cat >"$SANDBOX/bin/compose" <<'EOF'
+#!/usr/bin/env bash
+for a in "$@"; do [[ "$a" == config ]] && exec docker-compose "$@"; done
+echo "COMPOSE $* ALERTMANAGER_TARGETS=${ALERTMANAGER_TARGETS:-}" >>"$STUB_LOG"
+EOF
+    cat >"$SANDBOX/bin/docker" <<'EOF'
+#!/usr/bin/env bash
+case "$1 ${2:-}" in
+    "image inspect") [[ " $STUB_IMAGES " == *" $3 "* ]] ;;
+    "pull "*) echo "Error response from daemon: Get \"https://registry.example/v2/\": dial tcp: lookup registry.example: no such host" >&2; exit 1 ;;
+    *) exit 1 ;;
+esac
+EOF
+    chmod +x "$SANDBOX/bin/compose" "$SANDBOX/bin/docker"
+    export WATTPUSH_COMPOSE="$SANDBOX/bin/compose" STUB_LOG="$BATS_TEST_TMPDIR/compose.log" DRY_RUN=0 NO_BUILD=1
+    export STUB_IMAGES="wattpush/prometheus:latest wattpush/cpu-rapl-client:latest wattpush/docker-overhead-client:latest"
+    : >"$STUB_LOG"
+    load_profile
+}
+
+@test "up leaves out Grafana when its image is missing and cannot be pulled, and says so" {
+    live_stubs
+    run "$HELPER" up
+    [ "$status" -eq 0 ] || { echo "$output"; false; }
+    [[ "$output" == *"grafana is not started: its image grafana/grafana-oss:10.4.2 is not on this host and could not be pulled (Error response from daemon:"*"no such host)"* ]]
+    [[ "$output" == *"set GRAFANA_IMAGE in .env to an image you have"* ]]
+    [[ "$output" == *"wattpush is up: Grafana not started (see above), Prometheus http://127.0.0.1:9090"* ]]
+    [[ "$output" == *"left out (image unavailable): grafana"* ]]
+    run cat "$STUB_LOG"
+    [[ "$output" == *" up -d cpu-rapl-client docker-overhead-client prometheus ALERTMANAGER_TARGETS="* ]]
+    [[ "$output" != *grafana* ]]
+}
+
+@test "up starts compose's own set when every image is there; Alertmanager left out clears its target" {
+    live_stubs
+    STUB_IMAGES="$STUB_IMAGES grafana/grafana-oss:10.4.2" run "$HELPER" up
+    [ "$status" -eq 0 ] || { echo "$output"; false; }
+    [[ "$output" == *"wattpush is up: Grafana http://127.0.0.1:3000"* ]]
+    [[ "$(cat "$STUB_LOG")" == *"--project-directory $SANDBOX up -d ALERTMANAGER_TARGETS="* ]]
+    : >"$STUB_LOG"
+    STUB_IMAGES="$STUB_IMAGES grafana/grafana-oss:10.4.2" COMPOSE_PROFILES=alerts run "$HELPER" up
+    [ "$status" -eq 0 ] || { echo "$output"; false; }
+    [[ "$output" == *"alertmanager is not started: its image prom/alertmanager:v0.27.0"*"set ALERTMANAGER_IMAGE in .env"* ]]
+    run cat "$STUB_LOG"
+    [[ "$output" == *"--profile alerts up -d cpu-rapl-client docker-overhead-client grafana prometheus ALERTMANAGER_TARGETS=" ]]
+}
+
+@test "NO_BUILD=1 up with a project image not built stops with the build command" {
+    live_stubs
+    STUB_IMAGES="wattpush/prometheus:latest" run "$HELPER" up
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"image wattpush/cpu-rapl-client:latest of cpu-rapl-client is not built; fix: run '$HELPER build' first"* ]]
+    [ ! -s "$STUB_LOG" ]
+}
+
+@test "WATTPUSH_EXTRA_COMPOSE_FILES come after the project's files; a missing one is an error" {
+    load_profile
+    printf 'services:\n  grafana:\n    user: "0"\n' >"$BATS_TEST_TMPDIR/mine.yml"
+    PRIVILEGED=true WATTPUSH_EXTRA_COMPOSE_FILES="$BATS_TEST_TMPDIR/mine.yml" run "$HELPER" status
+    [ "$status" -eq 0 ] || { echo "$output"; false; }
+    [[ "$output" == *"-f $SANDBOX/docker-compose.privileged.yml -f $BATS_TEST_TMPDIR/mine.yml --project-directory"* ]]
+    WATTPUSH_EXTRA_COMPOSE_FILES="$BATS_TEST_TMPDIR/mine.yml:/nope.yml" run "$HELPER" status
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"WATTPUSH_EXTRA_COMPOSE_FILES names '/nope.yml', which is not a file; fix:"* ]]
 }
