@@ -83,6 +83,11 @@ class Pipeline:
         self._stop_sampling = threading.Event()
         self._draining = threading.Event()
         self._give_up = threading.Event()
+        # Cuts a retry's backoff sleep short: at give-up, or when a drain starts while the
+        # receiver is failing (one more attempt, then spool: see _should_stop_retrying).
+        self._wake_retry = threading.Event()
+        self._fail_fast = False
+        self._drain_failures = 0
         self._drain_deadline = math.inf
         self._threads: list[threading.Thread] = []
         self._lifecycle = threading.Lock()
@@ -162,6 +167,11 @@ class Pipeline:
         self._to_batcher.put(_STOP)
         by_name["batcher"].join()
         with self._cond:
+            # The receiver is already failing: waiting out the whole budget in backoff would
+            # only delay the stop (and a container's restart); the spool keeps the data.
+            if self._consecutive_failures:
+                self._fail_fast = True
+                self._wake_retry.set()
             self._draining.set()
             self._cond.notify_all()
         remaining = max(0.0, self._drain_deadline - self.clock.monotonic())
@@ -172,6 +182,7 @@ class Pipeline:
             # receiver still store it, the replay is a duplicate: Prometheus then answers 400
             # (counted as "rejected") unless out-of-order ingestion is on, where it is ignored.
             self._give_up.set()
+            self._wake_retry.set()
             with self._cond:
                 self._cond.notify_all()
             by_name["sender"].join(0.2)
@@ -571,6 +582,8 @@ class Pipeline:
         self.metrics.inc("monitoring_client_send_duration_seconds_count")
         if classify(outcome, self.config.retry_on_429) is Verdict.RETRY:
             self._consecutive_failures += 1
+            if self._draining.is_set():
+                self._drain_failures += 1
             self._last_error = outcome.error or f"HTTP {outcome.status} {outcome.body[:200]}"
             if self._consecutive_failures == 1 or self._consecutive_failures % 100 == 0:
                 log.warning(
@@ -591,12 +604,14 @@ class Pipeline:
     def _should_stop_retrying(self, state: tenacity.RetryCallState) -> bool:
         if self._give_up.is_set():
             return True
+        if self._fail_fast and self._drain_failures:
+            return True
         return self._draining.is_set() and self.clock.monotonic() >= self._drain_deadline
 
     def _sleep(self, seconds: float) -> None:
         if self._draining.is_set():
             seconds = min(seconds, max(0.0, self._drain_deadline - self.clock.monotonic()))
-        self.clock.wait(self._give_up, seconds)
+        self.clock.wait(self._wake_retry, seconds)
 
     def _before_retry(self, state: tenacity.RetryCallState) -> None:
         batch = state.args[0] if state.args else None

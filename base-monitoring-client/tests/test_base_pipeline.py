@@ -293,6 +293,43 @@ def test_shutdown_without_spool_counts_undelivered_as_dropped() -> None:
     assert pipeline.metrics.get("monitoring_client_samples_dropped_total", reason="shutdown") >= 6
 
 
+def test_stop_while_the_receiver_fails_tries_once_more_then_spools_without_the_backoff(
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    # A long backoff and a long budget: waiting either out would hold a restart for a minute.
+    down = ScriptedTransport([None] * 10_000)
+    config = ClientConfig(push_interval_s=60, shutdown_timeout_s=60, min_backoff_s=30,
+                          max_backoff_s=60, spool_dir=tmp_path, instance="h")  # fmt: skip
+    pipeline = Pipeline(PushOnlyClient(), config, transport=down)
+    pipeline.start()
+    pipeline.push(series(6, NOW_MS))
+    assert pipeline.flush(timeout=0.5) is False  # sent once, failed, now in backoff
+    attempts = len(down.requests)
+    assert attempts >= 1
+    began = time.monotonic()
+    pipeline.stop()
+    took = time.monotonic() - began
+    assert len(down.requests) == attempts + 1  # exactly one more try, at once
+    assert took < 10, f"stop() waited {took:.1f}s of backoff/budget"
+    assert list(tmp_path.glob("*.seg"))
+    assert pipeline.metrics.total("monitoring_client_samples_dropped_total") == 0
+
+
+def test_stop_while_the_receiver_fails_still_sends_when_that_last_try_succeeds(
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    recovering = ScriptedTransport([None])  # the first POST fails, every later one succeeds
+    config = ClientConfig(push_interval_s=60, shutdown_timeout_s=60, min_backoff_s=30,
+                          max_backoff_s=60, spool_dir=tmp_path, instance="h")  # fmt: skip
+    pipeline = Pipeline(PushOnlyClient(), config, transport=recovering)
+    pipeline.start()
+    pipeline.push(series(6, NOW_MS))
+    assert pipeline.flush(timeout=0.5) is False  # the first try failed: in backoff now
+    pipeline.stop()
+    assert sorted(t for _, _, t in data_points(recovering)) == [NOW_MS + i for i in range(6)]
+    assert not list(tmp_path.glob("*.seg"))
+
+
 def test_shutdown_spools_what_was_not_sent_and_next_run_sends_it_first(tmp_path) -> None:  # type: ignore[no-untyped-def]
     down = ScriptedTransport([None] * 10_000)
     config = ClientConfig(push_interval_s=60, shutdown_timeout_s=0.2, max_backoff_s=0.05,
