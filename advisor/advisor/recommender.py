@@ -384,6 +384,10 @@ def _fmt(x: Any) -> str:
         return str(x)
     if not np.isfinite(v):
         return "n/a"
-    if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-2):
+    if v != 0 and abs(v) >= 1e5:
         return f"{v:.4g}"
+    if v != 0 and abs(v) < 1:
+        # Three significant digits: joules per frame are often 0.01-0.1, where two decimals
+        # would print 0.01 for both ends of an interval.
+        return f"{v:.3g}"
     return f"{v:.2f}"

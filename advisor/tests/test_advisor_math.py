@@ -243,3 +243,14 @@ def test_net_energy_uses_mean_power_difference_times_duration() -> None:
     agg = aggregate_scenarios(df, "pixels_per_joule")
     assert agg.loc[0, "n_ok"] == 2 and agg.loc[0, "mean_power_w_mean"] == 105.0
     assert agg.loc[0, "mean_power_w_ci95"] == pytest.approx(stats.t.ppf(0.975, 1) * 5.0)
+
+
+def test_report_numbers_keep_three_significant_digits_below_one() -> None:
+    from advisor.recommender import _fmt
+
+    # Joules per frame: both ends of an interval must stay distinguishable.
+    assert (_fmt(0.0123), _fmt(0.0187)) == ("0.0123", "0.0187")
+    assert _fmt(0.5) == "0.5"
+    assert _fmt(0.000123456) == "0.000123"
+    assert (_fmt(12.345), _fmt(0.0), _fmt(123456.0)) == ("12.35", "0.00", "1.235e+05")
+    assert (_fmt(float("nan")), _fmt("x")) == ("n/a", "x")
