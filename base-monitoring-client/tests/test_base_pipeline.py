@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 
 import pytest
 from base_fakes import (
@@ -293,19 +294,25 @@ def test_shutdown_without_spool_counts_undelivered_as_dropped() -> None:
     assert pipeline.metrics.get("monitoring_client_samples_dropped_total", reason="shutdown") >= 6
 
 
+def _in_backoff(transport: ScriptedTransport, spool_dir: Path) -> Pipeline:
+    """A pipeline whose first send failed and now sleeps a long backoff, with a long budget:
+    waiting either out would hold a restart for a minute."""
+    config = ClientConfig(push_interval_s=60, shutdown_timeout_s=60, min_backoff_s=30,
+                          max_backoff_s=60, spool_dir=spool_dir, instance="h")  # fmt: skip
+    pipeline = Pipeline(PushOnlyClient(), config, transport=transport)
+    pipeline.start()
+    pipeline.push(series(6, NOW_MS))
+    assert pipeline.flush(timeout=0.5) is False
+    assert transport.requests
+    return pipeline
+
+
 def test_stop_while_the_receiver_fails_tries_once_more_then_spools_without_the_backoff(
     tmp_path,  # type: ignore[no-untyped-def]
 ) -> None:
-    # A long backoff and a long budget: waiting either out would hold a restart for a minute.
     down = ScriptedTransport([None] * 10_000)
-    config = ClientConfig(push_interval_s=60, shutdown_timeout_s=60, min_backoff_s=30,
-                          max_backoff_s=60, spool_dir=tmp_path, instance="h")  # fmt: skip
-    pipeline = Pipeline(PushOnlyClient(), config, transport=down)
-    pipeline.start()
-    pipeline.push(series(6, NOW_MS))
-    assert pipeline.flush(timeout=0.5) is False  # sent once, failed, now in backoff
+    pipeline = _in_backoff(down, tmp_path)
     attempts = len(down.requests)
-    assert attempts >= 1
     began = time.monotonic()
     pipeline.stop()
     took = time.monotonic() - began
@@ -319,13 +326,7 @@ def test_stop_while_the_receiver_fails_still_sends_when_that_last_try_succeeds(
     tmp_path,  # type: ignore[no-untyped-def]
 ) -> None:
     recovering = ScriptedTransport([None])  # the first POST fails, every later one succeeds
-    config = ClientConfig(push_interval_s=60, shutdown_timeout_s=60, min_backoff_s=30,
-                          max_backoff_s=60, spool_dir=tmp_path, instance="h")  # fmt: skip
-    pipeline = Pipeline(PushOnlyClient(), config, transport=recovering)
-    pipeline.start()
-    pipeline.push(series(6, NOW_MS))
-    assert pipeline.flush(timeout=0.5) is False  # the first try failed: in backoff now
-    pipeline.stop()
+    _in_backoff(recovering, tmp_path).stop()
     assert sorted(t for _, _, t in data_points(recovering)) == [NOW_MS + i for i in range(6)]
     assert not list(tmp_path.glob("*.seg"))
 
