@@ -52,8 +52,9 @@ bench: setup
 demo: setup
 	bash e2e/native_demo.sh
 
+# The compose stack for real (a private dockerd when none is reachable); also a .ci/run stage.
 e2e-docker: setup wheels
-	WATTPUSH_E2E_DOCKER=1 $(PY) -m pytest -m docker e2e/test_e2e_docker_stack.py
+	bash e2e/docker_stack.sh
 
 e2e-multi-host: setup
 	bash e2e/multi_host.sh

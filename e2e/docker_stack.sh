@@ -12,7 +12,8 @@
 # tarball under .cache/e2e/ (git-ignored). Python packages come from build/wheels (make wheels).
 #
 # Settings (environment): E2E_FAULTS=1|0, E2E_OUTAGE_S=60, E2E_BUILD_GPU=1|0,
-# E2E_PRIVATE_DOCKERD=auto|1, E2E_REPORT_DIR (default .cache/e2e/last-run).
+# E2E_PRIVATE_DOCKERD=auto|1, E2E_REPORT_DIR (default .cache/e2e/last-run), E2E_DEBIAN_MIRROR
+# (default: the first URI of this host's apt sources).
 set -euo pipefail
 
 ROOT=${E2E_ROOT:-$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)}
@@ -26,43 +27,6 @@ E2E_OUTAGE_S=${E2E_OUTAGE_S:-60}
 E2E_BUILD_GPU=${E2E_BUILD_GPU:-1}
 E2E_PRIVATE_DOCKERD=${E2E_PRIVATE_DOCKERD:-auto}
 REPORT_DIR=${E2E_REPORT_DIR:-$CACHE/last-run}
-
-# ------------------------------------------------------------------ compose shim
-# Called by the helper as WATTPUSH_COMPOSE when the Grafana image is not available locally
-# (no registry here): `up` gets the service list without grafana, so compose does not try to
-# pull it. Everything else is passed through unchanged.
-if [[ "${1:-}" == "__compose" ]]; then
-    shift
-    args=("$@")
-    if [[ -n "${E2E_COMPOSE_OVERRIDE:-}" ]]; then
-        # After the project's -f files (the first two words are "-f FILE"): it wins.
-        last_f=0
-        for i in "${!args[@]}"; do [[ "${args[$i]}" == -f ]] && last_f=$i; done
-        args=("${args[@]:0:$((last_f + 2))}" -f "$E2E_COMPOSE_OVERRIDE" "${args[@]:$((last_f + 2))}")
-    fi
-    for i in "${!args[@]}"; do
-        if [[ "${args[$i]}" == up && "${E2E_EXCLUDE_GRAFANA:-0}" == 1 ]]; then
-            # Services compose would start: no profile, or one of the --profile names given.
-            profiles=()
-            for j in "${!args[@]}"; do
-                [[ "${args[$j]}" == --profile ]] && profiles+=("${args[$((j + 1))]}")
-            done
-            mapfile -t keep < <(docker-compose "${args[@]:0:$i}" config |
-                /usr/bin/python3 -c '
-import sys, yaml
-active = set(sys.argv[1:])
-for name, svc in yaml.safe_load(sys.stdin)["services"].items():
-    profiles = set(svc.get("profiles") or [])
-    if name != "grafana" and (not profiles or profiles & active):
-        print(name)
-' "${profiles[@]}")
-            printf 'e2e: Grafana image %s is not available; starting without grafana: %s\n' \
-                "${GRAFANA_IMAGE:-?}" "${keep[*]}" >&2
-            exec docker-compose "${args[@]}" "${keep[@]}"
-        fi
-    done
-    exec docker-compose "${args[@]}"
-fi
 
 mkdir -p "$CACHE" "$REPORT_DIR"
 TIMES=$REPORT_DIR/stage-times.txt
@@ -173,7 +137,9 @@ apt_mirror() {
     uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
     [[ -z "$uri" ]] && uri=$(awk '$1 == "deb" && $0 ~ / '"$SUITE"' / {for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; exit}}' \
         /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null || true)
-    echo "${uri:-http://deb.debian.org/debian}"
+    uri=${E2E_DEBIAN_MIRROR:-$uri}
+    [[ -n "$uri" ]] || die "no Debian mirror in /etc/apt/sources.list*; fix: set E2E_DEBIAN_MIRROR to the mirror URL apt uses"
+    echo "$uri"
 }
 
 make_base_tar() {
@@ -345,9 +311,12 @@ if mode == "outage":
     log(f"prometheus stopped ({t_stopped - t0:.1f}s); outage {outage_s:.0f}s")
     time.sleep(outage_s / 2)
     r0 = time.time()
-    docker("restart", "-t", "10", rapl_c)
+    # No -t: the container's own stop timeout (compose's stop_grace_period), as for a user's
+    # `docker restart`; the client must spool what Prometheus did not take before it exits.
+    grace = docker("inspect", "-f", "{{.Config.StopTimeout}}", rapl_c)
+    docker("restart", rapl_c)
     r1 = time.time()
-    log(f"cpu-rapl-client restarted during the outage in {r1 - r0:.1f}s")
+    log(f"cpu-rapl-client restarted during the outage in {r1 - r0:.1f}s (stop timeout {grace}s)")
     time.sleep(max(0.0, t_stopped + outage_s - time.time()))
     docker("start", prom_c)
     t_started = time.time()
@@ -462,25 +431,29 @@ export COMPOSE_PROJECT_NAME=$PROJECT PRIVILEGED=true NO_BUILD=1 PROMETHEUS_PORT=
     WATTPUSH_INSTANCE=e2e-host REPORT_ALLOW_ESTIMATED=true COMPOSE_PROFILES='' \
     COMPOSE_HTTP_TIMEOUT=300
 GRAFANA_IMAGE=${GRAFANA_IMAGE:-$(awk -F= '$1 == "GRAFANA_IMAGE" {print $2}' "$ROOT/.env")}
-export GRAFANA_IMAGE
-if ! docker image inspect "$GRAFANA_IMAGE" >/dev/null 2>&1; then
-    export WATTPUSH_COMPOSE="bash $ROOT/e2e/docker_stack.sh __compose" E2E_EXCLUDE_GRAFANA=1
-    echo "grafana=excluded ($GRAFANA_IMAGE not available)" >>"$REPORT_DIR/facts.txt"
-fi
+GRAFANA_AVAILABLE=1
+docker image inspect "$GRAFANA_IMAGE" >/dev/null 2>&1 || GRAFANA_AVAILABLE=0
+echo "grafana_image_present=$GRAFANA_AVAILABLE ($GRAFANA_IMAGE)" >>"$REPORT_DIR/facts.txt"
 # A privileged container gets every capability; runc fails ("unable to apply caps") where this
-# host's bounding set lacks one (sandboxes without CAP_SYS_RESOURCE). Then cpu-rapl-client runs
-# unprivileged (there is no AppArmor to confine it either; it estimates without RAPL access).
+# host's bounding set lacks one (sandboxes without CAP_SYS_RESOURCE), and without AppArmor the
+# confined mode cannot run either. Then cpu-rapl-client runs unprivileged through the helper's
+# WATTPUSH_EXTRA_COMPOSE_FILES (it estimates: there is no RAPL access to lose).
 last_cap=$(cat /proc/sys/kernel/cap_last_cap)
 if (((0x$(awk '/^CapBnd/ {print $2}' /proc/self/status) & ((1 << (last_cap + 1)) - 1)) != (1 << (last_cap + 1)) - 1)); then
-    E2E_COMPOSE_OVERRIDE=$REPORT_DIR/compose.no-privileged.yml
-    printf 'version: "3.8"\nservices:\n  cpu-rapl-client:\n    privileged: false\n    user: "10001:10001"\n' >"$E2E_COMPOSE_OVERRIDE"
-    export E2E_COMPOSE_OVERRIDE WATTPUSH_COMPOSE="bash $ROOT/e2e/docker_stack.sh __compose"
+    WATTPUSH_EXTRA_COMPOSE_FILES=$REPORT_DIR/compose.no-privileged.yml
+    printf 'version: "3.8"\nservices:\n  cpu-rapl-client:\n    privileged: false\n    user: "10001:10001"\n' >"$WATTPUSH_EXTRA_COMPOSE_FILES"
+    export WATTPUSH_EXTRA_COMPOSE_FILES
     echo "privileged=off (capability bounding set $(awk '/^CapBnd/ {print $2}' /proc/self/status) lacks some of 0..$last_cap)" >>"$REPORT_DIR/facts.txt"
 fi
 STACK_UP=1
 # The helper prints a generated Grafana password once: keep it out of the saved log.
 helper up 2>&1 | sed -u '/admin password/{n;s/.*/  <hidden>/}' | tee "$REPORT_DIR/up.log"
 [[ ${PIPESTATUS[0]} == 0 ]] || die "docker-compose_helper.sh up failed"
+if ((!GRAFANA_AVAILABLE)); then
+    grep -q "grafana is not started: its image $GRAFANA_IMAGE is not on this host" "$REPORT_DIR/up.log" ||
+        die "the helper did not report that it left Grafana out (its image is missing)"
+    [[ -z "$(container_of grafana)" ]] || die "a grafana container runs although its image is missing"
+fi
 wait_for 120 "Prometheus ready at $PROM_URL" python3 -c \
     "import urllib.request; urllib.request.urlopen('$PROM_URL/-/ready', timeout=3)"
 wait_for 120 "cpu-rapl-client series in Prometheus" series_present 'cpu_energy_joules_total'
