@@ -101,11 +101,15 @@ def window_energy_table(
     total = cpu_e + (gpu_e if domain_parts["gpu"] else 0.0)
 
     engine_parts = [
-        window_integrals(s.t, counter_cumulative(s.v), starts, ends, max_gap_s=max_gap_s).values
+        window_integrals(
+            s.t, counter_cumulative(s.v), starts, ends, max_gap_s=max_gap_s, raw_counter=s.v
+        ).values
         for s in sel.engine
     ]
     host_parts = [
-        window_integrals(s.t, counter_cumulative(s.v), starts, ends, max_gap_s=max_gap_s).values
+        window_integrals(
+            s.t, counter_cumulative(s.v), starts, ends, max_gap_s=max_gap_s, raw_counter=s.v
+        ).values
         for s in sel.host_busy
     ]
     engine = _sum_or_nan(engine_parts, n)

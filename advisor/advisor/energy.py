@@ -43,6 +43,7 @@ class WindowIntegrals:
 
     values: FloatArray
     reasons: list[str | None]
+    notes: list[str | None] | None = None  # what was tolerated (counter gaps inside a window)
 
 
 def window_integrals(
@@ -52,15 +53,21 @@ def window_integrals(
     ends: FloatArray,
     *,
     max_gap_s: float,
+    raw_counter: FloatArray | None = None,
 ) -> WindowIntegrals:
     """cum(end) - cum(start) for each window, NaN when the data does not cover the window.
 
     A window is covered when a sample lies within ``max_gap_s`` of both edges and no gap between
-    consecutive samples inside it exceeds ``max_gap_s``.
+    consecutive samples inside it exceeds ``max_gap_s``. With ``raw_counter`` (the values of an
+    energy counter at ``t``), a longer gap strictly inside the window is accepted when the
+    counter did not go back across it: the difference of a counter is exact whatever happened
+    between two reads (a client stalled by load); only the edges are interpolated. A reset in
+    a gap (a restarted client) lost the energy up to it, so that window stays missing.
     """
     n = starts.size
     values = np.full(n, np.nan)
     reasons: list[str | None] = [None] * n
+    notes: list[str | None] = [None] * n
     if t.size < 2:
         return WindowIntegrals(values, ["no samples" if t.size == 0 else "one sample"] * n)
     at_start = np.interp(starts, t, cum)
@@ -76,17 +83,28 @@ def window_integrals(
         if b >= t.size and ends[i] - t[-1] > max_gap_s:
             reasons[i] = f"data ends {ends[i] - t[-1]:.1f} s before the window end"
             continue
-        seg = gaps[max(a, 0) : min(b, t.size - 1)]
+        first, last = max(a, 0), min(b, t.size - 1)  # gaps[first:last]: those touching it
+        seg = gaps[first:last]
         if seg.size and float(seg.max()) > max_gap_s:
-            reasons[i] = f"gap of {float(seg.max()):.1f} s in the data"
-            continue
+            big = first + np.flatnonzero(seg > max_gap_s)
+            interior = (big > a) & (big < b - 1)  # neither edge falls inside the gap
+            if raw_counter is not None and interior.all():
+                resets = raw_counter[big + 1] < raw_counter[big]
+                if not resets.any():
+                    notes[i] = f"counter gap of {float(seg.max()):.1f} s inside (difference exact)"
+                else:
+                    reasons[i] = f"counter reset inside a gap of {float(seg.max()):.1f} s"
+                    continue
+            else:
+                reasons[i] = f"gap of {float(seg.max()):.1f} s in the data"
+                continue
         # Data starting/ending just inside the window (within max_gap_s): scale the covered part
         # to the full window rather than count the uncovered edge as zero energy.
         covered = min(ends[i], t[-1]) - max(starts[i], t[0])
         full = ends[i] - starts[i]
         scale = full / covered if 0 < covered < full else 1.0
         values[i] = (at_end[i] - at_start[i]) * scale
-    return WindowIntegrals(values, reasons)
+    return WindowIntegrals(values, reasons, notes)
 
 
 def resample_power(

@@ -88,7 +88,14 @@ class Entity:
             tried.append(
                 (
                     "counter",
-                    window_integrals(self.counter.t, cum, starts, ends, max_gap_s=max_gap_s),
+                    window_integrals(
+                        self.counter.t,
+                        cum,
+                        starts,
+                        ends,
+                        max_gap_s=max_gap_s,
+                        raw_counter=self.counter.v,
+                    ),
                 )
             )
         elif self.power is not None:
@@ -104,7 +111,8 @@ class Entity:
             energy = np.where(ok, res.values, energy)
             for i in range(n):
                 if ok[i]:
-                    method[i] = name
+                    note = res.notes[i] if res.notes else None
+                    method[i] = f"{name} ({note})" if note else name
                     reasons[i] = None
                 elif not np.isfinite(energy[i]):
                     reasons[i] = f"{self.label} {name}: {res.reasons[i]}"

@@ -254,3 +254,57 @@ def test_report_numbers_keep_three_significant_digits_below_one() -> None:
     assert _fmt(0.000123456) == "0.000123"
     assert (_fmt(12.345), _fmt(0.0), _fmt(123456.0)) == ("12.35", "0.00", "1.235e+05")
     assert (_fmt(float("nan")), _fmt("x")) == ("n/a", "x")
+
+
+def _counter_with_gap(gap_from: float, gap_to: float, reset: bool = False) -> tuple:  # type: ignore[type-arg]
+    """A 10 W counter sampled at 10 Hz over 0..20 s, with no samples in (gap_from, gap_to)."""
+    t = np.round(np.arange(0.0, 20.0001, 0.1), 3)
+    t = t[(t <= gap_from) | (t >= gap_to)]
+    v = 10.0 * t
+    if reset:  # a restarted client: its counter starts again from 0 after the gap
+        v = np.where(t >= gap_to, 10.0 * (t - gap_to), v)
+    return t, v
+
+
+def test_counter_gap_inside_a_window_keeps_the_exact_difference() -> None:
+    t, v = _counter_with_gap(8.0, 11.0)  # 3 s without samples, well inside 5..15
+    res = window_integrals(
+        t,
+        counter_cumulative(v),
+        np.array([5.0]),
+        np.array([15.0]),
+        max_gap_s=1.0,
+        raw_counter=v,
+    )
+    assert res.values[0] == pytest.approx(100.0)
+    assert res.reasons == [None]
+    assert res.notes == ["counter gap of 3.0 s inside (difference exact)"]
+    # Without the raw counter (a power gauge's integral) the same gap makes the window missing.
+    gauge = window_integrals(
+        t, counter_cumulative(v), np.array([5.0]), np.array([15.0]), max_gap_s=1.0
+    )
+    assert np.isnan(gauge.values[0]) and gauge.reasons == ["gap of 3.0 s in the data"]
+
+
+@pytest.mark.parametrize(
+    ("gap", "reset", "reason"),
+    [
+        ((4.0, 7.0), False, "gap of 3.0 s in the data"),  # the window starts inside the gap
+        ((13.0, 16.0), False, "gap of 3.0 s in the data"),  # it ends inside the gap
+        ((8.0, 11.0), True, "counter reset inside a gap of 3.0 s"),  # energy up to it is lost
+    ],
+)
+def test_counter_gap_at_an_edge_or_with_a_reset_stays_missing(
+    gap: tuple[float, float], reset: bool, reason: str
+) -> None:
+    t, v = _counter_with_gap(*gap, reset=reset)
+    res = window_integrals(
+        t,
+        counter_cumulative(v),
+        np.array([5.0]),
+        np.array([15.0]),
+        max_gap_s=1.0,
+        raw_counter=v,
+    )
+    assert np.isnan(res.values[0])
+    assert res.reasons == [reason]
