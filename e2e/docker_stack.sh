@@ -238,7 +238,7 @@ container_of() { docker ps -q --filter "label=com.docker.compose.project=$PROJEC
 # in the middle of it; then every stored sample of the window is read back raw. sigkill: the
 # cpu-rapl-client process is SIGKILLed (a crash: the restart policy brings it back) and the
 # samples between the last stored one and the kill are the loss.
-faults() { # outage|sigkill
+faults() { # outage|sigkill|batch
     python3 - "$1" "$PROM_URL" "$PROJECT" "$E2E_OUTAGE_S" "$REPORT_DIR" \
         "${CPU_RAPL_SAMPLE_INTERVAL_S:-0.1}" "${CPU_RAPL_PUSH_INTERVAL_S:-4}" <<'EOF'
 import json, subprocess, sys, time, urllib.parse, urllib.request
@@ -378,6 +378,27 @@ elif mode == "sigkill":
         log(f"loss: last stored sample {lost_s:.2f}s before the kill (~{max(0, round(lost_s / interval_s) - 1)} "
             f"samples; bound PUSH_INTERVAL_S={push_s}); first sample after {results[key]['first_after_s']}s; duplicates {dups}")
         ok &= lost_s <= push_s + interval_s and dups == 0 and bool(after)
+elif mode == "batch":
+    # Not a fault: how the clients sampled while the batch loaded the machine. Reported, not
+    # judged (the advisor judges coverage per window); gaps here point at a stalled client.
+    m = json.load(open(f"{report_dir}/manifest.json"))
+    start = min(w["start_ms"] for w in m["windows"]) / 1000 - 5
+    end = max(w["end_ms"] for w in m["windows"]) / 1000 + 5
+    span = f"{int(end - start) + 1}s"
+    ok = True
+    for svc, series in SERIES.items():
+        job = series.split('job="')[1].split('"')[0] if 'job="' in series else svc
+        for key, ts in raw(series, start, end).items():
+            worst, big, dups = gaps(ts)
+            lag = query(f'max_over_time(monitoring_client_sampling_lag_seconds{{job="{job}"}}[{span}])', at=end)
+            skipped = query(f'increase(monitoring_client_skipped_ticks_total{{job="{job}"}}[{span}])', at=end)
+            lag_s = max((float(r["value"][1]) for r in lag), default=float("nan"))
+            skipped_n = sum(float(r["value"][1]) for r in skipped)
+            results[f"{svc} {key}"] = dict(samples=len(ts), max_gap_s=round(worst, 3), gaps_over=big[:10],
+                                          duplicates=dups, max_sampling_lag_s=round(lag_s, 3),
+                                          skipped_ticks=round(skipped_n, 1))
+            log(f"batch: {svc}: {len(ts)} samples, max gap {worst:.3f}s, gaps > {GAP:.2f}s: {big[:5]}, "
+                f"max sampling lag {lag_s:.3f}s, skipped ticks {skipped_n:.0f}")
 with open(f"{report_dir}/faults-{mode}.json", "w") as f:
     json.dump(results, f, indent=1)
 sys.exit(0 if ok else 1)
@@ -499,6 +520,7 @@ for n in sorted(wanted):
     print(f"  {n}: energy_j_mean={energy[n]}")
 assert not bad, f"scenarios without positive energy_j_mean: {bad} (see the report's warnings)"
 EOF
+faults batch || true # diagnostics only (faults-batch.json)
 # (a failed check still lets the faults run: their results do not depend on the report)
 fi
 
