@@ -91,7 +91,7 @@ def window_integrals(
             if raw_counter is not None and interior.all():
                 resets = raw_counter[big + 1] < raw_counter[big]
                 if not resets.any():
-                    notes[i] = f"counter gap of {float(seg.max()):.1f} s inside (difference exact)"
+                    notes[i] = f"gap of {float(seg.max()):.1f} s inside, difference exact"
                 else:
                     reasons[i] = f"counter reset inside a gap of {float(seg.max()):.1f} s"
                     continue

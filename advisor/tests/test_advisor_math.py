@@ -278,7 +278,7 @@ def test_counter_gap_inside_a_window_keeps_the_exact_difference() -> None:
     )
     assert res.values[0] == pytest.approx(100.0)
     assert res.reasons == [None]
-    assert res.notes == ["counter gap of 3.0 s inside (difference exact)"]
+    assert res.notes == ["gap of 3.0 s inside, difference exact"]
     # Without the raw counter (a power gauge's integral) the same gap makes the window missing.
     gauge = window_integrals(
         t, counter_cumulative(v), np.array([5.0]), np.array([15.0]), max_gap_s=1.0
