@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from advisor.analysis import add_scores, aggregate_scenarios, assign_baselines, welch_verdict
 from advisor.energy import (
+    WindowIntegrals,
     counter_cumulative,
     mean_ci95,
     power_cumulative,
@@ -256,33 +257,31 @@ def test_report_numbers_keep_three_significant_digits_below_one() -> None:
     assert (_fmt(float("nan")), _fmt("x")) == ("n/a", "x")
 
 
-def _counter_with_gap(gap_from: float, gap_to: float, reset: bool = False) -> tuple:  # type: ignore[type-arg]
-    """A 10 W counter sampled at 10 Hz over 0..20 s, with no samples in (gap_from, gap_to)."""
+def _window_5_15_with_gap(
+    gap_from: float, gap_to: float, *, reset: bool = False, counter: bool = True
+) -> WindowIntegrals:
+    """Window 5..15 s over a 10 W counter sampled at 10 Hz with no samples in (gap_from,
+    gap_to); with ``reset`` the counter starts again from 0 after the gap (a restarted client)."""
     t = np.round(np.arange(0.0, 20.0001, 0.1), 3)
     t = t[(t <= gap_from) | (t >= gap_to)]
-    v = 10.0 * t
-    if reset:  # a restarted client: its counter starts again from 0 after the gap
-        v = np.where(t >= gap_to, 10.0 * (t - gap_to), v)
-    return t, v
-
-
-def test_counter_gap_inside_a_window_keeps_the_exact_difference() -> None:
-    t, v = _counter_with_gap(8.0, 11.0)  # 3 s without samples, well inside 5..15
-    res = window_integrals(
+    v = np.where(t >= gap_to, 10.0 * (t - gap_to), 10.0 * t) if reset else 10.0 * t
+    return window_integrals(
         t,
         counter_cumulative(v),
         np.array([5.0]),
         np.array([15.0]),
         max_gap_s=1.0,
-        raw_counter=v,
+        raw_counter=v if counter else None,
     )
+
+
+def test_counter_gap_inside_a_window_keeps_the_exact_difference() -> None:
+    res = _window_5_15_with_gap(8.0, 11.0)  # 3 s without samples, well inside the window
     assert res.values[0] == pytest.approx(100.0)
     assert res.reasons == [None]
     assert res.notes == ["gap of 3.0 s inside, difference exact"]
-    # Without the raw counter (a power gauge's integral) the same gap makes the window missing.
-    gauge = window_integrals(
-        t, counter_cumulative(v), np.array([5.0]), np.array([15.0]), max_gap_s=1.0
-    )
+    # A power gauge's integral (no raw counter): the same gap makes the window missing.
+    gauge = _window_5_15_with_gap(8.0, 11.0, counter=False)
     assert np.isnan(gauge.values[0]) and gauge.reasons == ["gap of 3.0 s in the data"]
 
 
@@ -297,14 +296,6 @@ def test_counter_gap_inside_a_window_keeps_the_exact_difference() -> None:
 def test_counter_gap_at_an_edge_or_with_a_reset_stays_missing(
     gap: tuple[float, float], reset: bool, reason: str
 ) -> None:
-    t, v = _counter_with_gap(*gap, reset=reset)
-    res = window_integrals(
-        t,
-        counter_cumulative(v),
-        np.array([5.0]),
-        np.array([15.0]),
-        max_gap_s=1.0,
-        raw_counter=v,
-    )
+    res = _window_5_15_with_gap(*gap, reset=reset)
     assert np.isnan(res.values[0])
     assert res.reasons == [reason]
