@@ -6,9 +6,11 @@ overhead aggregation; host CPU; the sampler never waits on the engine.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from base_monitoring_client import Sample
@@ -55,22 +57,39 @@ class Ticker:
         return out
 
 
-@pytest.fixture
-def client(fake_engine: FakeEngine, fake_host: FakeHost) -> Iterable[DockerOverheadClient]:
-    c = DockerOverheadClient(
-        docker_host=fake_engine.docker_host,
-        host_proc=fake_host.proc,
-        host_cgroup=fake_host.cgroup,
-        refresh_s=3600,
-        user_hz=100,
-        page_size=4096,
-        background_refresh=False,
-    )
+def on_fakes(fake_engine: FakeEngine, fake_host: FakeHost, **options: Any) -> DockerOverheadClient:
+    """A client pointed at the fake engine and host trees (``options`` override or add)."""
+    where: dict[str, Any] = {
+        "docker_host": fake_engine.docker_host,
+        "host_proc": fake_host.proc,
+        "host_cgroup": fake_host.cgroup,
+    }
+    return DockerOverheadClient(**(where | options))
+
+
+@contextlib.contextmanager
+def running(
+    fake_engine: FakeEngine, fake_host: FakeHost, **options: Any
+) -> Iterator[DockerOverheadClient]:
+    c = on_fakes(fake_engine, fake_host, **options)
     c.setup()
     try:
         yield c
     finally:
         c.close()
+
+
+@pytest.fixture
+def client(fake_engine: FakeEngine, fake_host: FakeHost) -> Iterable[DockerOverheadClient]:
+    with running(
+        fake_engine,
+        fake_host,
+        refresh_s=3600,
+        user_hz=100,
+        page_size=4096,
+        background_refresh=False,
+    ) as c:
+        yield c
 
 
 @pytest.fixture
@@ -289,14 +308,7 @@ def test_socket_missing_is_device_unavailable(fake_host: FakeHost) -> None:
 def test_background_refresher_is_a_named_thread(
     fake_engine: FakeEngine, fake_host: FakeHost
 ) -> None:
-    c = DockerOverheadClient(
-        docker_host=fake_engine.docker_host,
-        host_proc=fake_host.proc,
-        host_cgroup=fake_host.cgroup,
-        refresh_s=0.1,
-    )
-    c.setup()
-    try:
+    with running(fake_engine, fake_host, refresh_s=0.1) as c:
         assert "docker-refresh" in {t.name for t in threading.enumerate()}
         new_id = "3c" * 32
         fake_engine.run(new_id, "late", "busybox:1.36", 6001)
@@ -309,8 +321,6 @@ def test_background_refresher_is_a_named_thread(
             return key("container_cpu_seconds_total", labels) in values(c.collect(now[0]))
 
         assert wait_until(seen, timeout=10, interval=0.05)
-    finally:
-        c.close()
     assert "docker-refresh" not in {t.name for t in threading.enumerate()}
 
 
@@ -318,14 +328,7 @@ def test_sampler_asks_for_a_refresh_when_a_container_vanishes(
     fake_engine: FakeEngine, fake_host: FakeHost
 ) -> None:
     # A long period: only the sampler's request can make the refresher run this soon.
-    c = DockerOverheadClient(
-        docker_host=fake_engine.docker_host,
-        host_proc=fake_host.proc,
-        host_cgroup=fake_host.cgroup,
-        refresh_s=3600,
-    )
-    c.setup()
-    try:
+    with running(fake_engine, fake_host, refresh_s=3600) as c:
         fake_host.remove_container(PROM_ID, 4101)
         fake_engine.stop(PROM_ID)
         c.collect(T0)
@@ -334,8 +337,6 @@ def test_sampler_asks_for_a_refresh_when_a_container_vanishes(
         assert wait_until(
             lambda: all(t.info.id != PROM_ID for t in discovery.snapshot.targets), timeout=10
         )
-    finally:
-        c.close()
 
 
 def test_process_scan_runs_on_container_changes_and_periodically(
@@ -376,31 +377,17 @@ def test_memory_is_fresh_every_tick_and_page_cache_every_second(
 def test_memory_stat_every_sample_when_interval_is_zero(
     fake_engine: FakeEngine, fake_host: FakeHost
 ) -> None:
-    c = DockerOverheadClient(
-        docker_host=fake_engine.docker_host,
-        host_proc=fake_host.proc,
-        host_cgroup=fake_host.cgroup,
-        memory_stat_interval_s=0,
-        background_refresh=False,
-    )
-    c.setup()
-    try:
+    with running(fake_engine, fake_host, memory_stat_interval_s=0, background_refresh=False) as c:
         t = Ticker(c)
         t()
         fake_host.set_memory(PROM_ID, 60_000_000, 30_000_000)
         assert values(t())[key("container_memory_bytes", PROM)] == 30_000_000.0
-    finally:
-        c.close()
 
 
 def test_wrong_host_proc_names_the_variable_and_the_mount(
     fake_engine: FakeEngine, fake_host: FakeHost, tmp_path: Path
 ) -> None:
-    c = DockerOverheadClient(
-        docker_host=fake_engine.docker_host,
-        host_proc=tmp_path / "not-proc",
-        host_cgroup=fake_host.cgroup,
-    )
+    c = on_fakes(fake_engine, fake_host, host_proc=tmp_path / "not-proc")
     with pytest.raises(HostLayoutError) as info:
         c.setup()
     c.close()
