@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "docker-overhead-client" / "tests"))
 sys.path.insert(0, str(ROOT / "base-monitoring-client"))
 
-from base_monitoring_client.testing import PrometheusProcess  # noqa: E402
+from base_monitoring_client.testing import PrometheusProcess, stop_process  # noqa: E402
 from docker_fakes import FakeEngine, FakeHost, client_env  # noqa: E402
 
 
@@ -67,8 +66,7 @@ def synthetic_baseline(args: argparse.Namespace) -> int:
             try:
                 used, window, rss = measure(proc.pid, args.warmup, args.seconds)
             finally:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(30)
+                stop_process(proc)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     print(
@@ -137,8 +135,7 @@ def real_kernel_files(args: argparse.Namespace) -> int:
                 used, window, rss = measure(proc.pid, args.warmup, args.seconds)
                 series = prom.query("count({job='docker-overhead-client'})")
             finally:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(30)
+                stop_process(proc)
     finally:
         engine.close()
         for p in procs:
@@ -233,8 +230,7 @@ def main() -> int:
         finally:
             stop.set()
             churner.join()
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
+            stop_process(proc)
             engine.close()
     shutil.rmtree(base, ignore_errors=True)
     share = (c1 - c0) / (t1 - t0)

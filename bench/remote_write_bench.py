@@ -22,7 +22,6 @@ import os
 import platform
 import random
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -41,7 +40,7 @@ from base_monitoring_client.config import ClientConfig
 from base_monitoring_client.encoder import SeriesEncoder, compress, encode_with_protobuf
 from base_monitoring_client.pipeline import Pipeline
 from base_monitoring_client.sample import Sample
-from base_monitoring_client.testing import PrometheusProcess
+from base_monitoring_client.testing import PrometheusProcess, stop_process
 from google.protobuf import __version__ as protobuf_version
 from google.protobuf.internal import api_implementation
 from prometheus_remote_writer import RemoteWriter
@@ -389,12 +388,7 @@ def bench_client_process(
         peak = proc_status_kib(proc.pid, "VmHWM")
         threads = proc_status_kib(proc.pid, "Threads")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            exit_code = proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            exit_code = proc.wait(10)
+        exit_code = stop_process(proc)
     selector = f'synthetic_power_watts{{instance="{instance}",series="0"}}'
     values = prom.raw_samples(selector, start_s, end_s)
     stamps = sorted(round(float(t) * 1000) for t, _ in values[0]["values"]) if values else []

@@ -11,7 +11,6 @@ measured window and VmRSS/VmHWM from /proc/<pid>/status, then stops what it star
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path[:0] = [str(HERE), str(ROOT / "base-monitoring-client"), str(ROOT / "cpu-rapl-client")]
 
-from base_monitoring_client.testing import PrometheusProcess  # noqa: E402
+from base_monitoring_client.testing import PrometheusProcess, stop_process  # noqa: E402
 from rapl_fakes import intel_single_socket  # noqa: E402
 
 WARMUP_S = 10.0
@@ -82,8 +81,7 @@ def main() -> None:
                 rss, hwm = status_kib(proc.pid, "VmRSS"), status_kib(proc.pid, "VmHWM")
                 stored = prom.query("count_over_time(cpu_energy_joules_total[1h])")
             finally:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(30)
+                stop_process(proc)
                 stop.set()
         n = sorted(float(r["value"][1]) for r in stored)
         version = sys.version.split()[0]

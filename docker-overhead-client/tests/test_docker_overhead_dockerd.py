@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from base_monitoring_client.testing import PrometheusProcess, wait_until
+from base_monitoring_client.testing import PrometheusProcess, stop_process, wait_until
 from docker_fakes import client_env
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.integration]
@@ -248,13 +248,7 @@ def test_real_engine_container_cpu_rises_in_prometheus(tmp_path: Path) -> None:
             _docker(denv, "rm", "-f", "burner")
             assert wait_until(lambda: _value(prom, cpu) is None, timeout=20)
         finally:
-            client.send_signal(signal.SIGTERM)
-            try:
-                rc = client.wait(30)
-            except subprocess.TimeoutExpired:
-                client.kill()
-                client.wait(10)
-                raise
+            rc = stop_process(client)
             with contextlib.suppress(Exception):
                 _docker(denv, "rm", "-f", "burner", timeout=30)
         assert rc == 0, (tmp_path / "client.log").read_text()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from base_monitoring_client.testing import PrometheusProcess, wait_until
+from base_monitoring_client.testing import PrometheusProcess, stop_process, wait_until
 from docker_fakes import PROM_ID, TRANSCODE_ID, FakeEngine, FakeHost, client_env
 
 pytestmark = pytest.mark.integration
@@ -63,12 +62,6 @@ def test_pushes_containers_engine_and_host_then_stale_markers(
             assert wait_until(lambda: _value(prom, gone) is None, timeout=20)
             assert _value(prom, cpu) == 7.0
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                rc = proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-                raise
+            rc = stop_process(proc)
             log.close()
         assert rc == 0, (tmp_path / "client.log").read_text()
