@@ -439,9 +439,9 @@ cmd_up() {
     if ! is_true "${NO_BUILD:-0}"; then
         cmd_build
     fi
-    local missing
-    missing=$(missing_capabilities)
-    if is_true "${PRIVILEGED:-false}" && [[ -n "$missing" ]]; then
+    local missing=""
+    is_true "${PRIVILEGED:-false}" && missing=$(missing_capabilities)
+    if [[ -n "$missing" ]]; then
         printf 'docker-compose_helper: warning: this host'"'"'s capability bounding set lacks %s; if cpu-rapl-client fails with "unable to apply caps", that is why.\n  fix: PRIVILEGED=false with the AppArmor profile loaded (sudo %s/AppArmor/install.sh), or an engine on a host with every capability\n' \
             "$missing" "$HERE" >&2
     fi
@@ -587,9 +587,9 @@ cmd_doctor() {
     fi
 
     local name=${CPU_RAPL_APPARMOR_PROFILE:-wattpush-cpu-rapl} state=0
-    local missing
-    missing=$(missing_capabilities)
-    if is_true "${PRIVILEGED:-false}" && [[ -n "$missing" ]]; then
+    local missing=""
+    is_true "${PRIVILEGED:-false}" && missing=$(missing_capabilities)
+    if [[ -n "$missing" ]]; then
         warn "PRIVILEGED=${PRIVILEGED}, but this host's capability bounding set lacks $missing: Docker cannot start a privileged container here (runc: unable to apply caps) unless the engine runs elsewhere" \
             "PRIVILEGED=false with the AppArmor profile (sudo $HERE/AppArmor/install.sh), or run the stack on a host/VM with every capability"
     elif is_true "${PRIVILEGED:-false}"; then

@@ -246,7 +246,7 @@ import json, subprocess, sys, time, urllib.parse, urllib.request
 mode, prom, project, outage_s, report_dir, interval_s, push_s = sys.argv[1:]
 outage_s, interval_s, push_s = float(outage_s), float(interval_s), float(push_s)
 GAP = 1.5 * interval_s  # one interval plus scheduling jitter
-SERIES = {
+SERIES = {  # compose service (also the client's job label) -> the series checked
     "cpu-rapl-client": 'cpu_energy_joules_total{job="cpu-rapl-client",zone="package"}',
     "docker-overhead-client": 'docker_engine_cpu_seconds_total{process="dockerd"}',
 }
@@ -387,11 +387,10 @@ elif mode == "batch":
     span = f"{int(end - start) + 1}s"
     ok = True
     for svc, series in SERIES.items():
-        job = series.split('job="')[1].split('"')[0] if 'job="' in series else svc
         for key, ts in raw(series, start, end).items():
             worst, big, dups = gaps(ts)
-            lag = query(f'max_over_time(monitoring_client_sampling_lag_seconds{{job="{job}"}}[{span}])', at=end)
-            skipped = query(f'increase(monitoring_client_skipped_ticks_total{{job="{job}"}}[{span}])', at=end)
+            lag = query(f'max_over_time(monitoring_client_sampling_lag_seconds{{job="{svc}"}}[{span}])', at=end)
+            skipped = query(f'increase(monitoring_client_skipped_ticks_total{{job="{svc}"}}[{span}])', at=end)
             lag_s = max((float(r["value"][1]) for r in lag), default=float("nan"))
             skipped_n = sum(float(r["value"][1]) for r in skipped)
             results[f"{svc} {key}"] = dict(samples=len(ts), max_gap_s=round(worst, 3), gaps_over=big[:10],
@@ -459,12 +458,14 @@ echo "grafana_image_present=$GRAFANA_AVAILABLE ($GRAFANA_IMAGE)" >>"$REPORT_DIR/
 # host's bounding set lacks one (sandboxes without CAP_SYS_RESOURCE), and without AppArmor the
 # confined mode cannot run either. Then cpu-rapl-client runs unprivileged through the helper's
 # WATTPUSH_EXTRA_COMPOSE_FILES (it estimates: there is no RAPL access to lose).
-last_cap=$(cat /proc/sys/kernel/cap_last_cap)
-if (((0x$(awk '/^CapBnd/ {print $2}' /proc/self/status) & ((1 << (last_cap + 1)) - 1)) != (1 << (last_cap + 1)) - 1)); then
+# The helper's doctor is what checks that (PRIVILEGED=true is exported above).
+doctor=$(helper doctor 2>&1 || true)
+lacks=$(sed -n 's/.*capability bounding set lacks \([A-Z_ ]*\):.*/\1/p' <<<"$doctor")
+if [[ -n "$lacks" ]]; then
     WATTPUSH_EXTRA_COMPOSE_FILES=$REPORT_DIR/compose.no-privileged.yml
     printf 'version: "3.8"\nservices:\n  cpu-rapl-client:\n    privileged: false\n    user: "10001:10001"\n' >"$WATTPUSH_EXTRA_COMPOSE_FILES"
     export WATTPUSH_EXTRA_COMPOSE_FILES
-    echo "privileged=off (capability bounding set $(awk '/^CapBnd/ {print $2}' /proc/self/status) lacks some of 0..$last_cap)" >>"$REPORT_DIR/facts.txt"
+    echo "privileged=off (the capability bounding set lacks $lacks)" >>"$REPORT_DIR/facts.txt"
 fi
 STACK_UP=1
 # The helper prints a generated Grafana password once: keep it out of the saved log.
