@@ -43,7 +43,7 @@ class WindowIntegrals:
 
     values: FloatArray
     reasons: list[str | None]
-    notes: list[str | None] | None = None  # what was tolerated (counter gaps inside a window)
+    notes: list[str | None]  # what was tolerated (counter gaps inside a window)
 
 
 def window_integrals(
@@ -69,7 +69,7 @@ def window_integrals(
     reasons: list[str | None] = [None] * n
     notes: list[str | None] = [None] * n
     if t.size < 2:
-        return WindowIntegrals(values, ["no samples" if t.size == 0 else "one sample"] * n)
+        return WindowIntegrals(values, ["no samples" if t.size == 0 else "one sample"] * n, notes)
     at_start = np.interp(starts, t, cum)
     at_end = np.interp(ends, t, cum)
     lo = np.searchsorted(t, starts, side="right") - 1  # last sample <= start

@@ -111,8 +111,7 @@ class Entity:
             energy = np.where(ok, res.values, energy)
             for i in range(n):
                 if ok[i]:
-                    note = res.notes[i] if res.notes else None
-                    method[i] = f"{name} ({note})" if note else name
+                    method[i] = f"{name} ({res.notes[i]})" if res.notes[i] else name
                     reasons[i] = None
                 elif not np.isfinite(energy[i]):
                     reasons[i] = f"{self.label} {name}: {res.reasons[i]}"
