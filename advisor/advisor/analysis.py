@@ -12,6 +12,7 @@ import pandas as pd
 from scipy import stats
 
 from .energy import FloatArray, counter_cumulative, resample_power, window_integrals
+from .prom import Series
 from .sources import Selection
 from .windows import Window, parse_bitrate
 
@@ -53,9 +54,13 @@ def _sum_or_nan(parts: list[FloatArray], n: int) -> FloatArray:
 
 
 def window_energy_table(
-    windows: Sequence[Window], sel: Selection, *, max_gap_s: float
+    windows: Sequence[Window], sel: Selection, *, max_gap_s: float, max_edge_gap_s: float = 0.0
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Windows DataFrame (energy, power, sources, problems) and the per-entity breakdown."""
+    """Windows DataFrame (energy, power, sources, problems) and the per-entity breakdown.
+
+    ``energy_error_j`` is the worst-case error of windows whose edges were interpolated inside
+    a counter gap (0 when every edge had samples around it); the worst cases of the parts add.
+    """
     n = len(windows)
     starts = np.array([w.start_s for w in windows], dtype=np.float64)
     ends = np.array([w.end_s for w in windows], dtype=np.float64)
@@ -64,9 +69,11 @@ def window_energy_table(
     domain_parts: dict[str, list[FloatArray]] = {"cpu": [], "gpu": []}
     domain_sources: dict[str, list[str]] = {"cpu": [], "gpu": []}
     breakdown_rows: list[dict[str, Any]] = []
+    edge_error = np.zeros(n)
     for ent in sel.entities:
-        energy, method, reasons = ent.integrate(starts, ends, max_gap_s)
+        energy, method, reasons, error = ent.integrate(starts, ends, max_gap_s, max_edge_gap_s)
         if ent.additive:
+            edge_error = edge_error + error
             domain_parts[ent.domain].append(energy)
             domain_sources[ent.domain].append(f"{ent.key}[{ent.source}]")
             for i, r in enumerate(reasons):
@@ -86,6 +93,7 @@ def window_energy_table(
                     "method": method[i],
                     "additive": ent.additive,
                     "energy_j": energy[i],
+                    "energy_error_j": error[i],
                     "mean_power_w": energy[i] / durations[i],
                     "problem": reasons[i],
                 }
@@ -100,18 +108,22 @@ def window_energy_table(
             )
     total = cpu_e + (gpu_e if domain_parts["gpu"] else 0.0)
 
-    engine_parts = [
-        window_integrals(
-            s.t, counter_cumulative(s.v), starts, ends, max_gap_s=max_gap_s, raw_counter=s.v
-        ).values
-        for s in sel.engine
-    ]
-    host_parts = [
-        window_integrals(
-            s.t, counter_cumulative(s.v), starts, ends, max_gap_s=max_gap_s, raw_counter=s.v
-        ).values
-        for s in sel.host_busy
-    ]
+    def counter_parts(counters: Sequence[Series]) -> list[FloatArray]:
+        return [
+            window_integrals(
+                s.t,
+                counter_cumulative(s.v),
+                starts,
+                ends,
+                max_gap_s=max_gap_s,
+                raw_counter=s.v,
+                max_edge_gap_s=max_edge_gap_s,
+            ).values
+            for s in counters
+        ]
+
+    engine_parts = counter_parts(sel.engine)
+    host_parts = counter_parts(sel.host_busy)
     engine = _sum_or_nan(engine_parts, n)
     host_busy = _sum_or_nan(host_parts, n)
 
@@ -146,6 +158,7 @@ def window_energy_table(
                 "cpu_energy_j": cpu_e[i],
                 "gpu_energy_j": gpu_e[i] if domain_parts["gpu"] else np.nan,
                 "energy_j": total[i],
+                "energy_error_j": edge_error[i] if np.isfinite(total[i]) else np.nan,
                 "cpu_power_w": cpu_e[i] / durations[i],
                 "gpu_power_w": gpu_e[i] / durations[i] if domain_parts["gpu"] else np.nan,
                 "mean_power_w": total[i] / durations[i],

@@ -9,7 +9,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -19,7 +19,7 @@ from .analysis import SCORE_DIRECTIONS
 from .errors import AdvisorConfigError
 from .predict import PowerPredictor
 from .prom import PrometheusAPI
-from .recommender import TranscodingRecommender
+from .recommender import DEFAULT_MAX_EDGE_GAP_S, TranscodingRecommender
 from .render import CSV_TABLES, FORMATS, markdown_table, render, text_table
 from .windows import parse_bitrate
 
@@ -41,6 +41,20 @@ def parse_duration(text: str) -> float:
             f"--since {text!r} is not a duration; write it like 90s, 30m, 2h, 2h30m or 1d"
         )
     return total
+
+
+def _positive_seconds(flag: str, *, allow_zero: bool = False) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+            least = "0 or more" if allow_zero else "more than 0"
+            raise argparse.ArgumentTypeError(f"{flag} {text!r}: give seconds, {least}")
+        return value
+
+    return parse
 
 
 def _read_secret(value: str | None, file: str | None, name: str) -> str | None:
@@ -132,6 +146,8 @@ def cmd_report(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         instance=args.instance,
         rank_by=args.rank_by,
         alpha=args.alpha,
+        max_gap_s=args.max_gap,
+        max_edge_gap_s=args.max_edge_gap,
         predict=not args.no_predict,
         seed=args.seed,
     )
@@ -264,6 +280,20 @@ def build_parser() -> argparse.ArgumentParser:
         help='extra label matcher for every query, e.g. job="cpu-rapl-client"',
     )
     rep.add_argument("--instance", help="instance label of the measured host")
+    rep.add_argument(
+        "--max-gap",
+        type=_positive_seconds("--max-gap"),
+        default=None,
+        help="seconds without samples that count as missing data (default max(2, 10 x step))",
+    )
+    rep.add_argument(
+        "--max-edge-gap",
+        type=_positive_seconds("--max-edge-gap", allow_zero=True),
+        default=DEFAULT_MAX_EDGE_GAP_S,
+        help="a window edge inside an energy-counter gap up to this long is interpolated and its "
+        "worst-case error reported; longer makes the window missing; 0 never interpolates "
+        f"(default {DEFAULT_MAX_EDGE_GAP_S:g})",
+    )
     rep.add_argument("--rank-by", choices=tuple(SCORE_DIRECTIONS), default="pixels_per_joule")
     rep.add_argument("--alpha", type=float, default=0.05, help="significance level")
     rep.add_argument("--save-model", metavar="DIR", help="save the fitted power model here")

@@ -74,48 +74,37 @@ class Entity:
         return None
 
     def integrate(
-        self, starts: FloatArray, ends: FloatArray, max_gap_s: float
-    ) -> tuple[FloatArray, list[str], list[str | None]]:
+        self, starts: FloatArray, ends: FloatArray, max_gap_s: float, max_edge_gap_s: float = 0.0
+    ) -> tuple[FloatArray, list[str], list[str | None], FloatArray]:
         """Energy per window from the counter; from the integrated power gauge only when the
-        entity has no counter (mixing the two inside one entity would hide counter gaps)."""
+        entity has no counter (mixing the two inside one entity would hide counter gaps).
+        Returns energy, method, why-missing and the worst-case error of interpolated edges."""
         n = starts.size
-        energy = np.full(n, np.nan)
-        method = [""] * n
-        reasons: list[str | None] = ["no series"] * n
-        tried = []
         if self.counter is not None and self.counter.t.size:
-            cum = counter_cumulative(self.counter.v)
-            tried.append(
-                (
-                    "counter",
-                    window_integrals(
-                        self.counter.t,
-                        cum,
-                        starts,
-                        ends,
-                        max_gap_s=max_gap_s,
-                        raw_counter=self.counter.v,
-                    ),
-                )
+            name = "counter"
+            res = window_integrals(
+                self.counter.t,
+                counter_cumulative(self.counter.v),
+                starts,
+                ends,
+                max_gap_s=max_gap_s,
+                raw_counter=self.counter.v,
+                max_edge_gap_s=max_edge_gap_s,
             )
         elif self.power is not None:
+            name = "power-integral"
             cum = power_cumulative(self.power.t, self.power.v)
-            tried.append(
-                (
-                    "power-integral",
-                    window_integrals(self.power.t, cum, starts, ends, max_gap_s=max_gap_s),
-                )
-            )
-        for name, res in reversed(tried):  # the preferred method is applied last and wins
-            ok = np.isfinite(res.values)
-            energy = np.where(ok, res.values, energy)
-            for i in range(n):
-                if ok[i]:
-                    method[i] = f"{name} ({res.notes[i]})" if res.notes[i] else name
-                    reasons[i] = None
-                elif not np.isfinite(energy[i]):
-                    reasons[i] = f"{self.label} {name}: {res.reasons[i]}"
-        return energy, method, reasons
+            res = window_integrals(self.power.t, cum, starts, ends, max_gap_s=max_gap_s)
+        else:
+            return np.full(n, np.nan), [""] * n, ["no series"] * n, np.zeros(n)
+        method = [""] * n
+        reasons: list[str | None] = [None] * n
+        for i in range(n):
+            if np.isfinite(res.values[i]):
+                method[i] = f"{name} ({res.notes[i]})" if res.notes[i] else name
+            else:
+                reasons[i] = f"{self.label} {name}: {res.reasons[i]}"
+        return res.values, method, reasons, res.edge_error
 
 
 @dataclass

@@ -52,6 +52,7 @@ class World:
     manifests: dict[str, Path]
     gap_window: SynthWindow
     reset_window: SynthWindow
+    stalled_window: SynthWindow  # its start lies inside a 2.5 s gap in the CPU counter
 
     def windows(self, run_id: str, phase: str = "transcode") -> list[SynthWindow]:
         return [
@@ -158,8 +159,9 @@ def build_world(tmp: Path) -> World:
     est = Experiment(
         start_ms=now_ms - 44 * 60_000, instance="esthost", cpu_source="estimated", with_info=False
     )
+    stalled = []
     for rep in range(2):
-        est.add(
+        w = est.add(
             6,
             run_id="est",
             scenario="vm-x264",
@@ -168,11 +170,15 @@ def build_world(tmp: Path) -> World:
             cpu_w=55.0,
             rungs=L_SD,
         )
+        stalled.append(w)
         est.idle(1)
+    # A client stalled by load (seen in Docker when encoders start): 2.5 s without samples from
+    # 0.8 s before the second window (after the first one ended) to 1.7 s into it.
+    est.cpu_gaps.append((stalled[1].start_ms - 800, stalled[1].start_ms + 1700))
     paths = exp.write_manifests(tmp / "results") + est.write_manifests(tmp / "results")
     assert exp.end_ms < now_ms - 60_000, "synthetic data must end in the past"
     assert gap_w is not None and reset_w is not None
-    return World(exp, est, {p.stem: p for p in paths}, gap_w, reset_w)
+    return World(exp, est, {p.stem: p for p in paths}, gap_w, reset_w, stalled[1])
 
 
 @pytest.fixture(scope="session")

@@ -129,8 +129,35 @@ def test_only_estimated_power_needs_allow_estimated(
     assert rep.windows["problem"].str.contains("--allow-estimated").all()
     rep2, _ = analyse(receiver, world, "est", allow_estimated=True)
     assert (rep2.windows["status"] == "ok").all()
-    assert rep2.windows["mean_power_w"].to_list() == pytest.approx([55.0, 55.0], rel=1e-6)
+    assert row(rep2, world.est.windows[0])["mean_power_w"] == pytest.approx(55.0, rel=1e-6)
     assert all("estimated" in s for s in rep2.windows["power_source"])
+
+
+def test_window_starting_inside_a_counter_gap_is_interpolated_with_its_error(
+    receiver: ReceiverProcess, world: World
+) -> None:
+    w = world.stalled_window
+    rep, _ = analyse(receiver, world, "est", allow_estimated=True)
+    got = row(rep, w)
+    truth = 55.0 * (w.end_ms - w.start_ms) / 1000
+    assert got["status"] == "ok"
+    # The gap also covers idle time before the window, so interpolation is not exact, but the
+    # truth lies within the stated worst case, which is far below the window's energy.
+    assert got["energy_j"] != pytest.approx(truth, rel=1e-6)
+    assert 0 < abs(got["energy_j"] - truth) <= got["energy_error_j"] < 0.5 * truth
+    assert row(rep, world.est.windows[0])["energy_error_j"] == 0
+    part = rep.breakdown[rep.breakdown["window_id"] == got["window_id"]].iloc[0]
+    # 2.5 s removed, 2.6 s between the samples around the hole
+    assert re.search(
+        r"start inside a 2\.6 s gap, interpolated, true value within -[\d.]+/\+", part["method"]
+    )
+    assert any(
+        w.scenario in text and "interpolated" in text and "±" in text for text in rep.warnings
+    )
+    # A limit below the gap: the window is missing and the reason names the setting.
+    strict, _ = analyse(receiver, world, "est", allow_estimated=True, max_edge_gap_s=2.0)
+    got = row(strict, w)
+    assert got["status"] == "missing" and "max_edge_gap_s=2" in got["problem"]
 
 
 @pytest.mark.parametrize("mode", [{"query_mode": "range"}, {"since_s": 3600.0}])
@@ -281,3 +308,34 @@ def test_cli_errors_name_the_fix(
     )
     assert "cannot reach" in caplog.text
     assert main(["report", "--prometheus-url", receiver.base_url, "--since", "soon"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "expect"),
+    [
+        ("--max-edge-gap", "-1", "--max-edge-gap '-1': give seconds, 0 or more"),
+        ("--max-edge-gap", "soon", "--max-edge-gap 'soon': give seconds, 0 or more"),
+        ("--max-gap", "0", "--max-gap '0': give seconds, more than 0"),
+    ],
+)
+def test_cli_rejects_bad_gap_settings_by_name(
+    flag: str, value: str, expect: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["report", "--prometheus-url", "http://127.0.0.1:1", "--since", "1h", flag, value])
+    assert exc.value.code == 2
+    assert expect in capsys.readouterr().err
+
+
+def test_cli_max_edge_gap_reaches_the_analysis(
+    receiver: ReceiverProcess, world: World, tmp_path: Path
+) -> None:
+    out = tmp_path / "r.json"
+    args = ["report", "--prometheus-url", receiver.base_url, "--allow-estimated"]
+    args += ["--results", str(world.manifests["est"]), "--format", "json", "--no-predict"]
+    for limit, status in (("0", "missing"), ("3", "ok")):
+        assert main([*args, "--max-edge-gap", limit, "--output", str(out)]) == 0
+        doc = json.loads(out.read_text())
+        assert doc["meta"]["max_edge_gap_s"] == float(limit)
+        statuses = {w["repeat"]: w["status"] for w in doc["windows"]}
+        assert statuses == {0: "ok", 1: status}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 from advisor.analysis import add_scores, aggregate_scenarios, assign_baselines, welch_verdict
 from advisor.energy import (
+    FloatArray,
     WindowIntegrals,
     counter_cumulative,
     mean_ci95,
@@ -258,13 +260,25 @@ def test_report_numbers_keep_three_significant_digits_below_one() -> None:
 
 
 def _window_5_15_with_gap(
-    gap_from: float, gap_to: float, *, reset: bool = False, counter: bool = True
+    gap_from: float,
+    gap_to: float,
+    *,
+    reset: bool = False,
+    counter: bool = True,
+    max_edge_gap_s: float = 0.0,
+    watts: Callable[[FloatArray], FloatArray] | None = None,
 ) -> WindowIntegrals:
     """Window 5..15 s over a 10 W counter sampled at 10 Hz with no samples in (gap_from,
-    gap_to); with ``reset`` the counter starts again from 0 after the gap (a restarted client)."""
+    gap_to); with ``reset`` the counter starts again from 0 after the gap (a restarted client).
+    ``watts`` replaces the constant 10 W by the energy function E(t) given."""
     t = np.round(np.arange(0.0, 20.0001, 0.1), 3)
     t = t[(t <= gap_from) | (t >= gap_to)]
-    v = np.where(t >= gap_to, 10.0 * (t - gap_to), 10.0 * t) if reset else 10.0 * t
+    energy = watts or (lambda x: 10.0 * x)
+    v = (
+        np.where(t >= gap_to, energy(t) - energy(np.full_like(t, gap_to)), energy(t))
+        if reset
+        else energy(t)
+    )
     return window_integrals(
         t,
         counter_cumulative(v),
@@ -272,6 +286,7 @@ def _window_5_15_with_gap(
         np.array([15.0]),
         max_gap_s=1.0,
         raw_counter=v if counter else None,
+        max_edge_gap_s=max_edge_gap_s,
     )
 
 
@@ -299,3 +314,54 @@ def test_counter_gap_at_an_edge_or_with_a_reset_stays_missing(
     res = _window_5_15_with_gap(*gap, reset=reset)
     assert np.isnan(res.values[0])
     assert res.reasons == [reason]
+
+
+@pytest.mark.parametrize(
+    ("gap", "note", "minus", "plus"),
+    [
+        # E(t) = 10 t: E(5) interpolated between E(4) = 40 and E(7) = 70 is 50, the true start
+        # value lies in [40, 70], so the energy lies in [100 - 20, 100 + 10].
+        ((4.0, 7.0), "start inside a 3.0 s gap", 20.0, 10.0),
+        ((13.0, 16.0), "end inside a 3.0 s gap", 20.0, 10.0),
+    ],
+)
+def test_counter_edge_inside_a_short_gap_is_interpolated_with_its_worst_case(
+    gap: tuple[float, float], note: str, minus: float, plus: float
+) -> None:
+    res = _window_5_15_with_gap(*gap, max_edge_gap_s=5.0)
+    assert res.values[0] == pytest.approx(100.0)
+    assert res.reasons == [None]
+    assert res.notes == [f"{note}, interpolated, true value within -{minus:g}/+{plus:g} J"]
+    assert res.edge_error[0] == pytest.approx(max(minus, plus))
+
+
+def test_interpolated_edge_bound_holds_when_power_steps_inside_the_gap() -> None:
+    # 2 W until t = 6.5, then 40 W (an encoder starting while the client stalls, 4..7 s).
+    def energy(x: FloatArray) -> FloatArray:
+        return np.where(x < 6.5, 2.0 * x, 13.0 + 40.0 * (x - 6.5))
+
+    res = _window_5_15_with_gap(4.0, 7.0, max_edge_gap_s=5.0, watts=energy)
+    truth = float(energy(np.array([15.0]))[0] - energy(np.array([5.0]))[0])
+    assert res.values[0] != pytest.approx(truth)  # interpolation is wrong here ...
+    assert abs(res.values[0] - truth) <= res.edge_error[0]  # ... but within what it states
+
+
+@pytest.mark.parametrize(
+    ("gap", "reset", "reason"),
+    [
+        (
+            (3.0, 9.0),
+            False,
+            "the window start lies inside a gap of 6.0 s in the data, longer than "
+            "max_edge_gap_s=5 (--max-edge-gap)",
+        ),
+        ((4.0, 7.0), True, "counter reset inside a gap of 3.0 s"),
+        ((4.0, 16.0), False, "the whole window lies inside a gap of 12.0 s"),
+    ],
+)
+def test_edge_gaps_too_long_reset_or_covering_the_window_stay_missing(
+    gap: tuple[float, float], reset: bool, reason: str
+) -> None:
+    res = _window_5_15_with_gap(*gap, reset=reset, max_edge_gap_s=5.0)
+    assert np.isnan(res.values[0]) and res.reasons == [reason]
+    assert res.edge_error[0] == 0
