@@ -239,15 +239,15 @@ class TranscodingRecommender:
         for _, row in wdf.iterrows():
             if row["status"] == "missing":
                 warnings.append(f"window {row['window_id']}: power data missing ({row['problem']})")
-            elif row["energy_error_j"] > 0:
+            elif row["status"] in ("failed", "interrupted") and row["phase"] == "transcode":
+                warnings.append(f"window {row['window_id']}: {row['status']} ({row['problem']})")
+            if row["energy_error_j"] > 0:  # NaN (missing energy) compares False
                 warnings.append(
                     f"window {row['window_id']}: an edge fell inside a gap in the energy "
                     f"counter and was interpolated; energy {row['energy_j']:.4g} J is within "
                     f"±{row['energy_error_j']:.3g} J "
                     f"({100 * row['energy_error_j'] / row['energy_j']:.0f} %) in the worst case"
                 )
-            elif row["status"] in ("failed", "interrupted") and row["phase"] == "transcode":
-                warnings.append(f"window {row['window_id']}: {row['status']} ({row['problem']})")
         no_base = wdf[(wdf["phase"] == "transcode") & wdf["baseline_window"].isna()]
         if len(no_base):
             warnings.append(

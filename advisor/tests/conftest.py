@@ -106,7 +106,7 @@ def build_world(tmp: Path) -> World:
                 reset_w = w
             exp.idle(1)
     # A failed repeat (reported, not ranked) and a repeat whose CPU data has a gap.
-    exp.add(
+    failed_w = exp.add(
         10,
         run_id="rank",
         scenario="hd-b",
@@ -117,6 +117,8 @@ def build_world(tmp: Path) -> World:
         rungs=L_HD,
         status="failed",
     )
+    # Its start also falls in a short CPU gap: both facts must be reported.
+    exp.cpu_gaps.append((failed_w.start_ms - 800, failed_w.start_ms + 1700))
     exp.idle(1)
     gap_w = exp.add(
         10,

@@ -100,6 +100,9 @@ def test_missing_and_failed_windows_are_reported_not_zero(
     assert sc.loc["hd-a", "n_ok"] == 3 and sc.loc["hd-a", "n_missing"] == 1
     assert sc.loc["hd-b", "n_ok"] == 3 and sc.loc["hd-b", "n_failed"] == 1
     assert any("hd-a/transcode/3" in w and "missing" in w for w in rep.warnings)
+    about_failed = [w for w in rep.warnings if "hd-b/transcode/3" in w]
+    assert any("failed" in w for w in about_failed)
+    assert any("interpolated" in w for w in about_failed)
 
 
 def test_ranking_within_ladders_and_welch_verdicts(receiver: ReceiverProcess, world: World) -> None:
