@@ -31,11 +31,12 @@ from base_monitoring_client.pipeline import Pipeline
 
 from . import __version__
 from .client import RunnerClient
+from .contract import parse_bitrate
 from .errors import FfmpegUnavailableError, ScenarioError
 from .ffmpeg import FfmpegInfo, check_encoders, probe_ffmpeg, stream_commands
 from .manifest import new_run_id
 from .runner import NullSink, Runner, RunOptions, WindowSink
-from .scenario import FIELDS, Scenario, build_scenario, load_batch, parse_bitrate, parse_ladder
+from .scenario import FIELDS, Scenario, build_scenario, load_batch, parse_ladder
 
 log = logging.getLogger(__name__)
 PROG = "ffmpeg-runner"

@@ -15,12 +15,8 @@ from dataclasses import dataclass, field
 
 from base_monitoring_client import MonitoringClient, Sample
 
+from .contract import FPS_METRIC, FRAMES_METRIC, INFO_METRIC, SPEED_METRIC
 from .progress import ProgressSnapshot
-
-INFO_METRIC = "ffmpeg_scenario_info"
-FRAMES_METRIC = "ffmpeg_frames_total"
-FPS_METRIC = "ffmpeg_fps"
-SPEED_METRIC = "ffmpeg_speed_ratio"
 
 ProgressSource = Callable[[], ProgressSnapshot | None]
 

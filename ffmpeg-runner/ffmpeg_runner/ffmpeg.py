@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .contract import Rung
 from .encoders import is_hardware, preset_args
 from .errors import FfmpegUnavailableError, ScenarioError
-from .scenario import Rung, Scenario
+from .scenario import Scenario
 
 # Content the input may deliver beyond the planned end: the runner stops ffmpeg at the window
 # end ('q'); the bound only guarantees that nothing runs forever if the runner dies.

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+from .contract import SCHEMA_VERSION
+
 RUN_STATUSES = ("running", "completed", "interrupted", "failed")
-WINDOW_STATUSES = ("ok", "failed", "interrupted")
 
 
 def new_run_id(now_s: float | None = None) -> str:

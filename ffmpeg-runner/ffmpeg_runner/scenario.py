@@ -18,46 +18,19 @@ from typing import Any
 
 from base_monitoring_client import InvalidValue
 
+from .contract import Rung, format_bitrate, ladder_key, parse_bitrate, sort_rungs
 from .encoders import RTMP_ENCODER_MARKER, preset_args
 from .errors import ScenarioError
 
 TESTSRC = "testsrc2"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_BITRATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)\s*$")
 _RESOLUTION_RE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 _RUNG_RE = re.compile(r"^\s*(?:(?P<name>[^=@\s]+)=)?(?P<res>[^@]+)@(?P<bitrate>[^@]+)$")
-_BITRATE_UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3}
 OUTPUT_CHOICES = ("null", "files")
 MAX_STREAMS = 64
 
 
 # -- value parsers (raise InvalidValue with the fix) -------------------------------------------
-
-
-def parse_bitrate(value: Any) -> int:
-    """``2M``, ``800k``, ``1500000`` (bits per second) -> int bits per second."""
-    if isinstance(value, bool):
-        raise InvalidValue("expected a bitrate such as 2M, 800k or 1500000")
-    if isinstance(value, int | float):
-        value = str(value)
-    if not isinstance(value, str):
-        raise InvalidValue("expected a bitrate such as 2M, 800k or 1500000")
-    match = _BITRATE_RE.match(value)
-    if not match:
-        raise InvalidValue(f"{value!r} is not a bitrate; write it like 2M, 800k or 1500000")
-    bps = round(float(match.group(1)) * _BITRATE_UNITS[match.group(2).lower()])
-    if bps < 1000:
-        raise InvalidValue(f"{value!r} is below 1k; bitrates are bits per second, e.g. 800k")
-    return bps
-
-
-def format_bitrate(bps: int) -> str:
-    """The canonical ffmpeg-style string: 2000000 -> 2M, 800000 -> 800k."""
-    if bps % 1_000_000 == 0:
-        return f"{bps // 1_000_000}M"
-    if bps % 1000 == 0:
-        return f"{bps // 1000}k"
-    return str(bps)
 
 
 def parse_resolution(value: Any) -> tuple[int, int]:
@@ -141,41 +114,6 @@ def _input(value: Any) -> str:
 
 
 # -- the model ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Rung:
-    """One output of a ladder."""
-
-    name: str
-    width: int
-    height: int
-    bitrate_bps: int
-
-    @property
-    def bitrate(self) -> str:
-        return format_bitrate(self.bitrate_bps)
-
-    @property
-    def key(self) -> str:
-        return f"{self.width}x{self.height}@{self.bitrate}"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "width": self.width,
-            "height": self.height,
-            "bitrate": self.bitrate,
-        }
-
-
-def sort_rungs(rungs: Sequence[Rung]) -> tuple[Rung, ...]:
-    """Highest first: the ladder key order and the order of ffmpeg's outputs."""
-    return tuple(sorted(rungs, key=lambda r: (-r.height, -r.width, -r.bitrate_bps)))
-
-
-def ladder_key(rungs: Sequence[Rung]) -> str:
-    return "+".join(r.key for r in sort_rungs(rungs))
 
 
 def name_rungs(sizes: Sequence[tuple[str | None, int, int, int]]) -> tuple[Rung, ...]:

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+from ffmpeg_runner.contract import SCHEMA_VERSION
 from ffmpeg_runner.manifest import Manifest, host_facts, new_run_id, write_json_atomic
 
 
@@ -39,7 +40,11 @@ def test_manifest_is_rewritten_per_window_and_at_the_end(tmp_path: Path) -> None
     assert doc["windows"] == [{"scenario": "a", "status": "ok"}]
     manifest.finish("completed", 2000)
     doc = json.loads(manifest.path.read_text())
-    assert (doc["schema_version"], doc["status"], doc["ended_ms"]) == (1, "completed", 2000)
+    assert (doc["schema_version"], doc["status"], doc["ended_ms"]) == (
+        SCHEMA_VERSION,
+        "completed",
+        2000,
+    )
     assert doc["sample_interval_s"] == 0.1 and doc["ffmpeg"] == {"version": "5.1"}
 
 

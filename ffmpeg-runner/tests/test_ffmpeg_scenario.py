@@ -8,13 +8,12 @@ from typing import Any
 
 import pytest
 from base_monitoring_client import InvalidValue
+from ffmpeg_runner.contract import format_bitrate, parse_bitrate
 from ffmpeg_runner.errors import ScenarioError
 from ffmpeg_runner.scenario import (
     FIELDS,
-    format_bitrate,
     load_batch,
     parse_batch,
-    parse_bitrate,
     parse_resolution,
     resolve_batch_path,
 )
