@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ffmpeg_runner.contract import SUPPORTED_SCHEMA_VERSIONS
 
 from .errors import ManifestError
 from .prom import Series
 
-SUPPORTED_MANIFEST_VERSIONS = (1,)
+SUPPORTED_MANIFEST_VERSIONS = SUPPORTED_SCHEMA_VERSIONS
 _BITRATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)(?:bps|b)?\s*$")
 _RUNG_RE = re.compile(r"^(\d+)x(\d+)@(\S+)$")
 _NAME_HEIGHT_RE = re.compile(r"^(\d+)p")

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from ffmpeg_helpers import HOST, RecordingSink, probe_video
+from ffmpeg_runner.contract import SCHEMA_VERSION
 from ffmpeg_runner.runner import Runner, RunOptions
 from ffmpeg_runner.scenario import Scenario
 
@@ -73,7 +74,7 @@ def test_manifest_contents(
     scenario = make_scenario(with_baseline=True, baseline_duration=0.5, repeat=2, cooldown=0.2)
     options = run_options(run_id="manifest-test")
     manifest = run([scenario], options)
-    assert manifest["schema_version"] == 1 and manifest["run_id"] == "manifest-test"
+    assert manifest["schema_version"] == SCHEMA_VERSION and manifest["run_id"] == "manifest-test"
     assert manifest["status"] == "completed"
     assert manifest["host"] == HOST
     assert manifest["ffmpeg"]["version"] == options.ffmpeg.version
