@@ -21,6 +21,7 @@ from .predict import PowerPredictor
 from .prom import PrometheusAPI
 from .recommender import DEFAULT_MAX_EDGE_GAP_S, TranscodingRecommender
 from .render import CSV_TABLES, FORMATS, markdown_table, render, text_table
+from .render_hosts import render_host_comparison
 from .windows import parse_bitrate
 
 log = logging.getLogger("advisor")
@@ -151,11 +152,27 @@ def cmd_report(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         predict=not args.no_predict,
         seed=args.seed,
     )
+    if args.compare_hosts and (args.instance or args.save_model):
+        raise AdvisorConfigError(
+            "--compare-hosts analyses every host on its own: leave out --instance and "
+            "--save-model (run a report per host for those)"
+        )
     try:
         windows = rec.load_windows(args.results, since_s=since, run_id=args.run_id)
-        report = rec.analyze(windows)
+        if args.compare_hosts:
+            comparison = rec.compare_hosts(windows)
+        else:
+            report = rec.analyze(windows)
     finally:
         api.close()
+    if args.compare_hosts:
+        _write(render_host_comparison(comparison, args.format, args.rank_by), args.output)
+        log.info(
+            "host comparison done: %d queries, %d hosts",
+            comparison.queries,
+            len(comparison.reports),
+        )
+        return 0
     if args.save_model:
         if report.predictor is None:
             log.warning(
@@ -246,7 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="analyse windows and print/write a report")
     rep.add_argument("--prometheus-url", help="query API root (env ADVISOR_PROMETHEUS_URL)")
     src = rep.add_argument_group("windows (one of)")
-    src.add_argument("--results", nargs="+", metavar="MANIFEST", help="ffmpeg-runner manifests")
+    src.add_argument(
+        "--results", nargs="+", action="extend", metavar="MANIFEST", help="ffmpeg-runner manifests"
+    )
     src.add_argument("--since", help="discover windows from ffmpeg_scenario_info, e.g. 2h")
     rep.add_argument("--run-id", help="only this run")
     rep.add_argument("--format", choices=FORMATS, default="table")
@@ -280,6 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
         help='extra label matcher for every query, e.g. job="cpu-rapl-client"',
     )
     rep.add_argument("--instance", help="instance label of the measured host")
+    rep.add_argument(
+        "--compare-hosts",
+        action="store_true",
+        help="analyse each host (instance) on its own and rank every scenario that ran on two "
+        "or more hosts across them",
+    )
     rep.add_argument(
         "--max-gap",
         type=_positive_seconds("--max-gap"),

@@ -19,6 +19,8 @@ from scipy import stats
 from .analysis import SCORE_DIRECTIONS, welch_verdict
 from .prom import Series
 
+__all__ = ["HOST_INFO_METRIC", "compare_hosts", "describe_host", "host_facts"]
+
 FACT_LABELS = ("cpu_model", "cores", "gpu_model", "virtualized", "hypervisor")
 # Figures shown per host beside the ranking score (mean ± 95 % CI over the repeats).
 HOST_FIGURES = ("energy_j", "mean_power_w", "energy_per_output_minute_j", "pixels_per_joule")

@@ -23,6 +23,7 @@ from .analysis import (
     window_energy_table,
 )
 from .errors import AdvisorConfigError, AdvisorError, InsufficientDataError
+from .hosts import HOST_INFO_METRIC, compare_hosts, host_facts
 from .predict import PowerPredictor, measured_vs_predicted, stream_predictions
 from .prom import PrometheusAPI, Series, name_selector
 from .sources import (
@@ -55,6 +56,35 @@ class AdvisorReport:
     timeline: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | None = None
     predictor: PowerPredictor | None = None
     summary: str = ""
+
+
+@dataclass
+class HostComparison:
+    """``advisor report --compare-hosts``: every host analysed alone, then compared."""
+
+    facts: dict[str, dict[str, str]]
+    table: pd.DataFrame  # one row per (scenario, ladder, host), ranked within the scenario
+    verdicts: list[dict[str, Any]]
+    reports: dict[str, AdvisorReport]
+    queries: int
+
+    def summary(self, rank_by: str) -> str:
+        if not self.verdicts:
+            return (
+                "No scenario ran on two or more hosts: nothing to compare. Run the same batch "
+                "on each node (one runner Job per node) and pass all the manifests."
+            )
+        lines = []
+        for v in self.verdicts:
+            best = self.table[
+                (self.table["scenario"] == v["scenario"]) & (self.table["host"] == v["best_host"])
+            ].iloc[0]
+            lines.append(
+                f"{v['scenario']}: least energy on {best['host_description']} "
+                f"({rank_by} = {_fmt(best[f'{rank_by}_mean'])} ± {_fmt(best[f'{rank_by}_ci95'])}). "
+                f"{v['verdict']}"
+            )
+        return "\n".join(lines)
 
 
 def _predict_block(
@@ -216,7 +246,10 @@ class TranscodingRecommender:
             "machines: pass --instance NAME (the host that ran ffmpeg-runner)"
         )
 
-    def analyze(self, windows: Sequence[Window]) -> AdvisorReport:
+    def analyze(
+        self, windows: Sequence[Window], *, series: Sequence[Series] | None = None
+    ) -> AdvisorReport:
+        """The report for these windows; ``series`` skips the fetch (already queried)."""
         t0 = time.perf_counter()
         warnings: list[str] = []
         windows = sorted(windows, key=lambda w: (w.start_s, w.scenario, w.phase))
@@ -226,10 +259,9 @@ class TranscodingRecommender:
         max_gap = self.max_gap_s or max(2.0, 10 * interval)
         span_start = min(w.start_s for w in windows) - EDGE_MARGIN_S
         span_end = max(w.end_s for w in windows) + EDGE_MARGIN_S
-        series = self._fetch(DATA_METRICS, span_start, span_end, interval)
-        if self.query_mode == "range":
-            series = [drop_repeated_counter_values(s) for s in series]
-        series = self._resolve_instance(series, warnings)
+        if series is None:
+            series = self._fetch_data(span_start, span_end, interval)
+        series = self._resolve_instance(list(series), warnings)
         sel: Selection = select_entities(series, allow_estimated=self.allow_estimated)
         warnings.extend(sel.notes)
         wdf, breakdown = window_energy_table(
@@ -310,6 +342,65 @@ class TranscodingRecommender:
         meta["analysis_seconds"] = round(time.perf_counter() - t0, 3)
         self._report = report
         return report
+
+    def _fetch_data(self, start: float, end: float, step: float) -> list[Series]:
+        series = self._fetch((*DATA_METRICS, HOST_INFO_METRIC), start, end, step)
+        if self.query_mode == "range":
+            series = [drop_repeated_counter_values(s) for s in series]
+        return series
+
+    def compare_hosts(self, windows: Sequence[Window]) -> HostComparison:
+        """Each host's windows against its own series, then each scenario ranked across hosts.
+
+        One fetch for all hosts: the query count does not grow with the number of hosts.
+        """
+        if not windows:
+            raise AdvisorError("no windows to compare; the manifests list none")
+        unknown = sorted({w.window_id for w in windows if not w.hostname})
+        if unknown:
+            raise AdvisorError(
+                f"{len(unknown)} window(s) name no host (e.g. {unknown[0]}): --compare-hosts "
+                "needs the runner's instance in the manifest or the info series; re-run "
+                "ffmpeg-runner with INSTANCE set to the node name"
+            )
+        interval = self.step_s or self._sample_interval()
+        start = min(w.start_s for w in windows) - EDGE_MARGIN_S
+        end = max(w.end_s for w in windows) + EDGE_MARGIN_S
+        series = self._fetch_data(start, end, interval)
+        facts = host_facts(series)
+        reports: dict[str, AdvisorReport] = {}
+        for host in sorted({w.hostname for w in windows}):
+            sub = self._for_host(host)
+            sub.runs = [r for r in self.runs if r.hostname == host]
+            mine = [
+                s for s in series if s.name not in DATA_METRICS or s.labels.get("instance") == host
+            ]
+            reports[host] = sub.analyze([w for w in windows if w.hostname == host], series=mine)
+        frames = [rep.windows.assign(host=host) for host, rep in reports.items()]
+        table, verdicts = compare_hosts(
+            pd.concat(frames, ignore_index=True),
+            rank_by=self.rank_by,
+            alpha=self.alpha,
+            facts=facts,
+        )
+        return HostComparison(facts, table, verdicts, reports, self.api.query_count)
+
+    def _for_host(self, host: str) -> TranscodingRecommender:
+        return TranscodingRecommender(
+            api=self.api,
+            allow_estimated=self.allow_estimated,
+            query_mode=self.query_mode,
+            step_s=self.step_s,
+            matchers=self.matchers,
+            instance=host,
+            rank_by=self.rank_by,
+            alpha=self.alpha,
+            max_gap_s=self.max_gap_s,
+            max_edge_gap_s=self.max_edge_gap_s,
+            predict=False,  # per-host models from a handful of windows each would mislead
+            seed=self.seed,
+            clock=self.clock,
+        )
 
     def _best(self, scenarios: pd.DataFrame) -> dict[str, Any] | None:
         col = f"{self.rank_by}_mean"

@@ -127,6 +127,8 @@ class Experiment:
     with_estimated_shadow: bool = True  # an estimated duplicate that must be ignored
     with_info: bool = True
     instance: str = "synthhost"
+    # wattpush_host_info labels (cpu_model, cores, ...), pushed every 4 s when given
+    host_info: dict[str, str] | None = None
     windows: list[SynthWindow] = field(default_factory=list)
     cursor_ms: int = 0
     # (start_ms, end_ms) ranges where CPU samples are missing (a gap the advisor must report)
@@ -268,6 +270,9 @@ class Experiment:
         )
         out.append(("host_cpu_seconds_total", {"mode": "user"}, t, counter(r["host"])))
         out.append(("host_cpu_seconds_total", {"mode": "idle"}, t, counter(2.0 - r["host"])))
+        if self.host_info:
+            every = max(1, 4000 // self.interval_ms)
+            out.append(("wattpush_host_info", self.host_info, t[::every], np.ones(t[::every].size)))
         if self.with_info:
             for w in self.windows:
                 tw = np.arange(w.start_ms, w.end_ms + 1, self.interval_ms)

@@ -1,0 +1,86 @@
+"""Output of ``advisor report --compare-hosts``: the cross-host ranking first, then each host."""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+from typing import Any
+
+import pandas as pd
+
+from .recommender import HostComparison, _fmt
+from .render import _clean, _html_table, markdown_table, report_dict, scenario_display, text_table
+
+
+def comparison_display(cmp: HostComparison, rank_by: str) -> pd.DataFrame:
+    if cmp.table.empty:
+        return cmp.table
+    rows = []
+    for _, r in cmp.table.iterrows():
+        rank = r["rank"]
+        rows.append(
+            {
+                "scenario": r["scenario"],
+                "ladder": r["ladder"],
+                "rank": "-" if pd.isna(rank) else int(rank),
+                "host": r["host_description"],
+                rank_by: f"{_fmt(r[f'{rank_by}_mean'])} ± {_fmt(r[f'{rank_by}_ci95'])}",
+                "energy J": _fmt(r.get("energy_j_mean")),
+                "power W": _fmt(r.get("mean_power_w_mean")),
+                "n": int(r["n_ok"]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def hosts_dict(cmp: HostComparison) -> dict[str, Any]:
+    doc: dict[str, Any] = _clean(
+        {
+            "facts": cmp.facts,
+            "comparison": cmp.table,
+            "verdicts": cmp.verdicts,
+            "queries": cmp.queries,
+        }
+    )
+    return doc
+
+
+def render_host_comparison(cmp: HostComparison, fmt: str, rank_by: str) -> str:
+    summary = cmp.summary(rank_by)
+    table = comparison_display(cmp, rank_by)
+    if fmt == "json":
+        doc = {
+            "hosts": hosts_dict(cmp),
+            "summary": summary,
+            "per_host": {host: report_dict(rep) for host, rep in cmp.reports.items()},
+        }
+        return json.dumps(doc, indent=2, allow_nan=False)
+    if fmt == "csv":
+        buf = io.StringIO()
+        cmp.table.to_csv(buf, index=False, lineterminator="\n")
+        return buf.getvalue()
+    if fmt in ("table", "markdown"):
+        fmt_table = text_table if fmt == "table" else markdown_table
+        head = "# " if fmt == "markdown" else ""
+        parts = [f"{head}Hosts compared ({rank_by})", summary, fmt_table(table)]
+        for host, rep in cmp.reports.items():
+            parts += [f"{head}{host}", rep.summary, fmt_table(scenario_display(rep))]
+        return "\n\n".join(parts) + "\n"
+    if fmt == "html":
+        parts = [
+            "<!DOCTYPE html><html><head><meta charset='utf-8'><title>wattpush hosts compared"
+            "</title></head><body>",
+            f"<h1>Hosts compared ({html.escape(rank_by)})</h1>",
+            f"<pre>{html.escape(summary)}</pre>",
+            _html_table(table),
+        ]
+        for host, rep in cmp.reports.items():
+            parts += [
+                f"<h2>{html.escape(host)}</h2>",
+                f"<pre>{html.escape(rep.summary)}</pre>",
+                _html_table(scenario_display(rep)),
+            ]
+        parts.append("</body></html>")
+        return "\n".join(parts)
+    raise ValueError(f"unknown format {fmt!r}")
