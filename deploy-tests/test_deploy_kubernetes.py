@@ -1,0 +1,758 @@
+"""deploy/kubernetes, checked offline: every kustomization renders with `kubectl kustomize`, the
+output validates against the Kubernetes JSON schemas (kubernetes-validate, strict), and the
+security and wiring properties hold on the rendered objects.
+
+No cluster runs here. The property checks are plain functions that take rendered objects and
+return a list of violations; the mutation tests at the end break one property of a real render
+and assert that the same function reports it.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+K8S = REPO / "deploy" / "kubernetes"
+KUBECTL = shutil.which("kubectl")
+pytestmark = pytest.mark.skipif(
+    KUBECTL is None,
+    reason="kubectl (with its built-in kustomize) is not installed; it renders deploy/kubernetes",
+)
+
+# The newest Kubernetes whose schemas kubernetes-validate bundles, and the oldest one with
+# securityContext.appArmorProfile (GA in 1.30), which cpu-rapl-client needs.
+SCHEMA_VERSIONS = ("1.37.0", "1.30.0")
+
+OVERLAYS = ("privileged", "nvidia", "victoriametrics-cluster", "mimir")
+KUSTOMIZATIONS = ("base", *(f"overlays/{o}" for o in OVERLAYS), "tools")
+
+# Documented exceptions: (kustomization, "Kind/name") -> what it may do.
+PRIVILEGED_ALLOWED = {("overlays/privileged", "DaemonSet/cpu-rapl-client")}
+ROOT_ALLOWED = PRIVILEGED_ALLOWED
+# Batch pods: ffmpeg-runner has no CPU limit on purpose (a quota would throttle what it
+# measures); a batch or report has no health server, so no probes.
+NO_CPU_LIMIT = {"CronJob/ffmpeg-runner"}
+CLIENT_DAEMONSETS = ("cpu-rapl-client", "docker-overhead-client", "gpu-nvml-client")
+POWERCAP_HOST_PATHS = ("/sys/devices/virtual/powercap", "/sys/class/powercap")
+
+Obj = dict[str, Any]
+
+
+# ------------------------------------------------------------------------------- rendering
+
+
+def env_file() -> dict[str, str]:
+    """The repository's .env as KEY -> value (comments and blank lines skipped)."""
+    out: dict[str, str] = {}
+    for line in (REPO / ".env").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, sep, value = line.partition("=")
+            assert sep, f".env line without '=': {line!r}"
+            out[key.strip()] = value
+    return out
+
+
+def kustomize(path: Path) -> list[Obj]:
+    assert KUBECTL is not None
+    proc = subprocess.run(
+        [KUBECTL, "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, f"kubectl kustomize {path} failed:\n{proc.stderr}"
+    return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+
+
+@functools.cache
+def _rendered(name: str) -> tuple[Obj, ...]:
+    return tuple(kustomize(K8S / name))
+
+
+def rendered(name: str) -> list[Obj]:
+    """A fresh deep copy of the render of deploy/kubernetes/<name> (rendered once per session)."""
+    return copy.deepcopy(list(_rendered(name)))
+
+
+def ident(obj: Obj) -> str:
+    return f"{obj['kind']}/{obj['metadata']['name']}"
+
+
+def pod_specs(objs: list[Obj]) -> Iterator[tuple[str, Obj]]:
+    """("Kind/name", pod spec) of every object that makes pods."""
+    for obj in objs:
+        kind = obj["kind"]
+        if kind == "Pod":
+            yield ident(obj), obj["spec"]
+        elif kind in ("DaemonSet", "Deployment", "StatefulSet", "Job"):
+            yield ident(obj), obj["spec"]["template"]["spec"]
+        elif kind == "CronJob":
+            yield ident(obj), obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+
+
+def containers(objs: list[Obj]) -> Iterator[tuple[str, Obj, Obj]]:
+    """(Kind/name, pod spec, container) for every container and init container."""
+    for who, spec in pod_specs(objs):
+        for c in [*spec.get("initContainers", []), *spec.get("containers", [])]:
+            yield who, spec, c
+
+
+def find(objs: list[Obj], kind: str, name: str) -> Obj:
+    for obj in objs:
+        if obj["kind"] == kind and obj["metadata"]["name"] == name:
+            return obj
+    raise AssertionError(f"{kind}/{name} is not in the render")
+
+
+def configmap(objs: list[Obj], prefix: str) -> Obj:
+    """The generated ConfigMap named <prefix>-<hash>."""
+    found = [
+        o
+        for o in objs
+        if o["kind"] == "ConfigMap"
+        and re.fullmatch(rf"{prefix}-[a-z0-9]{{10}}", o["metadata"]["name"])
+    ]
+    assert len(found) == 1, f"expected one generated ConfigMap {prefix}-<hash>, got {found}"
+    return found[0]
+
+
+def env_of(container: Obj) -> dict[str, Obj]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def env_value(objs: list[Obj], container: Obj, name: str) -> str | None:
+    """The value of a container's variable, following configMapKeyRef into the render."""
+    entry = env_of(container).get(name)
+    if entry is None:
+        return None
+    if "value" in entry:
+        return str(entry["value"])
+    ref = entry.get("valueFrom", {}).get("configMapKeyRef")
+    if ref is None:
+        return None
+    for o in objs:
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"] == ref["name"]:
+            return str(o.get("data", {}).get(ref["key"]))
+    return None
+
+
+# ------------------------------------------------------------------------ property checks
+
+
+def check_privileged(objs: list[Obj], allowed: set[str]) -> list[str]:
+    """No privileged container, no privilege escalation, outside `allowed`."""
+    out = []
+    for who, _spec, c in containers(objs):
+        sc = c.get("securityContext", {})
+        if who in allowed:
+            continue
+        if sc.get("privileged") is True:
+            out.append(f"{who}/{c['name']}: privileged")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            out.append(f"{who}/{c['name']}: allowPrivilegeEscalation is not false")
+    return out
+
+
+def check_non_root(objs: list[Obj], allowed: set[str]) -> list[str]:
+    """runAsNonRoot true and uid 10001 (pod or container level), outside `allowed`."""
+    out = []
+    for who, spec, c in containers(objs):
+        if who in allowed:
+            continue
+        pod, ctr = spec.get("securityContext", {}), c.get("securityContext", {})
+        non_root = ctr.get("runAsNonRoot", pod.get("runAsNonRoot"))
+        uid = ctr.get("runAsUser", pod.get("runAsUser"))
+        if non_root is not True:
+            out.append(f"{who}/{c['name']}: runAsNonRoot is {non_root!r}")
+        if uid != 10001:
+            out.append(f"{who}/{c['name']}: runAsUser is {uid!r}, not 10001")
+    return out
+
+
+def check_hardening(objs: list[Obj]) -> list[str]:
+    """readOnlyRootFilesystem, capabilities drop ALL and add none, seccomp RuntimeDefault, no
+    service account token, no host namespaces."""
+    out = []
+    for who, spec, c in containers(objs):
+        name = f"{who}/{c['name']}"
+        sc = c.get("securityContext", {})
+        if sc.get("readOnlyRootFilesystem") is not True:
+            out.append(f"{name}: readOnlyRootFilesystem is not true")
+        caps = sc.get("capabilities", {})
+        if not sc.get("privileged") and caps.get("drop") != ["ALL"]:
+            out.append(f"{name}: capabilities.drop is {caps.get('drop')!r}, not [ALL]")
+        if caps.get("add"):
+            out.append(f"{name}: adds capabilities {caps['add']}")
+        seccomp = sc.get("seccompProfile", spec.get("securityContext", {}).get("seccompProfile"))
+        if not sc.get("privileged") and (seccomp or {}).get("type") != "RuntimeDefault":
+            out.append(f"{name}: seccompProfile is {seccomp!r}, not RuntimeDefault")
+    for who, spec in pod_specs(objs):
+        if spec.get("automountServiceAccountToken") is not False:
+            out.append(f"{who}: automountServiceAccountToken is not false")
+        for key in ("hostNetwork", "hostPID", "hostIPC"):
+            if spec.get(key):
+                out.append(f"{who}: {key}")
+    return out
+
+
+def check_host_paths(objs: list[Obj]) -> list[str]:
+    """Every hostPath is mounted read-only wherever it is mounted."""
+    out = []
+    for who, spec, c in containers(objs):
+        host = {
+            v["name"]: v["hostPath"]["path"] for v in spec.get("volumes", []) if "hostPath" in v
+        }
+        for m in c.get("volumeMounts", []):
+            if m["name"] in host and m.get("readOnly") is not True:
+                out.append(f"{who}/{c['name']}: hostPath {host[m['name']]} mounted writable")
+    return out
+
+
+def check_rapl_access(objs: list[Obj], env: dict[str, str], privileged: bool) -> list[str]:
+    """cpu-rapl-client reads powercap read-only at RAPL_POWERCAP_DIR, confined by the named
+    AppArmor profile with the RAPL group (or, privileged overlay, privileged as root)."""
+    out = []
+    ds = find(objs, "DaemonSet", "cpu-rapl-client")
+    spec = ds["spec"]["template"]["spec"]
+    (c,) = spec["containers"]
+    sc = c.get("securityContext", {})
+    vols = {v["name"]: v for v in spec.get("volumes", [])}
+    mounts = [
+        m
+        for m in c.get("volumeMounts", [])
+        if vols.get(m["name"], {}).get("hostPath", {}).get("path") in POWERCAP_HOST_PATHS
+    ]
+    if len(mounts) != 1:
+        out.append(f"cpu-rapl-client: {len(mounts)} powercap hostPath mounts, expected 1")
+    else:
+        if mounts[0].get("readOnly") is not True:
+            out.append("cpu-rapl-client: powercap mounted writable")
+        if env_value(objs, c, "RAPL_POWERCAP_DIR") != mounts[0]["mountPath"]:
+            out.append("cpu-rapl-client: RAPL_POWERCAP_DIR is not the powercap mount path")
+    profile = re.search(
+        r"^profile\s+(\S+)", (REPO / "AppArmor" / "wattpush-cpu-rapl").read_text(), re.M
+    )
+    assert profile is not None
+    aa = sc.get("appArmorProfile", {})
+    groups = spec.get("securityContext", {}).get("supplementalGroups", [])
+    if privileged:
+        if sc.get("privileged") is not True or aa.get("type") != "Unconfined":
+            out.append("cpu-rapl-client (privileged overlay): not privileged and unconfined")
+        return out
+    if aa != {"type": "Localhost", "localhostProfile": profile.group(1)}:
+        out.append(f"cpu-rapl-client: appArmorProfile {aa!r}, not Localhost/{profile.group(1)}")
+    if profile.group(1) != env["CPU_RAPL_APPARMOR_PROFILE"]:
+        out.append("AppArmor profile name differs from CPU_RAPL_APPARMOR_PROFILE in .env")
+    if int(env["RAPL_GID"]) not in groups:
+        out.append(f"cpu-rapl-client: supplementalGroups {groups} lack RAPL_GID {env['RAPL_GID']}")
+    return out
+
+
+def check_probes(objs: list[Obj]) -> list[str]:
+    """Every client DaemonSet container has liveness and readiness httpGet /healthz on the port
+    its HEALTH_PORT names."""
+    out = []
+    for obj in objs:
+        if obj["kind"] != "DaemonSet":
+            continue
+        for c in obj["spec"]["template"]["spec"]["containers"]:
+            name = f"{ident(obj)}/{c['name']}"
+            health = env_value(objs, c, "HEALTH_PORT")
+            ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
+            for kind in ("livenessProbe", "readinessProbe"):
+                get = c.get(kind, {}).get("httpGet")
+                if get is None:
+                    out.append(f"{name}: no {kind} httpGet")
+                    continue
+                port = ports.get(get["port"], get["port"])
+                if get.get("path") != "/healthz" or str(port) != health or health in (None, "0"):
+                    out.append(
+                        f"{name}: {kind} is {get.get('path')}:{port}, HEALTH_PORT is {health}"
+                    )
+    return out
+
+
+def check_instance(objs: list[Obj]) -> list[str]:
+    """Every pod that pushes (clients, runner) has INSTANCE = spec.nodeName (downward API)."""
+    out = []
+    for who, _spec, c in containers(objs):
+        if env_of(c).get("REMOTE_WRITE_URL") is None:
+            continue
+        ref = env_of(c).get("INSTANCE", {}).get("valueFrom", {}).get("fieldRef", {})
+        if ref.get("fieldPath") != "spec.nodeName":
+            out.append(f"{who}/{c['name']}: INSTANCE is not the node name ({ref or 'unset'})")
+    return out
+
+
+def check_resources(objs: list[Obj]) -> list[str]:
+    out = []
+    for who, _spec, c in containers(objs):
+        res = c.get("resources", {})
+        need = [("requests", "cpu"), ("requests", "memory"), ("limits", "memory")]
+        if who not in NO_CPU_LIMIT:
+            need.append(("limits", "cpu"))
+        out += [f"{who}/{c['name']}: no {a}.{b}" for a, b in need if b not in res.get(a, {})]
+    return out
+
+
+def check_writable_volumes(objs: list[Obj]) -> list[str]:
+    """With a read-only root, what a pod writes must be a volume: SPOOL_DIR (when set), /tmp."""
+    out = []
+    for who, _spec, c in containers(objs):
+        paths = [m["mountPath"] for m in c.get("volumeMounts", []) if not m.get("readOnly")]
+        wanted = ["/tmp"]
+        spool = env_value(objs, c, "SPOOL_DIR")
+        if spool:
+            wanted.append(spool)
+        if c.get("command", [None])[0] == "sleep":
+            wanted = []  # the reports reader writes nothing
+        for w in wanted:
+            if not any(w == p or w.startswith(p.rstrip("/") + "/") for p in paths):
+                out.append(f"{who}/{c['name']}: {w} is on the read-only root file system")
+    return out
+
+
+def check_env_configmap(objs: list[Obj], env: dict[str, str]) -> list[str]:
+    """The generated wattpush-env ConfigMap carries every key of .env with its value."""
+    data = configmap(objs, "wattpush-env").get("data", {})
+    out = [f"wattpush-env lacks {k}" for k in env if k not in data]
+    out += [
+        f"wattpush-env {k}={data[k]!r}, .env has {v!r}"
+        for k, v in env.items()
+        if k in data and data[k] != v
+    ]
+    out += [f"wattpush-env has {k}, which .env does not" for k in data if k not in env]
+    return out
+
+
+def check_config_refs(objs: list[Obj]) -> list[str]:
+    """Every configMapKeyRef names a rendered ConfigMap and one of its keys; every secretKeyRef
+    is optional (the Secret is the user's, never committed), and no Secret is rendered."""
+    maps = {o["metadata"]["name"]: o.get("data", {}) for o in objs if o["kind"] == "ConfigMap"}
+    out = [f"{ident(o)}: a Secret in the render" for o in objs if o["kind"] == "Secret"]
+    for who, _spec, c in containers(objs):
+        for e in c.get("env", []):
+            src = e.get("valueFrom", {})
+            if "configMapKeyRef" in src:
+                ref = src["configMapKeyRef"]
+                if ref["key"] not in maps.get(ref["name"], {}):
+                    out.append(
+                        f"{who}/{c['name']}: {e['name']} -> missing {ref['name']}/{ref['key']}"
+                    )
+            if "secretKeyRef" in src and src["secretKeyRef"].get("optional") is not True:
+                out.append(f"{who}/{c['name']}: {e['name']} needs a Secret (not optional)")
+    return out
+
+
+def check_images(objs: list[Obj], env: dict[str, str]) -> list[str]:
+    """Images are docker-compose.yml's: ${WATTPUSH_IMAGE_PREFIX}/<component>:${WATTPUSH_TAG}."""
+    prefix, tag = env["WATTPUSH_IMAGE_PREFIX"], env["WATTPUSH_TAG"]
+    out = []
+    for who, _spec, c in containers(objs):
+        if not re.fullmatch(rf"{re.escape(prefix)}/[a-z0-9-]+:{re.escape(tag)}", c["image"]):
+            out.append(f"{who}/{c['name']}: image {c['image']}")
+    return out
+
+
+def all_violations(name: str, objs: list[Obj]) -> list[str]:
+    env = env_file()
+    allowed_priv = {who for k, who in PRIVILEGED_ALLOWED if k == name}
+    allowed_root = {who for k, who in ROOT_ALLOWED if k == name}
+    out = [
+        *check_privileged(objs, allowed_priv),
+        *check_non_root(objs, allowed_root),
+        *check_hardening(objs),
+        *check_host_paths(objs),
+        *check_probes(objs),
+        *check_instance(objs),
+        *check_resources(objs),
+        *check_writable_volumes(objs),
+        *check_config_refs(objs),
+        *check_images(objs, env),
+    ]
+    if name != "tools":
+        out += check_env_configmap(objs, env)
+        out += check_rapl_access(objs, env, privileged=name == "overlays/privileged")
+    return out
+
+
+# ------------------------------------------------------------------------------------ tests
+
+
+@pytest.mark.parametrize("name", KUSTOMIZATIONS)
+def test_renders_and_validates_strictly(name: str) -> None:
+    kv = pytest.importorskip("kubernetes_validate", reason="pip install kubernetes-validate")
+    objs = rendered(name)
+    assert objs
+    errors = []
+    for version in SCHEMA_VERSIONS:
+        for obj in objs:
+            try:
+                kv.validate(obj, version, strict=True)
+            except kv.ValidationError as exc:
+                errors.append(f"{version} {ident(obj)}: {exc.message}")
+    assert errors == []
+
+
+def test_validator_is_strict_and_the_version_matters() -> None:
+    """The schema check can fail: an unknown field, and appArmorProfile before 1.30."""
+    kv = pytest.importorskip("kubernetes_validate", reason="pip install kubernetes-validate")
+    ds = find(rendered("base"), "DaemonSet", "cpu-rapl-client")
+    kv.validate(ds, SCHEMA_VERSIONS[0], strict=True)
+    typo = copy.deepcopy(ds)
+    typo["spec"]["template"]["spec"]["containers"][0]["securityContex"] = {}
+    with pytest.raises(kv.ValidationError, match="securityContex"):
+        kv.validate(typo, SCHEMA_VERSIONS[0], strict=True)
+    with pytest.raises(kv.ValidationError, match="appArmorProfile"):
+        kv.validate(ds, "1.29.0", strict=True)
+
+
+@pytest.mark.parametrize("name", KUSTOMIZATIONS)
+def test_security_and_wiring_properties(name: str) -> None:
+    assert all_violations(name, rendered(name)) == []
+
+
+def test_plain_kustomize_cannot_read_env_so_the_flag_is_needed() -> None:
+    """Why every command says --load-restrictor LoadRestrictionsNone: .env is above the root."""
+    assert KUBECTL is not None
+    proc = subprocess.run(
+        [KUBECTL, "kustomize", str(K8S / "base")], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode != 0
+    assert "not in or below" in proc.stderr
+
+
+def test_privileged_appears_only_in_the_privileged_overlay() -> None:
+    for name in KUSTOMIZATIONS:
+        priv = [
+            f"{who}/{c['name']}"
+            for who, _s, c in containers(rendered(name))
+            if c.get("securityContext", {}).get("privileged")
+        ]
+        expected = ["DaemonSet/cpu-rapl-client/cpu-rapl-client"] if "privileged" in name else []
+        assert priv == expected, name
+    sources = [
+        p.relative_to(K8S)
+        for p in K8S.rglob("*.yaml")
+        if re.search(r"^\s*privileged:\s*true", p.read_text(), re.M)
+    ]
+    assert sources == [Path("overlays/privileged/kustomization.yaml")]
+
+
+def test_the_privileged_overlay_changes_only_cpu_rapl_client() -> None:
+    base, priv = rendered("base"), rendered("overlays/privileged")
+    changed = [ident(o) for o, p in zip(base, priv, strict=True) if o != p]
+    assert changed == ["DaemonSet/cpu-rapl-client"]
+
+
+def test_env_configmap_is_the_dot_env_and_clients_take_their_prefixed_keys() -> None:
+    objs = rendered("base")
+    env = env_file()
+    assert check_env_configmap(objs, env) == []
+    for client, prefix in (
+        ("cpu-rapl-client", "CPU_RAPL"),
+        ("docker-overhead-client", "DOCKER_OVERHEAD"),
+    ):
+        (c,) = find(objs, "DaemonSet", client)["spec"]["template"]["spec"]["containers"]
+        for var in ("SAMPLE_INTERVAL_S", "PUSH_INTERVAL_S", "SPOOL_MAX_BYTES"):
+            assert env_value(objs, c, var) == env[f"{prefix}_{var}"], (client, var)
+    runner = find(objs, "CronJob", "ffmpeg-runner")
+    (c,) = runner["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert env_value(objs, c, "DEFAULT_BATCH") == env["DEFAULT_BATCH"]
+    assert c["args"] == ["batch", "--file", "$(DEFAULT_BATCH)"]
+
+
+def test_runner_and_advisor_are_suspended_templates() -> None:
+    objs = rendered("base")
+    for name in ("ffmpeg-runner", "advisor-report"):
+        cron = find(objs, "CronJob", name)
+        assert cron["spec"]["suspend"] is True, name
+    assert not [o for o in objs if o["kind"] == "Job"], "a Job would run at every apply"
+    advisor = find(objs, "CronJob", "advisor-report")["spec"]["jobTemplate"]["spec"]["template"]
+    vols = {v["name"]: v for v in advisor["spec"]["volumes"]}
+    (c,) = advisor["spec"]["containers"]
+    mount = next(m for m in c["volumeMounts"] if m["mountPath"] == "/var/lib/wattpush/reports")
+    claim = vols[mount["name"]]["persistentVolumeClaim"]["claimName"]
+    find(objs, "PersistentVolumeClaim", claim)
+    script = c["args"][0]
+    assert '--format json --output "$out.json"' in script
+    assert '--format html --output "$out.html"' in script
+
+
+def test_advisor_script_passes_shellcheck(tool: Callable[[str], str]) -> None:
+    shellcheck = tool("shellcheck")
+    cron = find(rendered("base"), "CronJob", "advisor-report")
+    (c,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert c["command"] == ["/bin/sh", "-c"]
+    proc = subprocess.run(
+        [shellcheck, "-s", "sh", "-"],
+        input=c["args"][0],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("overlay", "url", "headers", "query_url", "query_headers"),
+    [
+        ("base", r"http://prometheus:9090/api/v1/write", r"", r"http://prometheus:9090", r""),
+        (
+            "overlays/victoriametrics-cluster",
+            r"http://[^/]+:8480/insert/(?P<t>\d+(:\d+)?)/prometheus/api/v1/write",
+            r"",
+            r"http://[^/]+:8481/select/(?P=t)/prometheus",
+            r"",
+        ),
+        (
+            "overlays/mimir",
+            r"http://[^/]+/api/v1/push",
+            r"X-Scope-OrgID=(?P<t>[\w-]+)",
+            r"http://[^/]+/prometheus",
+            r"X-Scope-OrgID=(?P=t)",
+        ),
+    ],
+)
+def test_receiver_urls_and_tenants(
+    overlay: str, url: str, headers: str, query_url: str, query_headers: str
+) -> None:
+    objs = rendered(overlay)
+    data = configmap(objs, "wattpush-receiver")["data"]
+    joined = "\n".join(
+        data[k]
+        for k in (
+            "REMOTE_WRITE_URL",
+            "REMOTE_WRITE_HEADERS",
+            "ADVISOR_PROMETHEUS_URL",
+            "ADVISOR_HEADERS",
+        )
+    )
+    # One regex over the four values, so the tenant must agree between writes and queries.
+    assert re.fullmatch("\n".join((url, headers, query_url, query_headers)), joined), joined
+    pushers = [c for _w, _s, c in containers(objs) if "REMOTE_WRITE_URL" in env_of(c)]
+    assert len(pushers) >= 3
+    for c in pushers:
+        assert env_value(objs, c, "REMOTE_WRITE_URL") == data["REMOTE_WRITE_URL"]
+        assert env_value(objs, c, "REMOTE_WRITE_HEADERS") == data["REMOTE_WRITE_HEADERS"]
+    (adv,) = find(objs, "CronJob", "advisor-report")["spec"]["jobTemplate"]["spec"]["template"][
+        "spec"
+    ]["containers"]
+    assert env_value(objs, adv, "ADVISOR_PROMETHEUS_URL") == data["ADVISOR_PROMETHEUS_URL"]
+    assert env_value(objs, adv, "ADVISOR_HEADERS") == data["ADVISOR_HEADERS"]
+
+
+def test_nvidia_overlay() -> None:
+    objs = rendered("overlays/nvidia")
+    ds = find(objs, "DaemonSet", "gpu-nvml-client")["spec"]["template"]["spec"]
+    assert ds["runtimeClassName"] == "nvidia"
+    assert ds["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    (c,) = ds["containers"]
+    # Monitors every GPU of the node without taking one from the Jobs it measures.
+    assert "nvidia.com/gpu" not in c["resources"].get("limits", {})
+    assert env_value(objs, c, "NVIDIA_VISIBLE_DEVICES") == "all"
+    assert env_value(objs, c, "NVIDIA_DRIVER_CAPABILITIES") == "utility"
+    assert env_value(objs, c, "GPU_OPTIONAL") == env_file()["GPU_OPTIONAL"]
+    runner = find(objs, "CronJob", "ffmpeg-runner")["spec"]["jobTemplate"]["spec"]["template"]
+    assert runner["spec"]["runtimeClassName"] == "nvidia"
+    assert runner["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert [ident(o) for o in objs if o["kind"] == "DaemonSet"] == [
+        f"DaemonSet/{n}" for n in sorted(CLIENT_DAEMONSETS)
+    ]
+
+
+def test_nvidia_gpu_request_component(tmp_path: Path) -> None:
+    """components/nvidia-gpu-request on top of overlays/nvidia: one GPU requested, the
+    NVIDIA_VISIBLE_DEVICES=all it would contradict removed, everything else unchanged."""
+    kust = tmp_path / "kustomization.yaml"
+    kust.write_text(
+        yaml.safe_dump(
+            {
+                "resources": [os.path.relpath(K8S / "overlays" / "nvidia", tmp_path)],
+                "components": [
+                    os.path.relpath(K8S / "components" / "nvidia-gpu-request", tmp_path)
+                ],
+            }
+        )
+    )
+    objs = kustomize(tmp_path)
+    (c,) = find(objs, "DaemonSet", "gpu-nvml-client")["spec"]["template"]["spec"]["containers"]
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert "NVIDIA_VISIBLE_DEVICES" not in env_of(c)
+    assert all_violations("overlays/nvidia", objs) == []
+
+
+def test_docker_overhead_client_mounts_as_compose_does() -> None:
+    objs = rendered("base")
+    spec = find(objs, "DaemonSet", "docker-overhead-client")["spec"]["template"]["spec"]
+    (c,) = spec["containers"]
+    host = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
+    mounts = {host[m["name"]]: m["mountPath"] for m in c["volumeMounts"] if m["name"] in host}
+    assert mounts == {
+        "/var/run/docker.sock": "/var/run/docker.sock",
+        "/proc": "/host/proc",
+        "/sys/fs/cgroup": "/host/cgroup",
+    }
+    assert env_value(objs, c, "HOST_PROC") == "/host/proc"
+    assert env_value(objs, c, "HOST_CGROUP") == "/host/cgroup"
+    assert env_value(objs, c, "DOCKER_HOST") == "unix:///var/run/docker.sock"
+    assert spec["securityContext"]["supplementalGroups"], "the socket's group"
+
+
+# ----------------------------------------------------------- the checks can fail (mutations)
+
+
+def _rapl(objs: list[Obj]) -> Obj:
+    return find(objs, "DaemonSet", "cpu-rapl-client")["spec"]["template"]["spec"]
+
+
+def _set_privileged(objs: list[Obj]) -> None:
+    _rapl(objs)["containers"][0]["securityContext"]["privileged"] = True
+
+
+def _powercap_writable(objs: list[Obj]) -> None:
+    for m in _rapl(objs)["containers"][0]["volumeMounts"]:
+        if m["mountPath"] == "/host/powercap":
+            m["readOnly"] = False
+
+
+def _drop_env_key(objs: list[Obj]) -> None:
+    del configmap(objs, "wattpush-env")["data"]["RAPL_GID"]
+
+
+def _change_env_value(objs: list[Obj]) -> None:
+    configmap(objs, "wattpush-env")["data"]["CPU_RAPL_SAMPLE_INTERVAL_S"] = "1"
+
+
+def _run_as_root(objs: list[Obj]) -> None:
+    _rapl(objs)["securityContext"]["runAsUser"] = 0
+
+
+def _no_run_as_non_root(objs: list[Obj]) -> None:
+    del _rapl(objs)["securityContext"]["runAsNonRoot"]
+
+
+def _writable_root(objs: list[Obj]) -> None:
+    del _rapl(objs)["containers"][0]["securityContext"]["readOnlyRootFilesystem"]
+
+
+def _add_capability(objs: list[Obj]) -> None:
+    _rapl(objs)["containers"][0]["securityContext"]["capabilities"]["add"] = ["DAC_READ_SEARCH"]
+
+
+def _keep_capabilities(objs: list[Obj]) -> None:
+    _rapl(objs)["containers"][0]["securityContext"]["capabilities"]["drop"] = ["NET_RAW"]
+
+
+def _seccomp_unconfined(objs: list[Obj]) -> None:
+    _rapl(objs)["securityContext"]["seccompProfile"] = {"type": "Unconfined"}
+
+
+def _probe_wrong_port(objs: list[Obj]) -> None:
+    _rapl(objs)["containers"][0]["livenessProbe"]["httpGet"]["port"] = 8080
+
+
+def _no_readiness(objs: list[Obj]) -> None:
+    del _rapl(objs)["containers"][0]["readinessProbe"]
+
+
+def _instance_pod_name(objs: list[Obj]) -> None:
+    env = env_of(_rapl(objs)["containers"][0])["INSTANCE"]
+    env["valueFrom"]["fieldRef"]["fieldPath"] = "metadata.name"
+
+
+def _no_memory_limit(objs: list[Obj]) -> None:
+    del _rapl(objs)["containers"][0]["resources"]["limits"]["memory"]
+
+
+def _apparmor_runtime_default(objs: list[Obj]) -> None:
+    _rapl(objs)["containers"][0]["securityContext"]["appArmorProfile"] = {"type": "RuntimeDefault"}
+
+
+def _no_rapl_group(objs: list[Obj]) -> None:
+    _rapl(objs)["securityContext"]["supplementalGroups"] = []
+
+
+def _no_spool_volume(objs: list[Obj]) -> None:
+    c = _rapl(objs)["containers"][0]
+    c["volumeMounts"] = [
+        m for m in c["volumeMounts"] if m["mountPath"] != "/var/lib/wattpush/spool"
+    ]
+
+
+def _key_typo(objs: list[Obj]) -> None:
+    env = env_of(_rapl(objs)["containers"][0])["SAMPLE_INTERVAL_S"]
+    env["valueFrom"]["configMapKeyRef"]["key"] = "CPU_RAPL_SAMPLE_INTERVAL"
+
+
+def _secret_required(objs: list[Obj]) -> None:
+    env = env_of(_rapl(objs)["containers"][0])["REMOTE_WRITE_BEARER_TOKEN"]
+    del env["valueFrom"]["secretKeyRef"]["optional"]
+
+
+def _committed_secret(objs: list[Obj]) -> None:
+    objs.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "wattpush-auth"}})
+
+
+def _foreign_image(objs: list[Obj]) -> None:
+    _rapl(objs)["containers"][0]["image"] = "example/cpu-rapl-client:dev"
+
+
+def _host_pid(objs: list[Obj]) -> None:
+    _rapl(objs)["hostPID"] = True
+
+
+MUTATIONS: dict[str, tuple[Callable[[list[Obj]], None], Callable[[list[Obj]], list[str]]]] = {
+    "privileged in base": (_set_privileged, lambda o: check_privileged(o, set())),
+    "powercap writable (hostPath check)": (_powercap_writable, check_host_paths),
+    "powercap writable (RAPL check)": (
+        _powercap_writable,
+        lambda o: check_rapl_access(o, env_file(), privileged=False),
+    ),
+    ".env key dropped": (_drop_env_key, lambda o: check_env_configmap(o, env_file())),
+    ".env value changed": (_change_env_value, lambda o: check_env_configmap(o, env_file())),
+    "uid 0": (_run_as_root, lambda o: check_non_root(o, set())),
+    "runAsNonRoot unset": (_no_run_as_non_root, lambda o: check_non_root(o, set())),
+    "writable root fs": (_writable_root, check_hardening),
+    "capability added": (_add_capability, check_hardening),
+    "drop not ALL": (_keep_capabilities, check_hardening),
+    "seccomp unconfined": (_seccomp_unconfined, check_hardening),
+    "host PID": (_host_pid, check_hardening),
+    "probe on another port": (_probe_wrong_port, check_probes),
+    "no readiness probe": (_no_readiness, check_probes),
+    "INSTANCE from the pod name": (_instance_pod_name, check_instance),
+    "no memory limit": (_no_memory_limit, check_resources),
+    "AppArmor not the profile": (
+        _apparmor_runtime_default,
+        lambda o: check_rapl_access(o, env_file(), privileged=False),
+    ),
+    "no RAPL group": (_no_rapl_group, lambda o: check_rapl_access(o, env_file(), privileged=False)),
+    "spool on the read-only root": (_no_spool_volume, check_writable_volumes),
+    "ConfigMap key typo": (_key_typo, check_config_refs),
+    "Secret not optional": (_secret_required, check_config_refs),
+    "Secret committed": (_committed_secret, check_config_refs),
+    "image not from .env": (_foreign_image, lambda o: check_images(o, env_file())),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MUTATIONS))
+def test_checks_report_a_broken_property(case: str) -> None:
+    mutate, check = MUTATIONS[case]
+    objs = rendered("base")
+    assert check(objs) == [], "the unmutated render must pass this check"
+    mutate(objs)
+    assert check(objs) != [], f"{case}: the check did not notice"
+    # And the full set of checks catches it too.
+    assert all_violations("base", objs) != []
