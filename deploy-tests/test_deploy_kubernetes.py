@@ -42,7 +42,7 @@ PRIVILEGED_ALLOWED = {("overlays/privileged", "DaemonSet/cpu-rapl-client")}
 ROOT_ALLOWED = PRIVILEGED_ALLOWED
 # Batch pods: ffmpeg-runner has no CPU limit on purpose (a quota would throttle what it
 # measures); a batch or report has no health server, so no probes.
-NO_CPU_LIMIT = {"CronJob/ffmpeg-runner"}
+NO_CPU_LIMIT = {"ffmpeg-runner"}  # container names
 CLIENT_DAEMONSETS = ("cpu-rapl-client", "docker-overhead-client", "gpu-nvml-client")
 POWERCAP_HOST_PATHS = ("/sys/devices/virtual/powercap", "/sys/class/powercap")
 
@@ -301,7 +301,7 @@ def check_resources(objs: list[Obj]) -> list[str]:
     for who, _spec, c in containers(objs):
         res = c.get("resources", {})
         need = [("requests", "cpu"), ("requests", "memory"), ("limits", "memory")]
-        if who not in NO_CPU_LIMIT:
+        if c["name"] not in NO_CPU_LIMIT:
             need.append(("limits", "cpu"))
         out += [f"{who}/{c['name']}: no {a}.{b}" for a, b in need if b not in res.get(a, {})]
     return out
@@ -592,6 +592,57 @@ def test_nvidia_gpu_request_component(tmp_path: Path) -> None:
     assert c["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert "NVIDIA_VISIBLE_DEVICES" not in env_of(c)
     assert all_violations("overlays/nvidia", objs) == []
+
+
+def job_from_cronjob(cron: Obj, name: str) -> Obj:
+    """What `kubectl create job --from=cronjob/<cron> <name>` makes (it copies the template)."""
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": cron["metadata"]["namespace"],
+            **{k: v for k, v in cron["spec"]["jobTemplate"]["metadata"].items() if k == "labels"},
+        },
+        "spec": copy.deepcopy(cron["spec"]["jobTemplate"]["spec"]),
+    }
+
+
+@pytest.mark.parametrize(
+    ("patch", "placed"),
+    [
+        ('{"spec":{"template":{"spec":{"nodeName":"node-1"}}}}', {"nodeName": "node-1"}),
+        (
+            '{"spec":{"template":{"spec":{"nodeSelector":{"wattpush/pool":"encode-a"}}}}}',
+            {"nodeSelector": {"wattpush/pool": "encode-a"}},
+        ),
+    ],
+)
+def test_batch_placement_as_the_readme_does_it(patch: str, placed: Obj) -> None:
+    """The README's per-batch placement: a Job from the runner template, patched offline with
+    `kubectl patch --local`, lands on the chosen node or pool and keeps every property."""
+    assert KUBECTL is not None
+    objs = rendered("base")
+    job = job_from_cronjob(find(objs, "CronJob", "ffmpeg-runner"), "batch-1")
+    proc = subprocess.run(
+        [KUBECTL, "patch", "--local", "-f", "-", "--type", "merge", "-o", "yaml", "-p", patch],
+        input=yaml.safe_dump(job),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "KUBECONFIG": os.devnull},
+    )
+    assert proc.returncode == 0, proc.stderr
+    patched = yaml.safe_load(proc.stdout)
+    spec = patched["spec"]["template"]["spec"]
+    for key, value in placed.items():
+        assert spec[key] == value
+    assert spec["containers"] == job["spec"]["template"]["spec"]["containers"]
+    kv = pytest.importorskip("kubernetes_validate", reason="pip install kubernetes-validate")
+    kv.validate(patched, SCHEMA_VERSIONS[0], strict=True)
+    others = [o for o in objs if o["kind"] != "CronJob"]
+    assert all_violations("base", [*others, patched]) == []
 
 
 def test_docker_overhead_client_mounts_as_compose_does() -> None:
