@@ -251,6 +251,12 @@ def check_rapl_access(objs: list[Obj], env: dict[str, str], privileged: bool) ->
         if sc.get("privileged") is not True or aa.get("type") != "Unconfined":
             out.append("cpu-rapl-client (privileged overlay): not privileged and unconfined")
         return out
+    # The profile's spool rules are `owner` rules: SPOOL_DIR must be a directory the client
+    # creates (so uid 10001 owns it), below a writable mount, not the mount's root-owned root.
+    spool = env_value(objs, c, "SPOOL_DIR") or ""
+    writable = [m["mountPath"] for m in c.get("volumeMounts", []) if not m.get("readOnly")]
+    if not any(spool.startswith(p.rstrip("/") + "/") for p in writable):
+        out.append(f"cpu-rapl-client: SPOOL_DIR {spool!r} is not strictly below a writable mount")
     if aa != {"type": "Localhost", "localhostProfile": profile.group(1)}:
         out.append(f"cpu-rapl-client: appArmorProfile {aa!r}, not Localhost/{profile.group(1)}")
     if profile.group(1) != env["CPU_RAPL_APPARMOR_PROFILE"]:
@@ -738,9 +744,13 @@ def _no_rapl_group(objs: list[Obj]) -> None:
 
 def _no_spool_volume(objs: list[Obj]) -> None:
     c = _rapl(objs)["containers"][0]
-    c["volumeMounts"] = [
-        m for m in c["volumeMounts"] if m["mountPath"] != "/var/lib/wattpush/spool"
-    ]
+    c["volumeMounts"] = [m for m in c["volumeMounts"] if m["mountPath"] != "/var/lib/wattpush"]
+
+
+def _spool_is_the_mount(objs: list[Obj]) -> None:
+    for m in _rapl(objs)["containers"][0]["volumeMounts"]:
+        if m["mountPath"] == "/var/lib/wattpush":
+            m["mountPath"] = "/var/lib/wattpush/spool"
 
 
 def _key_typo(objs: list[Obj]) -> None:
@@ -791,6 +801,10 @@ MUTATIONS: dict[str, tuple[Callable[[list[Obj]], None], Callable[[list[Obj]], li
     ),
     "no RAPL group": (_no_rapl_group, lambda o: check_rapl_access(o, env_file(), privileged=False)),
     "spool on the read-only root": (_no_spool_volume, check_writable_volumes),
+    "spool dir is the emptyDir root (AppArmor owner rules)": (
+        _spool_is_the_mount,
+        lambda o: check_rapl_access(o, env_file(), privileged=False),
+    ),
     "ConfigMap key typo": (_key_typo, check_config_refs),
     "Secret not optional": (_secret_required, check_config_refs),
     "Secret committed": (_committed_secret, check_config_refs),
