@@ -37,9 +37,9 @@ SCHEMA_VERSIONS = ("1.37.0", "1.30.0")
 OVERLAYS = ("privileged", "nvidia", "victoriametrics-cluster", "mimir")
 KUSTOMIZATIONS = ("base", *(f"overlays/{o}" for o in OVERLAYS), "tools")
 
-# Documented exceptions: (kustomization, "Kind/name") -> what it may do.
-PRIVILEGED_ALLOWED = {("overlays/privileged", "DaemonSet/cpu-rapl-client")}
-ROOT_ALLOWED = PRIVILEGED_ALLOWED
+# The documented exception: with components/privileged (overlays/privileged), cpu-rapl-client
+# runs privileged and as root.
+PRIVILEGED_CONTAINER = "DaemonSet/cpu-rapl-client"
 # Batch pods: ffmpeg-runner has no CPU limit on purpose (a quota would throttle what it
 # measures); a batch or report has no health server, so no probes.
 NO_CPU_LIMIT = {"ffmpeg-runner"}  # container names
@@ -373,12 +373,12 @@ def check_images(objs: list[Obj], env: dict[str, str]) -> list[str]:
 
 
 def all_violations(name: str, objs: list[Obj]) -> list[str]:
+    """Every check on the render of `name`; `privileged` in the name allows the exception."""
     env = env_file()
-    allowed_priv = {who for k, who in PRIVILEGED_ALLOWED if k == name}
-    allowed_root = {who for k, who in ROOT_ALLOWED if k == name}
+    allowed = {PRIVILEGED_CONTAINER} if "privileged" in name else set()
     out = [
-        *check_privileged(objs, allowed_priv),
-        *check_non_root(objs, allowed_root),
+        *check_privileged(objs, allowed),
+        *check_non_root(objs, allowed),
         *check_hardening(objs),
         *check_host_paths(objs),
         *check_probes(objs),
@@ -390,8 +390,23 @@ def all_violations(name: str, objs: list[Obj]) -> list[str]:
     ]
     if name != "tools":
         out += check_env_configmap(objs, env)
-        out += check_rapl_access(objs, env, privileged=name == "overlays/privileged")
+        out += check_rapl_access(objs, env, privileged="privileged" in name)
     return out
+
+
+def compose(tmp_path: Path, *components: str) -> list[Obj]:
+    """Render a user's overlay: the base plus the named components, in that order."""
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "resources": [os.path.relpath(K8S / "base", tmp_path)],
+                "components": [
+                    os.path.relpath(K8S / "components" / c, tmp_path) for c in components
+                ],
+            }
+        )
+    )
+    return kustomize(tmp_path)
 
 
 # ------------------------------------------------------------------------------------ tests
@@ -454,7 +469,7 @@ def test_privileged_appears_only_in_the_privileged_overlay() -> None:
         for p in K8S.rglob("*.yaml")
         if re.search(r"^\s*privileged:\s*true", p.read_text(), re.M)
     ]
-    assert sources == [Path("overlays/privileged/kustomization.yaml")]
+    assert sources == [Path("components/privileged/kustomization.yaml")]
 
 
 def test_the_privileged_overlay_changes_only_cpu_rapl_client() -> None:
@@ -580,24 +595,67 @@ def test_nvidia_overlay() -> None:
 
 
 def test_nvidia_gpu_request_component(tmp_path: Path) -> None:
-    """components/nvidia-gpu-request on top of overlays/nvidia: one GPU requested, the
-    NVIDIA_VISIBLE_DEVICES=all it would contradict removed, everything else unchanged."""
-    kust = tmp_path / "kustomization.yaml"
-    kust.write_text(
-        yaml.safe_dump(
-            {
-                "resources": [os.path.relpath(K8S / "overlays" / "nvidia", tmp_path)],
-                "components": [
-                    os.path.relpath(K8S / "components" / "nvidia-gpu-request", tmp_path)
-                ],
-            }
-        )
-    )
-    objs = kustomize(tmp_path)
+    """components/nvidia-gpu-request after components/nvidia: one GPU requested, the
+    NVIDIA_VISIBLE_DEVICES=all it would contradict removed, every property kept."""
+    objs = compose(tmp_path, "nvidia", "nvidia-gpu-request")
     (c,) = find(objs, "DaemonSet", "gpu-nvml-client")["spec"]["template"]["spec"]["containers"]
     assert c["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert "NVIDIA_VISIBLE_DEVICES" not in env_of(c)
-    assert all_violations("overlays/nvidia", objs) == []
+    assert env_value(objs, c, "NVIDIA_DRIVER_CAPABILITIES") == "utility"
+    assert all_violations("nvidia-gpu-request", objs) == []
+
+
+@pytest.mark.parametrize(
+    "components",
+    [
+        ("nvidia", "mimir"),
+        ("nvidia", "victoriametrics-cluster", "privileged"),
+        ("privileged", "mimir"),
+    ],
+)
+def test_components_combine(tmp_path: Path, components: tuple[str, ...]) -> None:
+    """A fleet needs several at once (GPU nodes pushing to Mimir): the components compose,
+    each does its part, and every property still holds."""
+    kv = pytest.importorskip("kubernetes_validate", reason="pip install kubernetes-validate")
+    objs = compose(tmp_path, *components)
+    for obj in objs:
+        kv.validate(obj, SCHEMA_VERSIONS[0], strict=True)
+    assert all_violations("+".join(components), objs) == []
+    combined = _leaves(objs)
+    base = _leaves(rendered("base"))
+    for part in components:
+        # What the component changes on its own (its leaves that differ from the base) is
+        # the same in the combination.
+        own = {k: v for k, v in _leaves(rendered(f"overlays/{part}")).items() if base.get(k) != v}
+        assert own, part
+        assert {k: combined.get(k) for k in own} == own, part
+    data = configmap(objs, "wattpush-receiver")["data"]
+    receiver = next((c for c in components if c in ("mimir", "victoriametrics-cluster")), None)
+    if receiver is not None:
+        assert data == configmap(rendered(f"overlays/{receiver}"), "wattpush-receiver")["data"]
+
+
+def _leaves(objs: list[Obj]) -> dict[str, Any]:
+    """Every scalar of every object as "Kind/name.path" -> value, generated ConfigMap names
+    without their hash suffix (it changes when another component merges into the map)."""
+    out: dict[str, Any] = {}
+    suffix = re.compile(r"^(wattpush-(?:env|receiver))-[a-z0-9]{10}$")
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(f"{prefix}.{k}", v)
+        elif isinstance(node, list):
+            for n, v in enumerate(node):
+                walk(f"{prefix}[{n}]", v)
+        else:
+            out[suffix.sub(r"\1", prefix)] = (
+                suffix.sub(r"\1", node) if isinstance(node, str) else node
+            )
+
+    for obj in objs:
+        walk(suffix.sub(r"\1", ident(obj)), obj)
+    return out
 
 
 def job_from_cronjob(cron: Obj, name: str) -> Obj:
