@@ -726,6 +726,92 @@ def test_docker_overhead_client_mounts_as_compose_does() -> None:
     assert spec["securityContext"]["supplementalGroups"], "the socket's group"
 
 
+# ------------------------------------------------- the components accept what the pods pass
+
+# Variables a pod sets that are not settings of the component: read by the NVIDIA container
+# runtime, or only used to build the runner's arguments.
+NOT_SETTINGS = {"NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "DEFAULT_BATCH"}
+
+
+def resolved_env(objs: list[Obj], container: Obj) -> dict[str, str]:
+    """The environment the container would get on node-1 without the optional Secret."""
+    out = {}
+    for e in container.get("env", []):
+        src = e.get("valueFrom", {})
+        if "fieldRef" in src:
+            assert src["fieldRef"]["fieldPath"] == "spec.nodeName"
+            out[e["name"]] = "node-1"
+        elif "secretKeyRef" not in src:
+            value = env_value(objs, container, e["name"])
+            assert value is not None, e
+            out[e["name"]] = value
+    return out
+
+
+def component_settings(component: str) -> list[Any]:
+    config = pytest.importorskip("base_monitoring_client.config")
+    if component == "ffmpeg-runner":
+        runner = pytest.importorskip("ffmpeg_runner.cli")
+        return [*config.BASE_SETTINGS, *runner.RUNNER_SETTINGS]
+    module = pytest.importorskip(component.replace("-", "_") + ".cli")
+    return [*config.BASE_SETTINGS, *module.SETTINGS]
+
+
+@pytest.mark.parametrize(
+    ("overlay", "kind", "name"),
+    [
+        ("base", "DaemonSet", "cpu-rapl-client"),
+        ("base", "DaemonSet", "docker-overhead-client"),
+        ("overlays/nvidia", "DaemonSet", "gpu-nvml-client"),
+        ("overlays/mimir", "CronJob", "ffmpeg-runner"),
+        ("overlays/privileged", "DaemonSet", "cpu-rapl-client"),
+    ],
+)
+def test_components_accept_the_pod_environment(overlay: str, kind: str, name: str) -> None:
+    """The component's own settings parser takes every value the pod passes, and every variable
+    the pod sets is one of its settings (a misspelt name would be ignored silently)."""
+    config = pytest.importorskip("base_monitoring_client.config")
+    objs = rendered(overlay)
+    obj = find(objs, kind, name)
+    spec = obj["spec"]["jobTemplate"]["spec"] if kind == "CronJob" else obj["spec"]
+    (c,) = spec["template"]["spec"]["containers"]
+    settings = component_settings(name)
+    env = resolved_env(objs, c)
+    unknown = set(env) - {s.env for s in settings} - NOT_SETTINGS
+    assert unknown == set()
+    base, values = config.load_config(settings, env=env)  # raises ConfigError with every problem
+    assert base.instance == "node-1"
+    assert base.health_port == int(env["HEALTH_PORT"])
+    assert str(values["spool_dir"]) == env["SPOOL_DIR"]
+
+
+def test_advisor_accepts_the_report_arguments() -> None:
+    """The CronJob's script passes flags `advisor report` has, and reads ADVISOR_* variables
+    the advisor reads."""
+    cli = pytest.importorskip("advisor.cli")
+    objs = rendered("overlays/mimir")
+    (c,) = find(objs, "CronJob", "advisor-report")["spec"]["jobTemplate"]["spec"]["template"][
+        "spec"
+    ]["containers"]
+    env = resolved_env(objs, c)
+    script = c["args"][0]
+    for fmt in ("json", "html"):
+        assert f"--format {fmt}" in script
+        out = f"/var/lib/wattpush/reports/r.{fmt}"
+        argv = ["report", "--since", env["REPORT_SINCE"], "--allow-estimated"]
+        args = cli.build_parser().parse_args([*argv, "--format", fmt, "--output", out])
+        assert args.format == fmt
+    source = Path(cli.__file__).read_text()
+    for name in env:
+        if name.startswith("ADVISOR_") and name != "ADVISOR_ARGS":
+            assert f'"{name}' in source, f"the advisor does not read {name}"
+    for e in c["env"]:
+        if "secretKeyRef" in e.get("valueFrom", {}):
+            assert f'"{e["name"]}' in source, f"the advisor does not read {e['name']}"
+    api = cli.build_api(cli.build_parser().parse_args(["report", "--since", "2h"]), env)
+    assert api.url.rstrip("/") == env["ADVISOR_PROMETHEUS_URL"].rstrip("/")
+
+
 # ----------------------------------------------------------- the checks can fail (mutations)
 
 
