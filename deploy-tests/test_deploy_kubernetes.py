@@ -453,6 +453,12 @@ def test_plain_kustomize_cannot_read_env_so_the_flag_is_needed() -> None:
     )
     assert proc.returncode != 0
     assert "not in or below" in proc.stderr
+    # tools/ reads no .env: the README applies it with plain `kubectl apply -k`.
+    proc = subprocess.run(
+        [KUBECTL, "kustomize", str(K8S / "tools")], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert [ident(o) for o in yaml.safe_load_all(proc.stdout) if o] == ["Pod/reports-reader"]
 
 
 def test_privileged_appears_only_in_the_privileged_overlay() -> None:
