@@ -167,9 +167,55 @@ def prediction_plot(rep: AdvisorReport) -> str | None:
     return _png(fig)
 
 
+def frontier_plot(rep: AdvisorReport) -> str | None:
+    """Energy per output minute vs quality: each family's measured curve, the frontier per
+    output resolution (thick), and the target (vertical line)."""
+    qa = rep.quality
+    pts = qa.points
+    if not qa.measured or pts.empty:
+        return None
+    fig = _figure(10, 5)
+    ax = fig.add_subplot(111)
+    fams = sorted(pts["family"].unique())
+    many = len(fams) > 12
+    for i, fam in enumerate(fams):
+        g = pts[pts["family"] == fam].sort_values("bitrate_bps")
+        c = f"C{i % 10}"
+        ax.plot(g["quality"], g["energy"], "o-", color=c, lw=0.8, ms=4, alpha=0.8, label=fam)
+    markers = "sD^v<>p*"
+    for k, (group, names) in enumerate(sorted(qa.frontier_groups.items())):
+        f = pts[pts["scenario"].isin(names)].sort_values("quality")
+        ax.plot(
+            f["quality"],
+            f["energy"],
+            "-",
+            marker=markers[k % len(markers)],
+            color="black",
+            lw=2.2,
+            ms=7,
+            mfc="none",
+            label=f"frontier {group}",
+            zorder=5,
+        )
+    if qa.target is not None:
+        ax.axvline(qa.target.value, color="red", ls="--", lw=1.2, label=f"target {qa.target}")
+        for fam in qa.families:
+            if fam.at_target is not None:
+                ax.plot([qa.target.value], [fam.at_target.energy], "x", color="red", ms=8)
+    ax.set_xlabel(f"{qa.metric} (mean over repeats)")
+    ax.set_ylabel(f"J per output minute ({qa.basis_text})")
+    ax.set_title(
+        "Energy vs quality per family (lines: measured bitrates); black: the frontier"
+        + (", red: the target" if qa.target else "")
+    )
+    ax.legend(fontsize=6 if many else 7, ncol=3 if many else 1, loc="best")
+    return _png(fig)
+
+
 def all_plots(rep: AdvisorReport) -> list[tuple[str, str]]:
     out = []
     for title, fn in (
+        ("Energy vs quality: the frontier", frontier_plot),
         ("Power over time", timeline_plot),
         ("Power over time per scenario", scenario_panels),
         ("Efficiency ranking", ranking_plot),
