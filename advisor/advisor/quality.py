@@ -801,6 +801,9 @@ def frontier_table(qa: QualityAnalysis) -> pd.DataFrame:
                 _pm(q, c) for q, c in zip(p["quality"], p["quality_ci95"], strict=True)
             ],
             UNIT: [_pm(e, c) for e, c in zip(p["energy"], p["energy_ci95"], strict=True)],
-            "frontier": ["yes" if d is None else f"dominated by {d}" for d in p["dominated_by"]],
+            "frontier": [
+                "yes" if on else f"dominated by {d}"
+                for on, d in zip(p["on_frontier"], p["dominated_by"], strict=True)
+            ],
         }
     )

@@ -83,18 +83,21 @@ def _what_to_run(predictor: PowerPredictor) -> str:
     )
 
 
-def drop_flat_extrapolations(pred: pd.DataFrame, model: str | None) -> tuple[pd.DataFrame, int]:
-    """Rows outside the trained ranges that only repeat a measured value are not predictions:
-    tree models are constant outside their training data, so all their extrapolated rows go;
-    for other models an extrapolated row equal to the same configuration's row at fewer
-    streams goes too."""
+def drop_unusable_predictions(
+    pred: pd.DataFrame, model: str | None
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Rows that are not predictions, by reason:
+
+    - ``flat``: outside the trained ranges a tree model is constant, so all its extrapolated
+      rows only repeat a measured value; for other models, an extrapolated row equal to the
+      same configuration's row at fewer streams;
+    - ``not physical``: a prediction (or its interval's lower end) at or below zero.
+    """
     if pred.empty:
-        return pred, 0
-    drop = np.zeros(len(pred), dtype=bool)
+        return pred, {}
     ext = pred["extrapolated"].to_numpy(dtype=bool)
-    if model == "gradient_boosting":
-        drop = ext.copy()
-    else:
+    flat = ext.copy() if model == "gradient_boosting" else np.zeros(len(pred), dtype=bool)
+    if model != "gradient_boosting":
         keys = ["encoder", "preset", "ladder", "bitrate"]
         for _, group in pred.groupby(keys, sort=False, dropna=False):
             g = group.sort_values("streams")
@@ -102,14 +105,31 @@ def drop_flat_extrapolations(pred: pd.DataFrame, model: str | None) -> tuple[pd.
             for k, idx in enumerate(g.index):
                 pos = pred.index.get_loc(idx)
                 if ext[pos] and k and np.isclose(vals[k], vals[:k], rtol=1e-9, atol=0).any():
-                    drop[pos] = True
-    return pred[~drop].reset_index(drop=True), int(drop.sum())
+                    flat[pos] = True
+    negative = ~flat & (pred["lower"].to_numpy(dtype=float) <= 0)
+    counts = {"flat": int(flat.sum()), "not physical": int(negative.sum())}
+    return pred[~(flat | negative)].reset_index(drop=True), {k: v for k, v in counts.items() if v}
 
 
 def _predict_block(
     windows: pd.DataFrame, target: str, seed: int
 ) -> tuple[dict[str, Any], PowerPredictor | None]:
     data = PowerPredictor.frame_from_windows(windows)
+    valid = data[np.isfinite(data[target].to_numpy(dtype=float))] if len(data) else data
+    if len(valid) and valid["streams"].nunique() == 1:
+        # The table predicts 1-12 streams: with one measured stream count that is all
+        # extrapolation, whatever the held-out error on the measured count says.
+        n = int(valid["streams"].iloc[0])
+        return {
+            "status": "insufficient",
+            "target": target,
+            "message": _one_sentence(
+                target,
+                f"every configuration ran {n} stream(s), so how power grows with streams "
+                "cannot be learned",
+                "run a few configurations with ffmpeg-runner multi --count 2 and --count 4",
+            ),
+        }, None
     predictor = PowerPredictor(target=target, seed=seed)
     try:
         predictor.fit(data)
@@ -137,7 +157,7 @@ def _predict_block(
                 _what_to_run(predictor),
             ),
         }, None
-    predictions, dropped = drop_flat_extrapolations(
+    predictions, dropped = drop_unusable_predictions(
         stream_predictions(predictor, data), predictor.model_name_
     )
     block = {
@@ -153,7 +173,7 @@ def _predict_block(
             "relative_quantiles": list(predictor.residual_quantiles_),
         },
         "predictions": predictions,
-        "omitted_flat_extrapolations": dropped,
+        "omitted_predictions": dropped,
         "measured_vs_predicted": measured_vs_predicted(predictor),
         "advice": list(predictor.advice_),
     }
@@ -458,7 +478,12 @@ class TranscodingRecommender:
         if rep.best_overall:
             b = rep.best_overall
             lines.append(
-                f"Best overall: {b['scenario']} (ladder {b['ladder']}): {m} = "
+                (
+                    "Most efficient, picture quality not considered"
+                    if rep.quality.measured
+                    else "Best overall"
+                )
+                + f": {b['scenario']} (ladder {b['ladder']}): {m} = "
                 f"{_fmt(b[f'{m}_mean'])} ± {_fmt(b[f'{m}_ci95'])} (95% CI, {b['n_ok']} repeats), "
                 f"mean power {_fmt(b['mean_power_w_mean'])} W [{b['power_source']}]."
             )

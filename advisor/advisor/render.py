@@ -203,10 +203,16 @@ def prediction_sections(rep: AdvisorReport) -> list[Section]:
             f"{block['heldout_mape_pct']:.2f}%; 90% interval = prediction x "
             f"[{1 + lo:.3f}, {1 + hi:.3f}]"
         )
-        if block.get("omitted_flat_extrapolations"):
+        omitted = block.get("omitted_predictions") or {}
+        if omitted.get("flat"):
             text += (
-                f"\n{block['omitted_flat_extrapolations']} stream count(s) beyond the measured "
-                "range are not shown: the model only repeats its last measured value there"
+                f"\n{omitted['flat']} row(s) beyond the measured stream counts are not shown: "
+                "the model only repeats its last measured value there"
+            )
+        if omitted.get("not physical"):
+            text += (
+                f"\n{omitted['not physical']} row(s) are not shown: the model extrapolates "
+                "to zero or negative values there"
             )
         if block.get("advice"):
             text += "\nto improve: " + "; ".join(block["advice"])
@@ -368,11 +374,8 @@ def _html_body(body: Body) -> str:
     return f"<pre>{html.escape(body)}</pre>"
 
 
-def _img(title: str, png_b64: str) -> str:
-    return (
-        f"<h3>{html.escape(title)}</h3>"
-        f"<img alt='{html.escape(title)}' src='data:image/png;base64,{png_b64}'>"
-    )
+def _fig(title: str, svg: str) -> str:
+    return f"<figure><figcaption><h3>{html.escape(title)}</h3></figcaption>{svg}</figure>"
 
 
 def render_html(rep: AdvisorReport) -> str:
@@ -383,14 +386,13 @@ def render_html(rep: AdvisorReport) -> str:
         "table.t{border-collapse:collapse;font-size:13px;margin:.5em 0}"
         "table.t td,table.t th{border:1px solid #ccc;padding:3px 6px;text-align:left}"
         "table.t th{background:#f0f0f0}pre{background:#f7f7f7;padding:.6em;white-space:pre-wrap}"
-        "img{max-width:100%;border:1px solid #ddd;margin:.5em 0}"
+        "figure{margin:.5em 0}svg{max-width:100%;height:auto;border:1px solid #ddd}"
         "details{margin:1em 0}summary{font-size:1.3em;font-weight:bold;cursor:pointer}"
     )
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>wattpush advisor report"
         f"</title><style>{css}</style></head><body>"
     ]
-    # matplotlib is imported only when a report needs plots.
     plots = importlib.import_module(".plots", __package__)
     sections = _sections(rep)
     main = [s for s in sections if s[2] == "main"]
@@ -401,9 +403,9 @@ def render_html(rep: AdvisorReport) -> str:
         ("Energy vs quality: the frontier", plots.frontier_plot),
         ("Efficiency ranking", plots.ranking_plot),
     ):
-        png = fn(rep)
-        if png:
-            parts.append(_img(title, png))
+        fig = fn(rep)
+        if fig:
+            parts.append(_fig(title, fig))
     for title, body, _ in main[2:]:
         parts.append(f"<h2>{html.escape(title)}</h2>{_html_body(body)}")
     parts.append("<h2>Power over time</h2>")
@@ -411,17 +413,17 @@ def render_html(rep: AdvisorReport) -> str:
         ("Power over time", plots.timeline_plot),
         ("Power over time per scenario", plots.scenario_panels),
     ):
-        png = fn(rep)
-        if png:
-            parts.append(_img(title, png))
+        fig = fn(rep)
+        if fig:
+            parts.append(_fig(title, fig))
     pred = [s for s in sections if s[2] == "prediction"]
     if pred:
         parts.append("<details><summary>Prediction</summary>")
         for title, body, _ in pred:
             parts.append(f"<h3>{html.escape(title)}</h3>{_html_body(body)}")
-        png = plots.prediction_plot(rep)
-        if png:
-            parts.append(_img("Prediction curve", png))
+        fig = plots.prediction_plot(rep)
+        if fig:
+            parts.append(_fig("Prediction curve", fig))
         parts.append("</details>")
     for title, body, kind in sections:
         if kind == "notes":

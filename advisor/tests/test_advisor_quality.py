@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from advisor.quality import (
     parse_target,
     rate_curve,
 )
-from advisor.recommender import _predict_block, drop_flat_extrapolations
+from advisor.recommender import _predict_block, drop_unusable_predictions
 from base_monitoring_client.testing import ReceiverProcess
 
 from .conftest import QUALITY_AT_93, QUALITY_FAMILIES, QUALITY_FRONTIER, World
@@ -213,11 +214,15 @@ def test_large_heldout_error_replaces_predictions_by_one_sentence() -> None:
 
 
 def test_too_few_configurations_is_one_sentence_with_what_to_run() -> None:
-    frame = _frame(lambda e, s, r: 50.0 + s, streams=(1,))
-    block, predictor = _predict_block(frame, "mean_power_w", 0)
+    block, predictor = _predict_block(_frame(lambda e, s, r: 50.0 + s, (1, 2)), "mean_power_w", 0)
     assert block["status"] == "insufficient" and predictor is None
-    assert "too few configurations" in block["message"]
+    assert block["message"].startswith("Power prediction withheld: too few configurations")
     assert "measure at least 5" in block["message"]
+    # One stream count: the 1-12 streams table would be all extrapolation.
+    block, predictor = _predict_block(_frame(lambda e, s, r: 50.0 + r, (1,)), "mean_power_w", 0)
+    assert block["status"] == "insufficient" and predictor is None
+    assert "every configuration ran 1 stream(s)" in block["message"]
+    assert "ffmpeg-runner multi --count 2" in block["message"]
 
 
 def test_extrapolations_that_repeat_the_last_measured_value_are_dropped() -> None:
@@ -230,13 +235,13 @@ def test_extrapolations_that_repeat_the_last_measured_value_are_dropped() -> Non
     twelve = raw[raw["streams"] == 12]["predicted"].to_numpy()
     three = p.predict(frame[frame["streams"] == 3].drop_duplicates("encoder"))["predicted"]
     assert np.allclose(sorted(twelve), sorted(three))  # the tree repeats its last value
-    kept, dropped = drop_flat_extrapolations(raw, "gradient_boosting")
-    assert dropped == int(raw["extrapolated"].sum()) > 0
+    kept, dropped = drop_unusable_predictions(raw, "gradient_boosting")
+    assert dropped == {"flat": int(raw["extrapolated"].sum())} and dropped["flat"] > 0
     assert set(kept["streams"]) == {1, 2}
     # A linear model extrapolates for real: its rows stay, flagged.
     lin = PowerPredictor(candidates=("linear",)).fit(frame)
-    kept, dropped = drop_flat_extrapolations(stream_predictions(lin, frame), "linear")
-    assert dropped == 0 and set(kept["streams"]) == {1, 2, 4, 8, 12}
+    kept, dropped = drop_unusable_predictions(stream_predictions(lin, frame), "linear")
+    assert dropped == {} and set(kept["streams"]) == {1, 2, 4, 8, 12}
 
 
 # -- the four families on a real receiver -----------------------------------------------------
@@ -326,12 +331,28 @@ def test_without_target_the_frontier_marks_dominated_and_html_plots_it(
     page = (tmp_path / "r.html").read_text()
     order = [
         page.index("<h2>Recommendation</h2>"),
-        page.index("alt='Energy vs quality: the frontier'"),
-        page.index("alt='Efficiency ranking'"),
+        page.index("aria-label='energy vs quality'"),
+        page.index("aria-label='efficiency ranking'"),
         page.index("<table"),
     ]
     assert order == sorted(order)
     assert "the frontier (no other scenario" in page
+    frontier_svg = re.search(r"<svg [^>]*aria-label='energy vs quality'.*?</svg>", page, re.S)
+    assert frontier_svg is not None
+    frontier_line = re.search(
+        r"<polyline fill='none' stroke='#000' stroke-width='2.5' points='([^']*)'",
+        frontier_svg.group(0),
+    )
+    assert frontier_line is not None and len(frontier_line.group(1).split()) == 7
+    # Every window ran one stream: the prediction is one sentence, not a table.
+    text = tmp_path / "r.txt"
+    args = ["report", "--prometheus-url", receiver.base_url, "--results"]
+    assert main([*args, str(world.manifests["quality"]), "--output", str(text)]) == 0
+    report = text.read_text()
+    assert "== Power prediction (W) ==\nPower prediction withheld: every configuration ran 1" in (
+        report
+    )
+    assert "12 streams" not in report and "measured vs predicted" not in report
 
 
 @pytest.mark.integration
