@@ -414,3 +414,119 @@ def test_compare_two_families_on_known_curves(
     assert "touch at one quality only" in text
     assert main(cmd(a, "x264/nope/1x1")) == 2
     assert "unknown family 'x264/nope/1x1'; known families: libx264/medium/640x360" in caplog.text
+
+
+# -- the analysis on a hand-built windows table -----------------------------------------------
+
+
+def _windows(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Transcode windows as add_scores leaves them, one output each unless rungs says more."""
+    out = []
+    for r in rows:
+        bps = r.get("bps", 1e6)
+        rung = f"640x360@{int(bps / 1000)}k"
+        q = r.get("q")
+        out.append(
+            {
+                "phase": "transcode",
+                "status": "ok",
+                "scenario": r["scenario"],
+                "ladder": rung,
+                "encoder": r.get("encoder", "libx264"),
+                "preset": r.get("preset", "fast"),
+                "streams": r.get("streams", 1),
+                "rungs": r.get("rungs", 1),
+                "resolution": "640x360",
+                "bitrate_bps": bps,
+                "realtime": r.get("realtime", False),
+                "quality": {rung: {"vmaf": q}} if q is not None else None,
+                "quality_error": r.get("quality_error"),
+                "quality_vmaf": math.nan if q is None else q,
+                "quality_psnr": math.nan,
+                "quality_ssim": math.nan,
+                "achieved_bitrate_bps": bps,
+                "energy_per_output_minute_j": r["e"] + 100.0,
+                "net_energy_per_output_minute_j": r.get("net", r["e"]),
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def test_live_and_offline_windows_make_separate_families() -> None:
+    from advisor.quality import QualityTarget, analyze_quality
+
+    rows = []
+    for live in (False, True):
+        for bps, q, e in ((5e5, 85.0, 100.0), (1e6, 95.0, 200.0)):
+            for rep in range(2):
+                rows.append(
+                    {
+                        "scenario": f"{'live' if live else 'file'}-{bps:g}",
+                        "bps": bps,
+                        "q": q,
+                        "e": e * (3 if live else 1) + rep,
+                        "realtime": live,
+                    }
+                )
+    qa = analyze_quality(_windows(rows), QualityTarget("vmaf", 90.0))
+    assert qa.mode == "mixed"
+    assert [f.name for f in qa.families] == [
+        "libx264/fast/640x360",
+        "libx264/fast/640x360/live",
+    ]
+    assert qa.families[0].at_target is not None
+    assert qa.families[0].at_target.energy == pytest.approx((100.5 + 200.5) / 2)
+    assert set(qa.frontier_groups) == {"640x360", "640x360 live"}
+
+
+def test_a_missing_baseline_switches_every_family_to_gross_energy() -> None:
+    from advisor.quality import analyze_quality
+
+    rows = [
+        {"scenario": "a", "bps": 5e5, "q": 80.0, "e": 100.0},
+        {"scenario": "b", "bps": 1e6, "q": 90.0, "e": 150.0, "net": math.nan},
+    ]
+    qa = analyze_quality(_windows(rows))
+    assert qa.basis == "gross" and qa.energy_column == "energy_per_output_minute_j"
+    assert "b lack a baseline" in qa.notes[0]
+    assert sorted(qa.points["energy"]) == [200.0, 250.0]
+
+
+def test_exceeded_unmeasured_and_ladder_scenarios_are_explained() -> None:
+    from advisor.quality import QualityTarget, analyze_quality
+
+    rows = [
+        {"scenario": "hi-1", "bps": 5e5, "q": 95.0, "e": 100.0},
+        {"scenario": "hi-2", "bps": 1e6, "q": 97.0, "e": 150.0},
+        {"scenario": "broken", "bps": 2e6, "q": None, "e": 90.0, "quality_error": "ffmpeg 1"},
+        {"scenario": "ladder", "bps": 2e6, "q": 90.0, "e": 90.0, "rungs": 2},
+    ]
+    qa = analyze_quality(_windows(rows), QualityTarget("vmaf", 90.0))
+    (fam,) = qa.families
+    assert fam.status == "exceeded" and fam.at_target is None
+    assert "measure lower bitrates" in str(fam.reason)
+    reasons = {e["scenario"]: e["reason"] for e in qa.excluded}
+    assert "quality step failed: ffmpeg 1" in reasons["broken"]
+    assert "cannot be split per output" in reasons["ladder"]
+    assert qa.lines[0].startswith("At vmaf 90 (offline): no family reaches the target")
+    # A metric nobody measured: said, with the metric that was.
+    qa = analyze_quality(_windows(rows), QualityTarget("ssim", 0.98))
+    assert qa.families == [] and "ssim was not measured" in qa.lines[0]
+    assert "--target-quality vmaf=VALUE" in qa.lines[0]
+
+
+def test_compare_without_common_quality_range_says_what_to_measure() -> None:
+    from advisor.quality import analyze_quality, compare
+
+    rows = [
+        {"scenario": "low-1", "preset": "ultrafast", "bps": 5e5, "q": 70.0, "e": 50.0},
+        {"scenario": "low-2", "preset": "ultrafast", "bps": 1e6, "q": 75.0, "e": 60.0},
+        {"scenario": "high-1", "preset": "slow", "bps": 5e5, "q": 90.0, "e": 300.0},
+        {"scenario": "high-2", "preset": "slow", "bps": 1e6, "q": 95.0, "e": 400.0},
+    ]
+    qa = analyze_quality(_windows(rows))
+    doc = compare(qa, "libx264/ultrafast/640x360", "libx264/slow/640x360")
+    assert doc["overlap"] is None and doc["difference_j_per_output_minute"] is None
+    assert "cover no common quality range" in doc["summary"]
+    with pytest.raises(AdvisorConfigError, match="known families: libx264/slow/640x360, "):
+        compare(qa, "libx264/slow/640x360", "nope")
