@@ -8,7 +8,7 @@ The manifest and the metric/label names are ffmpeg-runner's contract
 from __future__ import annotations
 
 import json
-import math
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,14 +22,16 @@ from ffmpeg_runner.contract import (
     QUALITY_METRIC,
     SUPPORTED_SCHEMA_VERSIONS,
     ContractError,
+    InfoLabels,
+    OutputLabels,
     Rung,
     WindowRecord,
-    parse_ladder,
 )
 
 from .errors import ManifestError
 from .prom import Series
 
+log = logging.getLogger(__name__)
 SUPPORTED_MANIFEST_VERSIONS = SUPPORTED_SCHEMA_VERSIONS
 # The series that describe windows (discovery reads them all with one selector).
 WINDOW_METRICS = (INFO_METRIC, FRAMES_METRIC, QUALITY_METRIC, OUTPUT_BITRATE_METRIC)
@@ -219,14 +221,6 @@ def _split_runs(t: np.ndarray[Any, Any], max_gap_s: float) -> list[tuple[float, 
     return [(float(t[a]), float(t[b])) for a, b in zip(starts, ends, strict=True)]
 
 
-def _label_float(value: str | None) -> float:
-    try:
-        number = float(value) if value else math.nan
-    except ValueError:
-        return math.nan
-    return number if math.isfinite(number) and number > 0 else math.nan
-
-
 def discover_windows(
     series: Sequence[Series], *, run_id: str | None = None, max_gap_s: float = 5.0
 ) -> list[Window]:
@@ -237,44 +231,52 @@ def discover_windows(
     window; fps from the info series' ``fps`` label (absent before manifest schema 2); quality
     and achieved bitrate from ``ffmpeg_output_quality`` / ``ffmpeg_output_bitrate_bits_per_
     second`` (pushed once per output after the window, so matched by run, scenario and repeat).
+    Labels are read through the contract's ``InfoLabels`` / ``OutputLabels``; a series whose
+    labels break the contract is skipped with a warning.
     """
-    by_window: dict[tuple[str, str, str], list[Series]] = {}
+    by_window: dict[tuple[str, str, int], list[tuple[OutputLabels, Series]]] = {}
     for s in series:
         if s.name in (FRAMES_METRIC, QUALITY_METRIC, OUTPUT_BITRATE_METRIC):
-            lab = s.labels
-            key = (lab.get("run_id", ""), lab.get("scenario", ""), lab.get("repeat", "0"))
-            by_window.setdefault(key, []).append(s)
+            try:
+                out = OutputLabels.from_labels(s.labels)
+            except ContractError as exc:
+                log.warning("%s series skipped: %s", s.name, exc)
+                continue
+            by_window.setdefault(out.window, []).append((out, s))
     windows: list[Window] = []
     for s in series:
         if s.name != INFO_METRIC:
             continue
-        lab = s.labels
-        if run_id and lab.get("run_id") != run_id:
+        try:
+            info = InfoLabels.from_labels(s.labels)
+        except ContractError as exc:
+            log.warning("%s series skipped: %s", INFO_METRIC, exc)
+            continue
+        if run_id and info.run_id != run_id:
             continue
         for start, end in _split_runs(s.t, max_gap_s):
             if end <= start:
                 continue
-            ladder = lab.get("ladder", "")
             w = Window(
-                run_id=lab.get("run_id", ""),
-                scenario=lab.get("scenario", ""),
-                phase=lab.get("phase", "transcode"),
-                repeat=int(lab.get("repeat", "0") or 0),
+                run_id=info.run_id,
+                scenario=info.scenario,
+                phase=info.phase,
+                repeat=info.repeat,
                 start_s=start,
                 end_s=end,
-                encoder=lab.get("encoder", ""),
-                preset=lab.get("preset", "default"),
-                bitrate=lab.get("bitrate", ""),
-                streams=int(lab.get("streams", "1") or 1),
-                ladder=ladder,
-                rungs=parse_ladder(ladder),
-                fps=_label_float(lab.get("fps")),
-                hostname=lab.get("instance", ""),
+                encoder=info.encoder,
+                preset=info.preset,
+                bitrate=info.bitrate,
+                streams=info.streams,
+                ladder=info.ladder,
+                rungs=info.rungs,
+                fps=info.fps if info.fps and info.fps > 0 else float("nan"),
+                hostname=s.labels.get("instance", ""),
                 origin="discovered",
             )
             if w.phase == "transcode":
-                related = by_window.get((w.run_id, w.scenario, str(w.repeat)), [])
-                _attach_frames(w, [r for r in related if r.name == FRAMES_METRIC])
+                related = by_window.get((w.run_id, w.scenario, w.repeat), [])
+                _attach_frames(w, [r for _, r in related if r.name == FRAMES_METRIC])
                 _attach_quality(w, related)
             windows.append(w)
     windows.sort(key=lambda w: (w.start_s, w.scenario))
@@ -300,20 +302,18 @@ def _attach_frames(w: Window, frames: Sequence[Series]) -> None:
         )
 
 
-def _attach_quality(w: Window, related: Sequence[Series]) -> None:
+def _attach_quality(w: Window, related: Sequence[tuple[OutputLabels, Series]]) -> None:
     quality: dict[str, dict[str, list[float]]] = {}
     achieved: dict[str, list[float]] = {}
-    for s in related:
-        # Pushed after the window ends: the latest sample is this window's (a later repeat
-        # has its own repeat label).
+    for out, s in related:
+        # Pushed at the window's end: the latest sample is this window's (a later repeat has
+        # its own repeat label).
         after = s.v[s.t >= w.start_s]
-        if not after.size:
+        if not after.size or out.rung is None:
             continue
-        rung = s.labels.get("rung", "")
-        if s.name == QUALITY_METRIC:
-            metric = s.labels.get("metric", "")
-            quality.setdefault(rung, {}).setdefault(metric, []).append(float(after[-1]))
+        if s.name == QUALITY_METRIC and out.metric:
+            quality.setdefault(out.rung, {}).setdefault(out.metric, []).append(float(after[-1]))
         elif s.name == OUTPUT_BITRATE_METRIC:
-            achieved.setdefault(rung, []).append(float(after[-1]))
+            achieved.setdefault(out.rung, []).append(float(after[-1]))
     w.quality = {r: {m: float(np.mean(v)) for m, v in q.items()} for r, q in quality.items()}
     w.achieved_bitrate_bps = {r: float(np.mean(v)) for r, v in achieved.items()}

@@ -530,3 +530,45 @@ def test_compare_without_common_quality_range_says_what_to_measure() -> None:
     assert "cover no common quality range" in doc["summary"]
     with pytest.raises(AdvisorConfigError, match="known families: libx264/slow/640x360, "):
         compare(qa, "libx264/slow/640x360", "nope")
+
+
+def test_discovery_reads_fps_and_quality_through_the_contract_labels(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from advisor.prom import Series
+    from advisor.windows import discover_windows
+
+    t = np.arange(100.0, 110.01, 0.1)
+    base = {"run_id": "r", "scenario": "s", "repeat": "1"}
+    info = {
+        "__name__": "ffmpeg_scenario_info",
+        **base,
+        "phase": "transcode",
+        "encoder": "libx264",
+        "preset": "fast",
+        "ladder": "640x360@1M",
+        "streams": "1",
+        "bitrate": "1M",
+        "fps": "25",
+    }
+    frames = {"__name__": "ffmpeg_frames_total", **base, "stream": "0", "output": "low"}
+    rung = {**base, "rung": "640x360@1M"}
+    series = [
+        Series(info, t, np.ones(t.size)),
+        Series(frames, t, (t - 100.0) * 25),
+        Series(
+            {"__name__": "ffmpeg_output_quality", **rung, "metric": "vmaf"},
+            t[-1:],
+            np.array([91.5]),
+        ),
+        Series(
+            {"__name__": "ffmpeg_output_bitrate_bits_per_second", **rung}, t[-1:], np.array([9.7e5])
+        ),
+        Series({**info, "scenario": "bad", "repeat": "one"}, t, np.ones(t.size)),
+    ]
+    (w,) = discover_windows(series)
+    assert (w.scenario, w.repeat, w.fps) == ("s", 1, 25.0)
+    assert w.frames_total == pytest.approx(250.0)
+    assert w.output_pixels == pytest.approx(250.0 * 640 * 360)
+    assert w.rung_quality("vmaf") == 91.5 and w.rung_achieved_bitrate() == 9.7e5
+    assert "label repeat='one' is not a number" in caplog.text
