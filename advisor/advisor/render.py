@@ -18,7 +18,15 @@ from .quality import MODE_TEXT, UNIT, families_table, frontier_table
 from .recommender import AdvisorReport, _fmt
 
 FORMATS = ("table", "markdown", "csv", "json", "html")
-CSV_TABLES = ("scenarios", "windows", "breakdown", "predictions", "measured_vs_predicted")
+CSV_TABLES = (
+    "scenarios",
+    "windows",
+    "breakdown",
+    "predictions",
+    "measured_vs_predicted",
+    "families",
+    "frontier",
+)
 
 _SCEN_COLS: Sequence[tuple[str, str, bool]] = (
     # (column base, header, with CI)
@@ -348,6 +356,16 @@ def render_csv(rep: AdvisorReport, table: str = "scenarios") -> str:
         df = rep.windows
     elif table == "breakdown":
         df = rep.breakdown
+    elif table == "families":
+        # One row per family: the JSON fields without the nested points.
+        df = pd.DataFrame(
+            [
+                {k: v for k, v in f.to_json().items() if not isinstance(v, list)}
+                for f in rep.quality.families
+            ]
+        )
+    elif table == "frontier":
+        df = rep.quality.points
     else:
         block = rep.prediction.get("power") if isinstance(rep.prediction, dict) else None
         key = "predictions" if table == "predictions" else "measured_vs_predicted"

@@ -327,6 +327,14 @@ def test_without_target_the_frontier_marks_dominated_and_html_plots_it(
     assert q["target"] is None and q["frontier"] == QUALITY_FRONTIER
     assert q["dominated"]["libx265-fast-1M"] == "libx264-veryfast-2M"
     assert all(f["energy_j_per_output_minute_at_target"] is None for f in q["families"])
+    csv = tmp_path / "f.csv"
+    assert main([*base, "--format", "csv", "--csv-table", "frontier", "--output", str(csv)]) == 0
+    frontier = pd.read_csv(csv)
+    assert sorted(frontier[frontier["on_frontier"]]["scenario"]) == QUALITY_FRONTIER
+    assert main([*base, "--format", "csv", "--csv-table", "families", "--output", str(csv)]) == 0
+    assert sorted(pd.read_csv(csv)["family"]) == sorted(
+        f"{e}/{p}/640x360" for e, p in QUALITY_FAMILIES
+    )
     assert main([*base, "--format", "html", "--output", str(tmp_path / "r.html")]) == 0
     page = (tmp_path / "r.html").read_text()
     order = [
