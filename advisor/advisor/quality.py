@@ -343,8 +343,15 @@ MODE_TEXT = {
 }
 
 
+def _flag(value: Any) -> bool | None:
+    """A window's ``realtime``: True, False, or None when unknown (None or NaN in a frame)."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    return None
+
+
 def _mode(values: Iterable[Any]) -> str:
-    seen = {bool(v) for v in values if v is not None and not (isinstance(v, float) and np.isnan(v))}
+    seen = {f for f in map(_flag, values) if f is not None}
     if not seen:
         return "unknown"
     if seen == {True}:
@@ -457,12 +464,26 @@ def analyze_quality(
     net = scored["net_energy_per_output_minute_j"].to_numpy(dtype=np.float64)
     if len(scored) and not np.isfinite(net).all():
         qa.basis = "gross"
-        lacking = sorted(set(scored[~np.isfinite(net)]["scenario"]))
+        bad = scored[~np.isfinite(net)]
+        base = (
+            bad["baseline_power_w"] if "baseline_power_w" in bad else pd.Series(np.nan, bad.index)
+        )
+        no_base = sorted(set(bad[~np.isfinite(base.to_numpy(dtype=np.float64))]["scenario"]))
+        not_above = sorted(set(bad["scenario"]) - set(no_base))
+        causes: list[str] = []
+        if no_base:
+            causes.append(
+                f"{_names(no_base)} lack a baseline (run ffmpeg-runner with --with-baseline)"
+            )
+        if not_above:
+            causes.append(
+                f"{_names(not_above)} drew no more power than the idle baseline in some repeat "
+                "(net energy ≤ 0: the load is within the baseline's noise; measure longer "
+                "windows or more repeats)"
+            )
         qa.notes.append(
             "energy per output minute is the whole machine's (baseline not subtracted) for "
-            f"every family, because {', '.join(lacking[:5])}"
-            + (f" and {len(lacking) - 5} more" if len(lacking) > 5 else "")
-            + " lack a baseline or net energy; run ffmpeg-runner with --with-baseline"
+            "every family, because " + " and ".join(causes)
         )
     ecol = qa.energy_column
     used = scored[np.isfinite(scored[ecol].to_numpy(dtype=np.float64))]
@@ -472,9 +493,7 @@ def analyze_quality(
         )
     qa.mode = _mode(used["realtime"]) if len(used) else _mode(tr.get("realtime", []))
     mixed = qa.mode == "mixed"
-    used = used.assign(
-        _live=[bool(v) if mixed and v is not None else False for v in used["realtime"]]
-    )
+    used = used.assign(_live=[mixed and _flag(v) is True for v in used["realtime"]])
     used = used.assign(
         family=[
             family_name(e, p, r, int(s), lv)
@@ -495,6 +514,11 @@ def analyze_quality(
     else:
         _describe_frontier(qa)
     return qa
+
+
+def _names(names: Sequence[str], most: int = 5) -> str:
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
 
 
 def _ci(values: pd.Series) -> tuple[float, float, int]:
@@ -530,7 +554,7 @@ def _build_families(qa: QualityAnalysis, used: pd.DataFrame, qcol: str, ecol: st
             preset=str(first["preset"]),
             resolution=str(first["resolution"]),
             streams=int(first["streams"]),
-            live=None if first["realtime"] is None else bool(first["realtime"]),
+            live=_flag(first["realtime"]),
             points=sorted(points, key=lambda p: p.bitrate_bps),
             curve=curve,
             left_out=left_out,

@@ -494,9 +494,14 @@ def test_a_missing_baseline_switches_every_family_to_gross_energy() -> None:
         {"scenario": "a", "bps": 5e5, "q": 80.0, "e": 100.0},
         {"scenario": "b", "bps": 1e6, "q": 90.0, "e": 150.0, "net": math.nan},
     ]
-    qa = analyze_quality(_windows(rows))
+    frame = _windows(rows).assign(baseline_power_w=[10.0, math.nan])
+    qa = analyze_quality(frame)
     assert qa.basis == "gross" and qa.energy_column == "energy_per_output_minute_j"
-    assert "b lack a baseline" in qa.notes[0]
+    assert "because b lack a baseline (run ffmpeg-runner with --with-baseline)" in qa.notes[0]
+    # A baseline, but no more power than it: said differently.
+    qa = analyze_quality(_windows(rows).assign(baseline_power_w=10.0))
+    assert qa.basis == "gross"
+    assert "b drew no more power than the idle baseline" in qa.notes[0]
     assert sorted(qa.points["energy"]) == [200.0, 250.0]
 
 
