@@ -76,7 +76,7 @@ def _one_sentence(target: str, reason: str, what: str) -> str:
 
 def _what_to_run(predictor: PowerPredictor) -> str:
     if predictor.advice_:
-        return "to learn from more, " + predictor.advice_[0]
+        return "for example, " + predictor.advice_[0]
     return (
         "measure more configurations (other stream counts with ffmpeg-runner multi --count, "
         "resolutions or bitrates) with 3 repeats each"

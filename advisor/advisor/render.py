@@ -415,7 +415,7 @@ def render_html(rep: AdvisorReport) -> str:
     sections = _sections(rep)
     main = [s for s in sections if s[2] == "main"]
     (head_title, head, _), (rec_title, rec, _) = main[0], main[1]
-    parts.append(f"<h1>{html.escape(head_title)}</h1>{_html_body(head)}")
+    parts.append(f"<h1>wattpush {html.escape(head_title.lower())}</h1>")
     parts.append(f"<h2>{html.escape(rec_title)}</h2>{_html_body(rec)}")
     for title, fn in (
         ("Energy vs quality: the frontier", plots.frontier_plot),
@@ -424,6 +424,8 @@ def render_html(rep: AdvisorReport) -> str:
         fig = fn(rep)
         if fig:
             parts.append(_fig(title, fig))
+    # What was measured and how (runs, receiver, quality basis, power sources), then tables.
+    parts.append(f"<h2>About these figures</h2>{_html_body(head)}")
     for title, body, _ in main[2:]:
         parts.append(f"<h2>{html.escape(title)}</h2>{_html_body(body)}")
     parts.append("<h2>Power over time</h2>")
