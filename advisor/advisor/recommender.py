@@ -475,15 +475,13 @@ class TranscodingRecommender:
         # Quality first: it answers the question users bring (least energy at a quality).
         lines: list[str] = list(rep.quality.lines)
         m = self.rank_by
+        if rep.quality.measured:
+            # The efficiency verdicts below favour fast presets; say what they leave out.
+            lines.append("By energy efficiency alone (picture quality not considered):")
         if rep.best_overall:
             b = rep.best_overall
             lines.append(
-                (
-                    "Most efficient, picture quality not considered"
-                    if rep.quality.measured
-                    else "Best overall"
-                )
-                + f": {b['scenario']} (ladder {b['ladder']}): {m} = "
+                f"Best overall: {b['scenario']} (ladder {b['ladder']}): {m} = "
                 f"{_fmt(b[f'{m}_mean'])} ± {_fmt(b[f'{m}_ci95'])} (95% CI, {b['n_ok']} repeats), "
                 f"mean power {_fmt(b['mean_power_w_mean'])} W [{b['power_source']}]."
             )
