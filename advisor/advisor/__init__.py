@@ -1,6 +1,6 @@
 """wattpush advisor: rank FFmpeg configurations by measured energy efficiency, predict power.
 
-Heavy imports (pandas, scikit-learn, matplotlib) happen on first use, not at import time.
+Heavy imports (pandas, scikit-learn) happen on first use, not at import time.
 """
 
 from __future__ import annotations

@@ -9,12 +9,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from ffmpeg_runner.contract import QUALITY_METRICS
 from scipy import stats
 
 from .energy import FloatArray, counter_cumulative, resample_power, window_integrals
 from .prom import Series
 from .sources import Selection
-from .windows import Window, parse_bitrate
+from .windows import Window
 
 # metric -> higher is better
 SCORE_DIRECTIONS: dict[str, bool] = {
@@ -22,6 +23,7 @@ SCORE_DIRECTIONS: dict[str, bool] = {
     "net_pixels_per_joule": True,
     "throughput_per_watt": True,
     "energy_per_output_minute_j": False,
+    "net_energy_per_output_minute_j": False,
     "energy_per_frame_j": False,
     "energy_j": False,
     "net_energy_j": False,
@@ -39,7 +41,10 @@ AGG_METRICS = (
     "net_pixels_per_joule",
     "throughput_per_watt",
     "energy_per_output_minute_j",
+    "net_energy_per_output_minute_j",
     "energy_per_frame_j",
+    *(f"quality_{m}" for m in QUALITY_METRICS),
+    "achieved_bitrate_bps",
     "engine_cpu_s",
     "engine_cpu_share",
     "duration_s",
@@ -145,7 +150,7 @@ def window_energy_table(
                 "encoder": w.encoder,
                 "preset": w.preset,
                 "bitrate": w.bitrate,
-                "bitrate_bps": parse_bitrate(w.bitrate),
+                "bitrate_bps": w.top_bitrate_bps,
                 "streams": w.streams,
                 "ladder": w.ladder,
                 "fps": w.fps,
@@ -171,6 +176,13 @@ def window_energy_table(
                 "rungs": len(w.rungs),
                 "nominal_pixels_per_s": w.nominal_pixels_per_s,
                 "origin": w.origin,
+                "realtime": w.realtime,
+                # One output per stream: the only case where quality and energy pair up.
+                "resolution": w.rungs[0].resolution if len(w.rungs) == 1 else "",
+                **{f"quality_{m}": w.rung_quality(m) for m in QUALITY_METRICS},
+                "achieved_bitrate_bps": w.rung_achieved_bitrate(),
+                "quality": w.quality or None,
+                "quality_error": w.quality_error,
             }
         )
     df = pd.DataFrame(rows)
@@ -224,6 +236,7 @@ def add_scores(df: pd.DataFrame) -> pd.DataFrame:
     minutes = df["frames_total"] / (df["fps"] * df["rungs"].where(df["rungs"] > 0)) / 60.0
     df["output_minutes"] = minutes
     df["energy_per_output_minute_j"] = df["energy_j"] / minutes.where(minutes > 0)
+    df["net_energy_per_output_minute_j"] = net / minutes.where(minutes > 0)
     df["energy_per_frame_j"] = df["energy_j"] / df["frames_total"].where(df["frames_total"] > 0)
     measured_rate = df["output_pixels"] / df["duration_s"]
     df["pixels_per_s"] = df["nominal_pixels_per_s"].fillna(measured_rate)
@@ -288,19 +301,14 @@ def aggregate_scenarios(df: pd.DataFrame, rank_by: str) -> pd.DataFrame:
         return pd.DataFrame()
     keys = ["scenario", "ladder"]
     g_all = tr.groupby(keys, sort=True, dropna=False)
-    out = g_all.agg(
-        encoder=("encoder", "first"),
-        preset=("preset", "first"),
-        bitrate=("bitrate", "first"),
-        streams=("streams", "first"),
-        power_source=("power_source", "first"),
-    )
+    firsts = ("encoder", "preset", "bitrate", "streams", "power_source", "resolution", "realtime")
+    out = g_all.agg(**{c: (c, "first") for c in firsts if c in tr})
     status = tr["status"]
     out["n_ok"] = (status == "ok").groupby([tr[k] for k in keys]).sum()
     out["n_failed"] = status.isin(["failed", "interrupted"]).groupby([tr[k] for k in keys]).sum()
     out["n_missing"] = (status == "missing").groupby([tr[k] for k in keys]).sum()
     ok = tr[status == "ok"]
-    metrics = list(AGG_METRICS)
+    metrics = [m for m in AGG_METRICS if m in ok]
     # Vectorised mean ± Student-t 95 % half-width; non-finite values do not count.
     vals = ok[metrics].astype(float).where(np.isfinite(ok[metrics].astype(float)))
     grouped = vals.groupby([ok[k] for k in keys], sort=True, dropna=False)

@@ -1,4 +1,4 @@
-"""``advisor report`` and ``advisor predict``."""
+"""``advisor report``, ``advisor compare`` and ``advisor predict``."""
 
 from __future__ import annotations
 
@@ -14,15 +14,17 @@ from pathlib import Path
 
 import pandas as pd
 from base_monitoring_client import ConfigError, MonitoringClientError
+from base_monitoring_client.config import InvalidValue
+from ffmpeg_runner.contract import QUALITY_METRICS, parse_bitrate
 
-from .analysis import SCORE_DIRECTIONS
+from .analysis import SCORE_DIRECTIONS, finite_or_none
 from .errors import AdvisorConfigError
 from .predict import PowerPredictor
 from .prom import PrometheusAPI
+from .quality import compare, parse_target
 from .recommender import DEFAULT_MAX_EDGE_GAP_S, TranscodingRecommender
 from .render import CSV_TABLES, FORMATS, markdown_table, render, text_table
 from .render_hosts import render_host_comparison
-from .windows import parse_bitrate
 
 log = logging.getLogger("advisor")
 _DURATION_RE = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+$|^\d+(?:\.\d+)?$")
@@ -133,24 +135,40 @@ def _write(text: str, output: str | None) -> None:
     log.info("wrote %s", path)
 
 
-def cmd_report(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    if bool(args.results) == bool(args.since):
-        raise AdvisorConfigError("pass exactly one of --results manifest.json or --since 2h")
-    since = parse_duration(args.since) if args.since else None
-    api = build_api(args, env)
-    rec = TranscodingRecommender(
+def _recommender(
+    args: argparse.Namespace, api: PrometheusAPI, **kw: object
+) -> TranscodingRecommender:
+    return TranscodingRecommender(
         api=api,
         allow_estimated=args.allow_estimated,
         query_mode=args.query_mode,
         step_s=args.step,
         matchers=args.match or [],
         instance=args.instance,
-        rank_by=args.rank_by,
-        alpha=args.alpha,
         max_gap_s=args.max_gap,
         max_edge_gap_s=args.max_edge_gap,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def _windows_source(args: argparse.Namespace) -> float | None:
+    if bool(args.results) == bool(args.since):
+        raise AdvisorConfigError("pass exactly one of --results manifest.json or --since 2h")
+    return parse_duration(args.since) if args.since else None
+
+
+def cmd_report(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    since = _windows_source(args)
+    target = parse_target(args.target_quality) if args.target_quality else None
+    api = build_api(args, env)
+    rec = _recommender(
+        args,
+        api,
+        rank_by=args.rank_by,
+        alpha=args.alpha,
         predict=not args.no_predict,
         seed=args.seed,
+        target_quality=target,
     )
     if args.compare_hosts and (args.instance or args.save_model):
         raise AdvisorConfigError(
@@ -187,6 +205,33 @@ def cmd_report(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    since = _windows_source(args)
+    api = build_api(args, env)
+    rec = _recommender(args, api, predict=False, quality_metric=args.metric)
+    try:
+        windows = rec.load_windows(args.results, since_s=since, run_id=args.run_id)
+        report = rec.analyze(windows)
+    finally:
+        api.close()
+    doc = compare(report.quality, args.family_a, args.family_b)
+    if args.format == "json":
+        text = json.dumps({k: _json_value(v) for k, v in doc.items()}, indent=2, allow_nan=False)
+    else:
+        text = doc["summary"]
+    _write(text, args.output)
+    # No common quality range: the comparison could not be made (the text says why).
+    return 0 if doc["overlap"] is not None else 1
+
+
+def _json_value(v: object) -> object:
+    if isinstance(v, dict):
+        return {k: _json_value(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_json_value(x) for x in v]
+    return finite_or_none(v)
+
+
 def _resolution_rungs(text: str) -> list[tuple[int, int]]:
     rungs = []
     for part in text.split("+"):
@@ -211,9 +256,10 @@ def cmd_predict(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         per_stream = args.pixels_per_s
     else:
         per_stream = sum(w * h for w, h in _resolution_rungs(args.resolution)) * args.fps
-    bitrate = parse_bitrate(args.bitrate)
-    if math.isnan(bitrate):
-        raise AdvisorConfigError(f"--bitrate {args.bitrate!r}: write it like 2M, 800k or 2000000")
+    try:
+        bitrate = parse_bitrate(args.bitrate)
+    except InvalidValue as exc:
+        raise AdvisorConfigError(f"--bitrate: {exc}") from None
     frame = pd.DataFrame(
         {
             "streams": streams,
@@ -252,66 +298,45 @@ def cmd_predict(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="advisor",
-        description="Rank FFmpeg configurations by measured energy efficiency and predict power.",
-    )
-    parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    rep = sub.add_parser("report", help="analyse windows and print/write a report")
-    rep.add_argument("--prometheus-url", help="query API root (env ADVISOR_PROMETHEUS_URL)")
-    src = rep.add_argument_group("windows (one of)")
+def _add_window_args(p: argparse.ArgumentParser) -> None:
+    """Where windows and power come from: shared by report and compare."""
+    p.add_argument("--prometheus-url", help="query API root (env ADVISOR_PROMETHEUS_URL)")
+    src = p.add_argument_group("windows (one of)")
     src.add_argument(
         "--results", nargs="+", action="extend", metavar="MANIFEST", help="ffmpeg-runner manifests"
     )
     src.add_argument("--since", help="discover windows from ffmpeg_scenario_info, e.g. 2h")
-    rep.add_argument("--run-id", help="only this run")
-    rep.add_argument("--format", choices=FORMATS, default="table")
-    rep.add_argument("--output", help="write here instead of stdout")
-    rep.add_argument(
-        "--csv-table",
-        choices=CSV_TABLES,
-        default="scenarios",
-        help="which table --format csv writes",
-    )
-    rep.add_argument(
+    p.add_argument("--run-id", help="only this run")
+    p.add_argument(
         "--allow-estimated",
         action="store_true",
         help='use source="estimated" power (CPU-time model) when nothing better',
     )
-    rep.add_argument(
+    p.add_argument(
         "--query-mode",
         choices=("raw", "range"),
         default=os.environ.get("ADVISOR_QUERY_MODE", "raw"),
     )
-    rep.add_argument(
+    p.add_argument(
         "--step",
         type=float,
         default=None,
         help="seconds; default the manifest's sample interval (0.1)",
     )
-    rep.add_argument(
+    p.add_argument(
         "--match",
         action="append",
         metavar="MATCHER",
         help='extra label matcher for every query, e.g. job="cpu-rapl-client"',
     )
-    rep.add_argument("--instance", help="instance label of the measured host")
-    rep.add_argument(
-        "--compare-hosts",
-        action="store_true",
-        help="analyse each host (instance) on its own and rank every scenario that ran on two "
-        "or more hosts across them",
-    )
-    rep.add_argument(
+    p.add_argument("--instance", help="instance label of the measured host")
+    p.add_argument(
         "--max-gap",
         type=_positive_seconds("--max-gap"),
         default=None,
         help="seconds without samples that count as missing data (default max(2, 10 x step))",
     )
-    rep.add_argument(
+    p.add_argument(
         "--max-edge-gap",
         type=_positive_seconds("--max-edge-gap", allow_zero=True),
         default=DEFAULT_MAX_EDGE_GAP_S,
@@ -319,12 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
         "worst-case error reported; longer makes the window missing; 0 never interpolates "
         f"(default {DEFAULT_MAX_EDGE_GAP_S:g})",
     )
-    rep.add_argument("--rank-by", choices=tuple(SCORE_DIRECTIONS), default="pixels_per_joule")
-    rep.add_argument("--alpha", type=float, default=0.05, help="significance level")
-    rep.add_argument("--save-model", metavar="DIR", help="save the fitted power model here")
-    rep.add_argument("--no-predict", action="store_true", help="skip the prediction models")
-    rep.add_argument("--seed", type=int, default=0)
-    auth = rep.add_argument_group("receiver auth (env ADVISOR_* as named)")
+    auth = p.add_argument_group("receiver auth (env ADVISOR_* as named)")
     auth.add_argument("--bearer-token", help="prefer --bearer-token-file / env")
     auth.add_argument("--bearer-token-file")
     auth.add_argument("--basic-auth-user")
@@ -343,6 +363,60 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="ask for gzip responses (slow links; costs receiver CPU)",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="advisor",
+        description="Recommend the FFmpeg configuration with the least energy at a target "
+        "quality, rank configurations by measured energy efficiency, and predict power.",
+    )
+    parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    rep = sub.add_parser("report", help="analyse windows and print/write a report")
+    _add_window_args(rep)
+    rep.add_argument("--format", choices=FORMATS, default="table")
+    rep.add_argument("--output", help="write here instead of stdout")
+    rep.add_argument(
+        "--csv-table",
+        choices=CSV_TABLES,
+        default="scenarios",
+        help="which table --format csv writes",
+    )
+    rep.add_argument(
+        "--target-quality",
+        metavar="METRIC=VALUE",
+        help="recommend the family with the least energy per output minute at this quality, "
+        f"e.g. vmaf=93, psnr=40 or ssim=0.98 (metrics: {', '.join(QUALITY_METRICS)})",
+    )
+    rep.add_argument("--rank-by", choices=tuple(SCORE_DIRECTIONS), default="pixels_per_joule")
+    rep.add_argument("--alpha", type=float, default=0.05, help="significance level")
+    rep.add_argument("--save-model", metavar="DIR", help="save the fitted power model here")
+    rep.add_argument("--no-predict", action="store_true", help="skip the prediction models")
+    rep.add_argument("--seed", type=int, default=0)
+    rep.add_argument(
+        "--compare-hosts",
+        action="store_true",
+        help="analyse each host (instance) on its own and rank every scenario that ran on two "
+        "or more hosts across them",
+    )
+
+    cmp_ = sub.add_parser(
+        "compare",
+        help="mean energy difference of two families at equal quality (an energy BD-rate)",
+    )
+    cmp_.add_argument("family_a", metavar="FAMILY_A", help="e.g. libx264/medium/640x360")
+    cmp_.add_argument("family_b", metavar="FAMILY_B", help="e.g. libx265/fast/640x360")
+    _add_window_args(cmp_)
+    cmp_.add_argument(
+        "--metric",
+        choices=QUALITY_METRICS,
+        default=None,
+        help="quality metric (default: the most widely measured one)",
+    )
+    cmp_.add_argument("--format", choices=("table", "json"), default="table")
+    cmp_.add_argument("--output", help="write here instead of stdout")
 
     pred = sub.add_parser("predict", help="predict with a model saved by report --save-model")
     pred.add_argument("--model", required=True, metavar="DIR")
@@ -379,6 +453,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     try:
         if args.command == "report":
             return cmd_report(args, env)
+        if args.command == "compare":
+            return cmd_compare(args, env)
         return cmd_predict(args, env)
     except ConfigError as exc:
         log.error("%s", exc)

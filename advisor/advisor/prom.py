@@ -200,7 +200,8 @@ def _to_arrays(values: Sequence[Sequence[Any]]) -> tuple[FloatArray, FloatArray]
     if not values:
         return np.empty(0), np.empty(0)
     t = np.fromiter((p[0] for p in values), dtype=np.float64, count=len(values))
-    v = np.array([p[1] for p in values]).astype(np.float64)
+    # Straight to float64 (values are strings): half the time of building a str array first.
+    v = np.array([p[1] for p in values], dtype=np.float64)
     return t, v
 
 

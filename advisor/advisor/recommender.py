@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from ffmpeg_runner.contract import INFO_METRIC
 
 from .analysis import (
     SCORE_DIRECTIONS,
@@ -26,6 +27,7 @@ from .errors import AdvisorConfigError, AdvisorError, InsufficientDataError
 from .hosts import HOST_INFO_METRIC, compare_hosts, host_facts
 from .predict import PowerPredictor, measured_vs_predicted, stream_predictions
 from .prom import PrometheusAPI, Series, name_selector
+from .quality import QualityAnalysis, QualityTarget, analyze_quality, parse_metric, parse_target
 from .sources import (
     DATA_METRICS,
     Selection,
@@ -33,7 +35,13 @@ from .sources import (
     instances_of,
     select_entities,
 )
-from .windows import FRAMES_METRIC, INFO_METRIC, RunInfo, Window, discover_windows, load_manifests
+from .windows import (
+    WINDOW_METRICS,
+    RunInfo,
+    Window,
+    discover_windows,
+    load_manifests,
+)
 
 log = logging.getLogger(__name__)
 REPORT_SCHEMA_VERSION = 1
@@ -41,6 +49,9 @@ EDGE_MARGIN_S = 5.0
 # A client stalled by the load it measures (seen: up to 3 s when two encoders start in Docker on
 # 2 cores) must not drop a whole window; longer holes are outages, not stalls.
 DEFAULT_MAX_EDGE_GAP_S = 5.0
+# Held-out error above which predictions are withheld: a model that misses unmeasured
+# configurations by a quarter says less than the measured table next to it.
+MAX_USEFUL_MAPE_PCT = 25.0
 
 
 @dataclass
@@ -56,6 +67,49 @@ class AdvisorReport:
     timeline: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | None = None
     predictor: PowerPredictor | None = None
     summary: str = ""
+    quality: QualityAnalysis = field(default_factory=lambda: QualityAnalysis(measured=False))
+
+
+def _one_sentence(target: str, reason: str, what: str) -> str:
+    name = "Power" if target == "mean_power_w" else "Energy-per-frame"
+    return f"{name} prediction withheld: {reason}; {what}."
+
+
+def _what_to_run(predictor: PowerPredictor) -> str:
+    if predictor.advice_:
+        return "for example, " + predictor.advice_[0]
+    return (
+        "measure more configurations (other stream counts with ffmpeg-runner multi --count, "
+        "resolutions or bitrates) with 3 repeats each"
+    )
+
+
+def drop_unusable_predictions(
+    pred: pd.DataFrame, model: str | None
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Rows that are not predictions, by reason:
+
+    - ``flat``: outside the trained ranges a tree model is constant, so all its extrapolated
+      rows only repeat a measured value; for other models, an extrapolated row equal to the
+      same configuration's row at fewer streams;
+    - ``not physical``: a prediction (or its interval's lower end) at or below zero.
+    """
+    if pred.empty:
+        return pred, {}
+    ext = pred["extrapolated"].to_numpy(dtype=bool)
+    flat = ext.copy() if model == "gradient_boosting" else np.zeros(len(pred), dtype=bool)
+    if model != "gradient_boosting":
+        keys = ["encoder", "preset", "ladder", "bitrate"]
+        for _, group in pred.groupby(keys, sort=False, dropna=False):
+            g = group.sort_values("streams")
+            vals = g["predicted"].to_numpy(dtype=float)
+            for k, idx in enumerate(g.index):
+                pos = pred.index.get_loc(idx)
+                if ext[pos] and k and np.isclose(vals[k], vals[:k], rtol=1e-9, atol=0).any():
+                    flat[pos] = True
+    negative = ~flat & (pred["lower"].to_numpy(dtype=float) <= 0)
+    counts = {"flat": int(flat.sum()), "not physical": int(negative.sum())}
+    return pred[~(flat | negative)].reset_index(drop=True), {k: v for k, v in counts.items() if v}
 
 
 @dataclass
@@ -91,12 +145,51 @@ def _predict_block(
     windows: pd.DataFrame, target: str, seed: int
 ) -> tuple[dict[str, Any], PowerPredictor | None]:
     data = PowerPredictor.frame_from_windows(windows)
+    valid = data[np.isfinite(data[target].to_numpy(dtype=float))] if len(data) else data
+    if len(valid) and valid["streams"].nunique() == 1:
+        # The table predicts 1-12 streams: with one measured stream count that is all
+        # extrapolation, whatever the held-out error on the measured count says.
+        n = int(valid["streams"].iloc[0])
+        return {
+            "status": "insufficient",
+            "target": target,
+            "message": _one_sentence(
+                target,
+                f"every configuration ran {n} stream(s), so how power grows with streams "
+                "cannot be learned",
+                "run a few configurations with ffmpeg-runner multi --count 2 and --count 4",
+            ),
+        }, None
     predictor = PowerPredictor(target=target, seed=seed)
     try:
         predictor.fit(data)
     except InsufficientDataError as exc:
-        return {"status": "insufficient", "target": target, "message": str(exc)}, None
+        reason = str(exc).split(": ", 1)[-1]
+        return {
+            "status": "insufficient",
+            "target": target,
+            "message": _one_sentence(target, "too few configurations to learn from", reason),
+        }, None
     assert predictor.cv_results_ is not None and predictor.residual_quantiles_ is not None
+    mape = float(predictor.mape_ or 0.0)
+    if mape > MAX_USEFUL_MAPE_PCT:
+        return {
+            "status": "withheld",
+            "target": target,
+            "model": predictor.model_name_,
+            "heldout_mape_pct": mape,
+            "limit_pct": MAX_USEFUL_MAPE_PCT,
+            "message": _one_sentence(
+                target,
+                f"the best model ({predictor.model_name_}) misses configurations it was not "
+                f"trained on by {mape:.0f} % on average (held-out MAPE over "
+                f"{predictor.n_groups_} configurations, limit {MAX_USEFUL_MAPE_PCT:.0f} %)",
+                _what_to_run(predictor),
+            ),
+        }, None
+    predictions, dropped = drop_unusable_predictions(
+        stream_predictions(predictor, data), predictor.model_name_
+    )
     block = {
         "status": "ok",
         "target": target,
@@ -109,7 +202,8 @@ def _predict_block(
             "level": predictor.interval,
             "relative_quantiles": list(predictor.residual_quantiles_),
         },
-        "predictions": stream_predictions(predictor, data),
+        "predictions": predictions,
+        "omitted_predictions": dropped,
         "measured_vs_predicted": measured_vs_predicted(predictor),
         "advice": list(predictor.advice_),
     }
@@ -141,6 +235,8 @@ class TranscodingRecommender:
         predict: bool = True,
         seed: int = 0,
         clock: Callable[[], float] = time.time,
+        target_quality: QualityTarget | str | None = None,
+        quality_metric: str | None = None,
     ) -> None:
         if api is None:
             if not prometheus_url:
@@ -159,6 +255,10 @@ class TranscodingRecommender:
             )
         if query_mode not in ("raw", "range"):
             raise AdvisorConfigError(f"--query-mode {query_mode!r}: use raw or range")
+        if isinstance(target_quality, str):
+            target_quality = parse_target(target_quality)
+        self.target_quality = target_quality
+        self.quality_metric = parse_metric(quality_metric) if quality_metric else None
         self.api = api
         self.allow_estimated = allow_estimated
         self.query_mode = query_mode
@@ -201,7 +301,8 @@ class TranscodingRecommender:
         if since_s is None:
             raise AdvisorConfigError("pass --results manifest.json or --since 2h")
         end = self.clock()
-        series = self._fetch((INFO_METRIC, FRAMES_METRIC), end - since_s, end, self.step_s or 0.1)
+        # One selector for the info, progress, quality and achieved-bitrate series.
+        series = self._fetch(WINDOW_METRICS, end - since_s, end, self.step_s or 0.1)
         windows = discover_windows(series, run_id=run_id)
         # The runner's instance label names the measured host (clients default to the hostname).
         hosts = {w.run_id: w.hostname for w in windows}
@@ -288,6 +389,8 @@ class TranscodingRecommender:
             )
         scenarios = aggregate_scenarios(wdf, self.rank_by)
         ladders = rank_ladders(wdf, scenarios, self.rank_by, self.alpha)
+        quality = analyze_quality(wdf, self.target_quality, self.quality_metric)
+        warnings.extend(quality.notes)
         best_overall = self._best(scenarios)
         prediction: dict[str, Any] = {"status": "skipped"}
         predictor = None
@@ -311,6 +414,7 @@ class TranscodingRecommender:
                 for r in self.runs
             ],
             "rank_by": self.rank_by,
+            "target_quality": self.target_quality.to_json() if self.target_quality else None,
             "alpha": self.alpha,
             "allow_estimated": self.allow_estimated,
             "power_sources": [
@@ -337,6 +441,7 @@ class TranscodingRecommender:
             warnings,
             timeline,
             predictor,
+            quality=quality,
         )
         report.summary = self._summary(report)
         meta["analysis_seconds"] = round(time.perf_counter() - t0, 3)
@@ -400,6 +505,8 @@ class TranscodingRecommender:
             predict=False,  # per-host models from a handful of windows each would mislead
             seed=self.seed,
             clock=self.clock,
+            target_quality=self.target_quality,
+            quality_metric=self.quality_metric,
         )
 
     def _best(self, scenarios: pd.DataFrame) -> dict[str, Any] | None:
@@ -458,8 +565,12 @@ class TranscodingRecommender:
         return self.report.summary
 
     def _summary(self, rep: AdvisorReport) -> str:
-        lines: list[str] = []
+        # Quality first: it answers the question users bring (least energy at a quality).
+        lines: list[str] = list(rep.quality.lines)
         m = self.rank_by
+        if rep.quality.measured:
+            # The efficiency verdicts below favour fast presets; say what they leave out.
+            lines.append("By energy efficiency alone (picture quality not considered):")
         if rep.best_overall:
             b = rep.best_overall
             lines.append(
@@ -483,7 +594,7 @@ class TranscodingRecommender:
                 f"({pw['cv_method']}); 90% intervals from out-of-fold residuals."
             )
         elif pw:
-            lines.append("Power model not fitted: " + str(pw.get("message")))
+            lines.append(str(pw.get("message")))
         return "\n".join(lines)
 
 

@@ -14,10 +14,19 @@ import numpy as np
 import pandas as pd
 
 from .analysis import finite_or_none
+from .quality import MODE_TEXT, UNIT, families_table, frontier_table
 from .recommender import AdvisorReport, _fmt
 
 FORMATS = ("table", "markdown", "csv", "json", "html")
-CSV_TABLES = ("scenarios", "windows", "breakdown", "predictions", "measured_vs_predicted")
+CSV_TABLES = (
+    "scenarios",
+    "windows",
+    "breakdown",
+    "predictions",
+    "measured_vs_predicted",
+    "families",
+    "frontier",
+)
 
 _SCEN_COLS: Sequence[tuple[str, str, bool]] = (
     # (column base, header, with CI)
@@ -60,6 +69,21 @@ def scenario_display(rep: AdvisorReport) -> pd.DataFrame:
         out[header] = [
             _pm(m, c if ci else None)
             for m, c in zip(sc[f"{base}_mean"], sc[f"{base}_ci95"], strict=True)
+        ]
+    qa = rep.quality
+    if qa.measured and qa.metric and f"quality_{qa.metric}_mean" in sc:
+        m = qa.metric
+        out[m] = [
+            _pm(a, b) if np.isfinite(a) else ""
+            for a, b in zip(sc[f"quality_{m}_mean"], sc[f"quality_{m}_ci95"], strict=True)
+        ]
+        out[f"net {UNIT}"] = [
+            _pm(a, b)
+            for a, b in zip(
+                sc["net_energy_per_output_minute_j_mean"],
+                sc["net_energy_per_output_minute_j_ci95"],
+                strict=True,
+            )
         ]
     out["source"] = sc["power_source"]
     return out
@@ -132,13 +156,21 @@ def markdown_table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _sections(rep: AdvisorReport) -> list[tuple[str, pd.DataFrame | str]]:
+def _head(rep: AdvisorReport) -> str:
     meta = rep.meta
+    qa = rep.quality
     runs = ", ".join(r["run_id"] for r in meta["runs"]) or "(discovered)"
-    head = (
+    quality = (
+        f"quality: {qa.metric}"
+        + (f", target {qa.target}" if qa.target else ", no target (pass --target-quality)")
+        + f"; energy per output minute {qa.basis_text}; {MODE_TEXT[qa.mode]}"
+        if qa.measured
+        else "quality: not measured"
+    )
+    return (
         f"runs: {runs}\nreceiver: {meta['prometheus_url']} ({meta['queries']} queries, "
         f"mode {meta['query_mode']}, step {meta['step_s']} s)\nranked by: {meta['rank_by']} "
-        f"within identical output ladders; mean ± 95% CI over repeats\n"
+        f"within identical output ladders; mean ± 95% CI over repeats\n{quality}\n"
         f"power sources: "
         + (
             ", ".join(
@@ -149,14 +181,16 @@ def _sections(rep: AdvisorReport) -> list[tuple[str, pd.DataFrame | str]]:
             or "none"
         )
     )
-    out: list[tuple[str, pd.DataFrame | str]] = [
-        ("Advisor report", head),
-        ("Recommendation", rep.summary),
-        ("Scenarios", scenario_display(rep)),
-    ]
-    bad = problem_windows(rep)
-    if not bad.empty:
-        out.append(("Windows not used (failed or missing data)", bad))
+
+
+Body = pd.DataFrame | str
+# (title, body, kind): kind "main", "prediction" (collapsed in HTML) or "notes"
+Section = tuple[str, Body, str]
+
+
+def prediction_sections(rep: AdvisorReport) -> list[Section]:
+    """One sentence when a model was withheld or not fitted; the tables only when useful."""
+    out: list[Section] = []
     pred = rep.prediction
     for key, title in (
         ("power", "Power prediction (W)"),
@@ -166,7 +200,7 @@ def _sections(rep: AdvisorReport) -> list[tuple[str, pd.DataFrame | str]]:
         if not block:
             continue
         if block.get("status") != "ok":
-            out.append((title, str(block.get("message"))))
+            out.append((title, str(block.get("message")), "main"))
             continue
         cv = block["cv"].copy()
         cv["mape_pct"] = [f"{x:.2f}" for x in cv["mape_pct"]]
@@ -177,20 +211,52 @@ def _sections(rep: AdvisorReport) -> list[tuple[str, pd.DataFrame | str]]:
             f"{block['heldout_mape_pct']:.2f}%; 90% interval = prediction x "
             f"[{1 + lo:.3f}, {1 + hi:.3f}]"
         )
+        omitted = block.get("omitted_predictions") or {}
+        if omitted.get("flat"):
+            text += (
+                f"\n{omitted['flat']} row(s) beyond the measured stream counts are not shown: "
+                "the model only repeats its last measured value there"
+            )
+        if omitted.get("not physical"):
+            text += (
+                f"\n{omitted['not physical']} row(s) are not shown: the model extrapolates "
+                "to zero or negative values there"
+            )
         if block.get("advice"):
             text += "\nto improve: " + "; ".join(block["advice"])
-        out.append((title, text))
-        out.append((f"{title}: candidates", cv))
-        out.append((f"{title}: 1, 2, 4, 8, 12 streams", _pred_display(block)))
-        out.append((f"{title}: measured vs predicted", _mvp_display(block)))
+        out.append((title, text, "prediction"))
+        out.append((f"{title}: candidates", cv, "prediction"))
+        out.append((f"{title}: 1, 2, 4, 8, 12 streams", _pred_display(block), "prediction"))
+        out.append((f"{title}: measured vs predicted", _mvp_display(block), "prediction"))
+    return out
+
+
+def _sections(rep: AdvisorReport) -> list[Section]:
+    qa = rep.quality
+    out: list[Section] = [
+        ("Advisor report", _head(rep), "main"),
+        ("Recommendation", rep.summary, "main"),
+    ]
+    if qa.measured and qa.families:
+        title = f"Energy at {qa.target} per family" if qa.target else "Families"
+        out.append((title, families_table(qa), "main"))
+    if qa.measured and not qa.points.empty:
+        out.append((f"Frontier: {qa.metric} vs {UNIT}", frontier_table(qa), "main"))
+    out.append(("Scenarios", scenario_display(rep), "main"))
+    bad = problem_windows(rep)
+    if not bad.empty:
+        out.append(("Windows not used (failed or missing data)", bad, "main"))
+    if qa.excluded:
+        out.append(("Left out of the quality analysis", pd.DataFrame(qa.excluded), "main"))
+    out.extend(prediction_sections(rep))
     if rep.warnings:
-        out.append(("Notes", "\n".join(f"- {w}" for w in rep.warnings)))
+        out.append(("Notes", "\n".join(f"- {w}" for w in rep.warnings), "notes"))
     return out
 
 
 def render_table(rep: AdvisorReport) -> str:
     parts = []
-    for title, body in _sections(rep):
+    for title, body, _ in _sections(rep):
         parts.append(f"== {title} ==")
         parts.append(text_table(body) if isinstance(body, pd.DataFrame) else body)
         parts.append("")
@@ -199,7 +265,7 @@ def render_table(rep: AdvisorReport) -> str:
 
 def render_markdown(rep: AdvisorReport) -> str:
     parts = []
-    for i, (title, body) in enumerate(_sections(rep)):
+    for i, (title, body, _) in enumerate(_sections(rep)):
         parts.append(("# " if i == 0 else "## ") + title)
         parts.append("")
         if isinstance(body, pd.DataFrame):
@@ -235,6 +301,28 @@ def _clean(obj: Any) -> Any:
     return finite_or_none(obj)
 
 
+def _scenario_records(rep: AdvisorReport) -> list[dict[str, Any]]:
+    """Scenario rows with each one's quality nested (mean ± CI per metric) in place of the
+    flat aggregate columns, and whether it is on the frontier."""
+    qa = rep.quality
+    dom = qa.dominated_by
+    out = []
+    for rec in _records(rep.scenarios):
+        for key in list(rec):
+            if key.startswith(("quality_", "achieved_bitrate_bps_")):
+                del rec[key]
+        entry = qa.scenario_quality.get((str(rec["scenario"]), str(rec["ladder"])), {})
+        rec["quality"] = _clean(entry.get("quality"))
+        if "quality_by_rung" in entry:
+            rec["quality_by_rung"] = _clean(entry["quality_by_rung"])
+        rec["achieved_bitrate_bps"] = finite_or_none(entry.get("achieved_bitrate_bps"))
+        name = str(rec["scenario"])
+        rec["on_frontier"] = (dom[name] is None) if name in dom else None
+        rec["dominated_by"] = dom.get(name)
+        out.append(rec)
+    return out
+
+
 def report_dict(rep: AdvisorReport) -> dict[str, Any]:
     """The JSON document; ``schema_version`` changes only when a field changes meaning."""
     meta = dict(rep.meta)
@@ -243,9 +331,10 @@ def report_dict(rep: AdvisorReport) -> dict[str, Any]:
             "schema_version": meta.pop("schema_version"),
             "meta": meta,
             "summary": rep.summary,
+            "quality": rep.quality.to_json(),
             "best_overall": rep.best_overall,
             "ladders": [lad.to_dict() for lad in rep.ladders],
-            "scenarios": rep.scenarios,
+            "scenarios": _scenario_records(rep),
             "windows": rep.windows,
             "power_breakdown": rep.breakdown,
             "prediction": rep.prediction,
@@ -267,6 +356,16 @@ def render_csv(rep: AdvisorReport, table: str = "scenarios") -> str:
         df = rep.windows
     elif table == "breakdown":
         df = rep.breakdown
+    elif table == "families":
+        # One row per family: the JSON fields without the nested points.
+        df = pd.DataFrame(
+            [
+                {k: v for k, v in f.to_json().items() if not isinstance(v, list)}
+                for f in rep.quality.families
+            ]
+        )
+    elif table == "frontier":
+        df = rep.quality.points
     else:
         block = rep.prediction.get("power") if isinstance(rep.prediction, dict) else None
         key = "predictions" if table == "predictions" else "measured_vs_predicted"
@@ -287,31 +386,68 @@ def _html_table(df: pd.DataFrame) -> str:
     return df.to_html(index=False, escape=True, border=0, classes="t")
 
 
+def _html_body(body: Body) -> str:
+    if isinstance(body, pd.DataFrame):
+        return _html_table(body)
+    return f"<pre>{html.escape(body)}</pre>"
+
+
+def _fig(title: str, svg: str) -> str:
+    return f"<figure><figcaption><h3>{html.escape(title)}</h3></figcaption>{svg}</figure>"
+
+
 def render_html(rep: AdvisorReport) -> str:
+    """Read top-down: the recommendation, the frontier and ranking plots, the tables, power
+    over time, then the prediction sections collapsed."""
     css = (
         "body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}"
         "table.t{border-collapse:collapse;font-size:13px;margin:.5em 0}"
         "table.t td,table.t th{border:1px solid #ccc;padding:3px 6px;text-align:left}"
         "table.t th{background:#f0f0f0}pre{background:#f7f7f7;padding:.6em;white-space:pre-wrap}"
-        "img{max-width:100%;border:1px solid #ddd;margin:.5em 0}"
+        "figure{margin:.5em 0}svg{max-width:100%;height:auto;border:1px solid #ddd}"
+        "details{margin:1em 0}summary{font-size:1.3em;font-weight:bold;cursor:pointer}"
     )
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>wattpush advisor report"
         f"</title><style>{css}</style></head><body>"
     ]
-    for i, (title, body) in enumerate(_sections(rep)):
-        tag = "h1" if i == 0 else "h2"
-        parts.append(f"<{tag}>{html.escape(title)}</{tag}>")
-        if isinstance(body, pd.DataFrame):
-            parts.append(_html_table(body))
-        else:
-            parts.append(f"<pre>{html.escape(body)}</pre>")
-    parts.append("<h2>Plots</h2>")
-    # matplotlib is imported only when a report needs plots.
     plots = importlib.import_module(".plots", __package__)
-    for title, png_b64 in plots.all_plots(rep):
-        parts.append(f"<h3>{html.escape(title)}</h3>")
-        parts.append(f"<img alt='{html.escape(title)}' src='data:image/png;base64,{png_b64}'>")
+    sections = _sections(rep)
+    main = [s for s in sections if s[2] == "main"]
+    (head_title, head, _), (rec_title, rec, _) = main[0], main[1]
+    parts.append(f"<h1>wattpush {html.escape(head_title.lower())}</h1>")
+    parts.append(f"<h2>{html.escape(rec_title)}</h2>{_html_body(rec)}")
+    for title, fn in (
+        ("Energy vs quality: the frontier", plots.frontier_plot),
+        ("Efficiency ranking", plots.ranking_plot),
+    ):
+        fig = fn(rep)
+        if fig:
+            parts.append(_fig(title, fig))
+    # What was measured and how (runs, receiver, quality basis, power sources), then tables.
+    parts.append(f"<h2>About these figures</h2>{_html_body(head)}")
+    for title, body, _ in main[2:]:
+        parts.append(f"<h2>{html.escape(title)}</h2>{_html_body(body)}")
+    parts.append("<h2>Power over time</h2>")
+    for title, fn in (
+        ("Power over time", plots.timeline_plot),
+        ("Power over time per scenario", plots.scenario_panels),
+    ):
+        fig = fn(rep)
+        if fig:
+            parts.append(_fig(title, fig))
+    pred = [s for s in sections if s[2] == "prediction"]
+    if pred:
+        parts.append("<details><summary>Prediction</summary>")
+        for title, body, _ in pred:
+            parts.append(f"<h3>{html.escape(title)}</h3>{_html_body(body)}")
+        fig = plots.prediction_plot(rep)
+        if fig:
+            parts.append(_fig("Prediction curve", fig))
+        parts.append("</details>")
+    for title, body, kind in sections:
+        if kind == "notes":
+            parts.append(f"<h2>{html.escape(title)}</h2>{_html_body(body)}")
     parts.append("</body></html>")
     return "\n".join(parts)
 

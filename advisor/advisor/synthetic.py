@@ -5,6 +5,10 @@ Power is piecewise constant on the sample grid, so each window's energy is exact
 setup produces (CPU RAPL zones incl. a core sub-zone that must not be added, optionally a GPU,
 Docker engine and host CPU counters, ffmpeg_scenario_info and ffmpeg_frames_total) by remote
 write in chronological slices, and writes the ffmpeg-runner manifest for each run.
+
+Windows given ``quality`` scores also get what the runner records after a window: per output
+``ffmpeg_output_quality`` and ``ffmpeg_output_bitrate_bits_per_second`` (one sample after the
+window's end) and, in the manifest (schema 2), the per-output quality and the source.
 """
 
 from __future__ import annotations
@@ -20,8 +24,15 @@ import numpy.typing as npt
 import requests
 from base_monitoring_client.encoder import SeriesEncoder, compress
 from base_monitoring_client.sample import STALE_NAN
-
-from .windows import Rung, ladder_key
+from ffmpeg_runner.contract import (
+    FRAMES_METRIC,
+    INFO_METRIC,
+    OUTPUT_BITRATE_METRIC,
+    QUALITY_METRIC,
+    Rung,
+    ladder_key,
+    parse_bitrate,
+)
 
 PUSH_HEADERS = {
     "Content-Encoding": "snappy",
@@ -50,6 +61,10 @@ class SynthWindow:
     status: str = "ok"
     engine_rate: float = 0.0  # docker engine CPU seconds per second
     host_rate: float = 0.0  # busy host CPU seconds per second
+    realtime: bool = False
+    # metric -> mean score of every output; empty: quality not measured
+    quality: dict[str, float] = field(default_factory=dict)
+    achieved_ratio: float = 0.97  # achieved / target bitrate
 
     @property
     def duration_s(self) -> float:
@@ -70,6 +85,30 @@ class SynthWindow:
     @property
     def output_pixels(self) -> int:
         return sum(r.pixels for r in self.rungs) * self.frames_per_rung
+
+    def achieved_bps(self, rung: Rung) -> float:
+        return rung.bitrate_bps * self.achieved_ratio
+
+    def quality_entries(self) -> list[dict[str, Any]]:
+        """The manifest's per-output quality (schema 2): every stream x rung."""
+        if self.phase != "transcode" or not self.quality:
+            return []
+        frames = self.frames_per_rung // self.streams
+        return [
+            {
+                "rung": r.key,
+                "name": r.name,
+                "stream": s,
+                "target_bitrate_bps": r.bitrate_bps,
+                "achieved_bitrate_bps": self.achieved_bps(r),
+                "size_bytes": round(self.achieved_bps(r) * self.duration_s / 8),
+                "duration_s": self.duration_s,
+                "frames": frames,
+                "scores": {m: {"mean": v, "p5": v * 0.95} for m, v in self.quality.items()},
+            }
+            for s in range(self.streams)
+            for r in self.rungs
+        ]
 
     def manifest_entry(self) -> dict[str, Any]:
         transcode = self.phase == "transcode"
@@ -109,6 +148,19 @@ class SynthWindow:
             "output_pixels": self.output_pixels if transcode else 0,
             "dropped_frames": 0,
             "stderr_tail": "",
+            "realtime": self.realtime,
+            "source": {
+                "kind": "file",
+                "path": "/synthetic/bigbuckbunny.mp4",
+                "sha256": "0" * 64,
+                "size_bytes": 1_000_000,
+                "fps": self.fps,
+                "width": 1280,
+                "height": 720,
+                "frames": 132,
+            },
+            "quality": self.quality_entries(),
+            "quality_error": None,
         }
 
 
@@ -158,9 +210,17 @@ class Experiment:
         return self.cursor_ms
 
     def manifest(self, run_id: str) -> dict[str, Any]:
+        """Schema 2 when a window of the run measured quality, else schema 1 (no source or
+        quality fields): the advisor reads both."""
         ws = [w for w in self.windows if w.run_id == run_id]
+        schema = 2 if any(w.quality for w in ws) else 1
+        entries = [w.manifest_entry() for w in ws]
+        if schema == 1:
+            for e in entries:
+                for key in ("realtime", "source", "quality", "quality_error"):
+                    del e[key]
         return {
-            "schema_version": 1,
+            "schema_version": schema,
             "run_id": run_id,
             "status": "completed",
             "started_ms": ws[0].start_ms,
@@ -174,7 +234,7 @@ class Experiment:
             },
             "ffmpeg": {"path": "/usr/bin/ffmpeg", "version": "5.1", "configuration": ""},
             "sample_interval_s": self.interval_ms / 1000.0,
-            "windows": [w.manifest_entry() for w in ws],
+            "windows": entries,
         }
 
     def write_manifests(self, directory: Path) -> list[Path]:
@@ -286,11 +346,12 @@ class Experiment:
                     "streams": str(w.streams),
                     "bitrate": w.bitrate or "none",
                     "repeat": str(w.repeat),
+                    "fps": str(w.fps),
                 }
                 # like the runner: 1 for the whole window, then one stale marker
                 out.append(
                     (
-                        "ffmpeg_scenario_info",
+                        INFO_METRIC,
                         info,
                         np.append(tw, tw[-1] + 1),
                         np.append(np.ones(tw.size), STALE_NAN),
@@ -309,12 +370,25 @@ class Experiment:
                         }
                         out.append(
                             (
-                                "ffmpeg_frames_total",
+                                FRAMES_METRIC,
                                 lab,
                                 np.append(tw, tw[-1] + 1),
                                 np.append((tw - w.start_ms) / 1000.0 * w.fps, STALE_NAN),
                             )
                         )
+                # Measured after the window, pushed once per output (one sample).
+                t_q = np.array([w.end_ms + self.interval_ms])
+                for rung in w.rungs if w.quality else ():
+                    base = {
+                        "run_id": w.run_id,
+                        "scenario": w.scenario,
+                        "repeat": str(w.repeat),
+                        "rung": rung.key,
+                    }
+                    for metric, score in w.quality.items():
+                        lab = {**base, "metric": metric}
+                        out.append((QUALITY_METRIC, lab, t_q, np.array([score])))
+                    out.append((OUTPUT_BITRATE_METRIC, base, t_q, np.array([w.achieved_bps(rung)])))
         return out
 
     def push(self, write_url: str, slice_s: float = 60.0, session: Any = None) -> int:
@@ -347,7 +421,7 @@ class Experiment:
 
 
 def ladder(*specs: tuple[int, int, str]) -> list[Rung]:
-    return [Rung(f"{h}p", w, h, br) for w, h, br in specs]
+    return [Rung(f"{h}p", w, h, parse_bitrate(br)) for w, h, br in specs]
 
 
 def scaling_law_power(encoder: str, streams: int, pixels_per_s: float, bitrate_bps: float) -> float:

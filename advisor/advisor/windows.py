@@ -1,77 +1,50 @@
 """Measurement windows: read from ffmpeg-runner manifests or discovered from Prometheus.
 
-The manifest contract (``results/<run_id>.json``, schema_version 1) is in the project briefs:
-each window has its exact ``start_ms``/``end_ms`` (stabilization excluded), ``phase``
-(``baseline``/``transcode``), ``status`` and, for transcodes, frames and output pixels.
+The manifest and the metric/label names are ffmpeg-runner's contract
+(``ffmpeg_runner.contract``): each manifest window is read with ``WindowRecord.from_json``
+(schema 1 or 2), so this module parses none of the runner's keys itself.
 """
 
 from __future__ import annotations
 
 import json
-import re
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ffmpeg_runner.contract import SUPPORTED_SCHEMA_VERSIONS
+from ffmpeg_runner.contract import (
+    FRAMES_METRIC,
+    INFO_METRIC,
+    OUTPUT_BITRATE_METRIC,
+    QUALITY_METRIC,
+    SUPPORTED_SCHEMA_VERSIONS,
+    ContractError,
+    InfoLabels,
+    OutputLabels,
+    Rung,
+    WindowRecord,
+)
 
 from .errors import ManifestError
 from .prom import Series
 
+log = logging.getLogger(__name__)
 SUPPORTED_MANIFEST_VERSIONS = SUPPORTED_SCHEMA_VERSIONS
-_BITRATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)(?:bps|b)?\s*$")
-_RUNG_RE = re.compile(r"^(\d+)x(\d+)@(\S+)$")
-_NAME_HEIGHT_RE = re.compile(r"^(\d+)p")
-
-
-def parse_bitrate(text: str | float | int | None) -> float:
-    """ffmpeg-style bitrate (``2M``, ``800k``, ``1500000``) in bits per second; NaN if unknown."""
-    if text is None:
-        return float("nan")
-    if isinstance(text, int | float):
-        return float(text)
-    match = _BITRATE_RE.match(text)
-    if not match:
-        return float("nan")
-    number, unit = match.groups()
-    return float(number) * {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}[unit.lower()]
-
-
-@dataclass(frozen=True)
-class Rung:
-    name: str
-    width: int
-    height: int
-    bitrate: str
-
-    @property
-    def pixels(self) -> int:
-        return self.width * self.height
-
-
-def ladder_key(rungs: Sequence[Rung]) -> str:
-    """Contract ladder key: rungs sorted by height desc, ``WxH@BITRATE`` joined with ``+``."""
-    ordered = sorted(rungs, key=lambda r: (-r.height, -r.width, r.bitrate))
-    return "+".join(f"{r.width}x{r.height}@{r.bitrate}" for r in ordered)
-
-
-def parse_ladder(key: str) -> list[Rung]:
-    """Rungs of a ladder key (names synthesised as ``<height>p``); [] when unparseable."""
-    rungs: list[Rung] = []
-    for part in key.split("+"):
-        match = _RUNG_RE.match(part.strip())
-        if not match:
-            return []
-        w, h, br = match.groups()
-        rungs.append(Rung(f"{h}p", int(w), int(h), br))
-    return rungs
+# The series that describe windows (discovery reads them all with one selector).
+WINDOW_METRICS = (INFO_METRIC, FRAMES_METRIC, QUALITY_METRIC, OUTPUT_BITRATE_METRIC)
 
 
 @dataclass
 class Window:
-    """One measured window (a baseline or one repeat of a transcode scenario)."""
+    """One measured window (a baseline or one repeat of a transcode scenario).
+
+    ``quality`` maps each output rung key (``WxH@BITRATE``) to its mean score per metric,
+    averaged over the scenario's streams; ``achieved_bitrate_bps`` likewise per rung.
+    ``realtime`` is None when unknown (windows discovered from Prometheus do not say).
+    """
 
     run_id: str
     scenario: str
@@ -84,7 +57,7 @@ class Window:
     bitrate: str = ""
     streams: int = 1
     ladder: str = ""
-    rungs: list[Rung] = field(default_factory=list)
+    rungs: tuple[Rung, ...] = ()
     fps: float = float("nan")
     status: str = "ok"
     error: str | None = None
@@ -93,6 +66,10 @@ class Window:
     dropped_frames: float = float("nan")
     hostname: str = ""
     origin: str = "manifest"
+    realtime: bool | None = None
+    quality: dict[str, dict[str, float]] = field(default_factory=dict)
+    achieved_bitrate_bps: dict[str, float] = field(default_factory=dict)
+    quality_error: str | None = None
 
     @property
     def duration_s(self) -> float:
@@ -103,11 +80,27 @@ class Window:
         return f"{self.run_id}/{self.scenario}/{self.phase}/{self.repeat}"
 
     @property
+    def top_bitrate_bps(self) -> float:
+        """The top rung's bitrate (the ``bitrate`` the runner reports); NaN without rungs."""
+        return float(self.rungs[0].bitrate_bps) if self.rungs else float("nan")
+
+    @property
     def nominal_pixels_per_s(self) -> float:
         """Streams x Σ rung widthxheight x fps: the pixel rate the configuration asks for."""
         if not self.rungs or not np.isfinite(self.fps):
             return float("nan")
         return float(self.streams * sum(r.pixels for r in self.rungs) * self.fps)
+
+    def rung_quality(self, metric: str) -> float:
+        """The single output's mean score (NaN for ladders of several rungs or unmeasured)."""
+        if len(self.rungs) != 1:
+            return float("nan")
+        return self.quality.get(self.rungs[0].key, {}).get(metric, float("nan"))
+
+    def rung_achieved_bitrate(self) -> float:
+        if len(self.rungs) != 1:
+            return float("nan")
+        return self.achieved_bitrate_bps.get(self.rungs[0].key, float("nan"))
 
 
 @dataclass
@@ -127,53 +120,43 @@ def _req(obj: Mapping[str, Any], key: str, where: str) -> Any:
     return obj[key]
 
 
-def _window_from_manifest(raw: Mapping[str, Any], run: RunInfo, where: str) -> Window:
-    start_ms = _req(raw, "start_ms", where)
-    end_ms = _req(raw, "end_ms", where)
-    if not isinstance(start_ms, int | float) or not isinstance(end_ms, int | float):
-        raise ManifestError(f"{where}: start_ms/end_ms must be unix milliseconds")
-    if end_ms <= start_ms:
-        raise ManifestError(f"{where}: end_ms {end_ms} is not after start_ms {start_ms}")
-    rungs = [
-        Rung(
-            str(r.get("name", f"{r.get('height')}p")),
-            int(r["width"]),
-            int(r["height"]),
-            str(r.get("bitrate", "")),
-        )
-        for r in (raw.get("rungs") or [])
-    ]
-    ladder = str(raw.get("ladder") or "")
-    if rungs:
-        ladder = ladder_key(rungs)  # recompute: the ranking must not trust free text
-    elif ladder:
-        rungs = parse_ladder(ladder)
+def _nan(value: float | int | None) -> float:
+    return float("nan") if value is None else float(value)
 
-    def num(key: str) -> float:
-        value = raw.get(key)
-        return float(value) if isinstance(value, int | float) else float("nan")
 
+def window_from_record(rec: WindowRecord, run: RunInfo) -> Window:
+    quality: dict[str, dict[str, list[float]]] = {}
+    achieved: dict[str, list[float]] = {}
+    for out in rec.quality:  # one per encoded output: streams x rungs
+        for metric, score in out.scores.items():
+            quality.setdefault(out.rung, {}).setdefault(metric, []).append(score.mean)
+        achieved.setdefault(out.rung, []).append(out.achieved_bitrate_bps)
+    fps = rec.fps if rec.fps is not None else (rec.source.fps if rec.source else None)
     return Window(
         run_id=run.run_id,
-        scenario=str(_req(raw, "scenario", where)),
-        phase=str(_req(raw, "phase", where)),
-        repeat=int(raw.get("repeat") or 0),
-        start_s=start_ms / 1000.0,
-        end_s=end_ms / 1000.0,
-        encoder=str(raw.get("encoder") or ""),
-        preset=str(raw.get("preset") or "default"),
-        bitrate=str(raw.get("bitrate") or ""),
-        streams=int(raw.get("streams") or 1),
-        ladder=ladder,
-        rungs=rungs,
-        fps=num("fps"),
-        status=str(raw.get("status") or "ok"),
-        error=raw.get("error"),
-        frames_total=num("frames_total"),
-        output_pixels=num("output_pixels"),
-        dropped_frames=num("dropped_frames"),
+        scenario=rec.scenario,
+        phase=rec.phase,
+        repeat=rec.repeat,
+        start_s=rec.start_ms / 1000.0,
+        end_s=rec.end_ms / 1000.0,
+        encoder=rec.encoder,
+        preset=rec.preset,
+        bitrate=rec.bitrate,
+        streams=rec.streams,
+        ladder=rec.ladder,
+        rungs=rec.rungs,
+        fps=_nan(fps),
+        status=rec.status,
+        error=rec.error,
+        frames_total=float(rec.frames_total),
+        output_pixels=float(rec.output_pixels),
+        dropped_frames=float(rec.dropped_frames),
         hostname=run.hostname,
         origin="manifest",
+        realtime=rec.realtime,
+        quality={r: {m: float(np.mean(v)) for m, v in q.items()} for r, q in quality.items()},
+        achieved_bitrate_bps={r: float(np.mean(v)) for r, v in achieved.items()},
+        quality_error=rec.quality_error,
     )
 
 
@@ -206,10 +189,16 @@ def load_manifest(path: Path) -> tuple[RunInfo, list[Window]]:
         host=host,
         ffmpeg=doc.get("ffmpeg") or {},
     )
-    windows = [
-        _window_from_manifest(w, run, f"{path}: windows[{i}]")
-        for i, w in enumerate(_req(doc, "windows", str(path)))
-    ]
+    raw_windows = _req(doc, "windows", str(path))
+    if not isinstance(raw_windows, list):
+        raise ManifestError(f"{path}: windows: expected a list; regenerate it with ffmpeg-runner")
+    windows = []
+    for i, raw in enumerate(raw_windows):
+        try:
+            rec = WindowRecord.from_json(raw, f"{path}: windows[{i}]")
+        except ContractError as exc:
+            raise ManifestError(str(exc)) from None
+        windows.append(window_from_record(rec, run))
     return run, windows
 
 
@@ -221,10 +210,6 @@ def load_manifests(paths: Iterable[Path]) -> tuple[list[RunInfo], list[Window]]:
         runs.append(run)
         windows.extend(ws)
     return runs, windows
-
-
-INFO_METRIC = "ffmpeg_scenario_info"
-FRAMES_METRIC = "ffmpeg_frames_total"
 
 
 def _split_runs(t: np.ndarray[Any, Any], max_gap_s: float) -> list[tuple[float, float]]:
@@ -242,71 +227,93 @@ def discover_windows(
     """Windows from ``ffmpeg_scenario_info`` (present for exactly the window's duration).
 
     Start/end are the first/last sample of the info series (precise to one sample interval).
-    Frames and output pixels come from the increase of ``ffmpeg_frames_total`` per stream and
-    rung within the window; fps is unknown in this mode.
+    Frames and output pixels come from the increase of ``ffmpeg_frames_total`` within the
+    window; fps from the info series' ``fps`` label (absent before manifest schema 2); quality
+    and achieved bitrate from ``ffmpeg_output_quality`` / ``ffmpeg_output_bitrate_bits_per_
+    second`` (pushed once per output after the window, so matched by run, scenario and repeat).
+    Labels are read through the contract's ``InfoLabels`` / ``OutputLabels``; a series whose
+    labels break the contract is skipped with a warning.
     """
-    frames = [s for s in series if s.name == FRAMES_METRIC]
+    by_window: dict[tuple[str, str, int], list[tuple[OutputLabels, Series]]] = {}
+    for s in series:
+        if s.name in (FRAMES_METRIC, QUALITY_METRIC, OUTPUT_BITRATE_METRIC):
+            try:
+                out = OutputLabels.from_labels(s.labels)
+            except ContractError as exc:
+                log.warning("%s series skipped: %s", s.name, exc)
+                continue
+            by_window.setdefault(out.window, []).append((out, s))
     windows: list[Window] = []
     for s in series:
         if s.name != INFO_METRIC:
             continue
-        lab = s.labels
-        if run_id and lab.get("run_id") != run_id:
+        try:
+            info = InfoLabels.from_labels(s.labels)
+        except ContractError as exc:
+            log.warning("%s series skipped: %s", INFO_METRIC, exc)
+            continue
+        if run_id and info.run_id != run_id:
             continue
         for start, end in _split_runs(s.t, max_gap_s):
             if end <= start:
                 continue
-            ladder = lab.get("ladder", "")
             w = Window(
-                run_id=lab.get("run_id", ""),
-                scenario=lab.get("scenario", ""),
-                phase=lab.get("phase", "transcode"),
-                repeat=int(lab.get("repeat", "0") or 0),
+                run_id=info.run_id,
+                scenario=info.scenario,
+                phase=info.phase,
+                repeat=info.repeat,
                 start_s=start,
                 end_s=end,
-                encoder=lab.get("encoder", ""),
-                preset=lab.get("preset", "default"),
-                bitrate=lab.get("bitrate", ""),
-                streams=int(lab.get("streams", "1") or 1),
-                ladder=ladder,
-                rungs=parse_ladder(ladder),
-                hostname=lab.get("instance", ""),
+                encoder=info.encoder,
+                preset=info.preset,
+                bitrate=info.bitrate,
+                streams=info.streams,
+                ladder=info.ladder,
+                rungs=info.rungs,
+                fps=info.fps if info.fps and info.fps > 0 else float("nan"),
+                hostname=s.labels.get("instance", ""),
                 origin="discovered",
             )
             if w.phase == "transcode":
-                _attach_frames(w, frames)
+                related = by_window.get((w.run_id, w.scenario, w.repeat), [])
+                _attach_frames(w, [r for _, r in related if r.name == FRAMES_METRIC])
+                _attach_quality(w, related)
             windows.append(w)
     windows.sort(key=lambda w: (w.start_s, w.scenario))
     return windows
 
 
 def _attach_frames(w: Window, frames: Sequence[Series]) -> None:
+    """Σ frames over every output; pixels assume the rungs of a stream share its frame count
+    (one decode, split and scaled), so no output label has to be mapped to a rung."""
     total = 0.0
-    pixels = 0.0
     found = False
-    by_height = {r.height: r for r in w.rungs}
     for s in frames:
-        lab = s.labels
-        if (
-            lab.get("run_id") != w.run_id
-            or lab.get("scenario") != w.scenario
-            or lab.get("repeat", "0") != str(w.repeat)
-        ):
-            continue
         inside = (s.t >= w.start_s) & (s.t <= w.end_s)
         if inside.sum() < 2:
             continue
         vals = s.v[inside]
-        inc = float(vals[-1] - vals[0])
+        total += float(vals[-1] - vals[0])
         found = True
-        total += inc
-        rung = None
-        match = _NAME_HEIGHT_RE.match(lab.get("output", ""))
-        if match:
-            rung = by_height.get(int(match.group(1)))
-        if rung is None and len(w.rungs) == 1:
-            rung = w.rungs[0]
-        pixels += inc * rung.pixels if rung is not None else float("nan")
     if found:
         w.frames_total = total
-        w.output_pixels = pixels
+        w.output_pixels = (
+            total * sum(r.pixels for r in w.rungs) / len(w.rungs) if w.rungs else float("nan")
+        )
+
+
+def _attach_quality(w: Window, related: Sequence[tuple[OutputLabels, Series]]) -> None:
+    quality: dict[str, dict[str, list[float]]] = {}
+    achieved: dict[str, list[float]] = {}
+    for out, s in related:
+        # Pushed at the window's end: the latest sample is this window's (a later repeat has
+        # its own repeat label).
+        after = s.v[s.t >= w.start_s]
+        if not after.size or out.rung is None:
+            continue
+        if s.name == QUALITY_METRIC and out.metric:
+            quality.setdefault(out.rung, {}).setdefault(out.metric, []).append(float(after[-1]))
+        elif s.name == OUTPUT_BITRATE_METRIC:
+            achieved.setdefault(out.rung, []).append(float(after[-1]))
+    w.quality = {r: {m: float(np.mean(v)) for m, v in q.items()} for r, q in quality.items()}
+    w.achieved_bitrate_bps = {r: float(np.mean(v)) for r, v in achieved.items()}

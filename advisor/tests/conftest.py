@@ -44,6 +44,36 @@ L_HD = ladder((1920, 1080, "4M"))
 GPU_IDLE_W = 10.0
 CPU_IDLE_W = 20.0
 
+# Run "quality": four families at 640x360 with known (bitrate, vmaf, net J per output minute)
+# points. One stream, so net J per output minute = 60 x net power (W). At vmaf 93:
+# veryfast 660 + 5/6 x 420 = 1010 at 1.8333M; medium 900 + 1/4 x 600 = 1050 at 1.25M;
+# x265 fast 1200 + 10/11 x 600 = 1745.45 at 954.5k; ultrafast never reaches 93.
+QUALITY_FAMILIES: dict[tuple[str, str], list[tuple[str, float, float]]] = {
+    ("libx264", "medium"): [("500k", 85.0, 630.0), ("1M", 92.0, 900.0), ("2M", 96.0, 1500.0)],
+    ("libx264", "veryfast"): [("500k", 79.0, 430.0), ("1M", 88.0, 660.0), ("2M", 94.0, 1080.0)],
+    ("libx265", "fast"): [("500k", 88.0, 1200.0), ("1M", 93.5, 1800.0), ("2M", 97.0, 2400.0)],
+    ("libx264", "ultrafast"): [("500k", 70.0, 300.0), ("1M", 80.0, 420.0), ("2M", 88.0, 600.0)],
+}
+QUALITY_AT_93 = {
+    "libx264/veryfast/640x360": (1010.0, 1_833_333.3),
+    "libx264/medium/640x360": (1050.0, 1_250_000.0),
+    "libx265/fast/640x360": (1200.0 + 600.0 * 10 / 11, 500_000.0 + 500_000.0 * 10 / 11),
+}
+QUALITY_FRONTIER = sorted(
+    [
+        "libx264-ultrafast-500k",
+        "libx264-ultrafast-1M",
+        "libx264-ultrafast-2M",
+        "libx264-medium-1M",
+        "libx264-veryfast-2M",
+        "libx264-medium-2M",
+        "libx265-fast-2M",
+    ]
+)
+# Repeats spread power and quality symmetrically, so the means are the points above.
+QUALITY_SPREAD = (-0.02, 0.0, 0.02)
+VMAF_SPREAD = (-0.5, 0.0, 0.5)
+
 
 @dataclass
 class World:
@@ -157,6 +187,7 @@ def build_world(tmp: Path) -> World:
                         streams=s,
                     )
                     exp.idle(0.5)
+    add_quality_run(exp)
     # Another host whose CPU power is only an estimate (VM without RAPL).
     est = Experiment(
         start_ms=now_ms - 44 * 60_000, instance="esthost", cpu_source="estimated", with_info=False
@@ -181,6 +212,37 @@ def build_world(tmp: Path) -> World:
     assert exp.end_ms < now_ms - 60_000, "synthetic data must end in the past"
     assert gap_w is not None and reset_w is not None
     return World(exp, est, {p.stem: p for p in paths}, gap_w, reset_w, stalled[1])
+
+
+def add_quality_run(exp: Experiment) -> None:
+    """Run "quality": QUALITY_FAMILIES, three repeats each after its own baseline, plus a
+    two-rung ladder with quality (left out: its energy cannot be split per output)."""
+    l360 = {br: ladder((640, 360, br)) for br in ("500k", "1M", "2M")}
+    for (enc, preset), points in QUALITY_FAMILIES.items():
+        for br, vmaf, j_per_min in points:
+            name = f"{enc}-{preset}-{br}"
+            for rep, (dp, dq) in enumerate(zip(QUALITY_SPREAD, VMAF_SPREAD, strict=True)):
+                common = {"run_id": "quality", "scenario": name, "repeat": rep, "rungs": l360[br]}
+                exp.add(2, phase="baseline", cpu_w=CPU_IDLE_W, encoder=enc, preset=preset, **common)
+                net_w = j_per_min / 60.0 * (1 + dp)
+                exp.add(
+                    4,
+                    phase="transcode",
+                    cpu_w=CPU_IDLE_W + net_w,
+                    gpu_w=GPU_IDLE_W,
+                    encoder=enc,
+                    preset=preset,
+                    quality={"vmaf": vmaf + dq, "psnr": 30 + vmaf / 10, "ssim": 0.9 + vmaf / 1000},
+                    **common,
+                )
+                exp.idle(0.5)
+    for rep in range(2):
+        common = {"run_id": "quality", "scenario": "ladder-x264", "repeat": rep, "rungs": L_SD}
+        exp.add(2, phase="baseline", cpu_w=CPU_IDLE_W, **common)
+        exp.add(
+            4, phase="transcode", cpu_w=60.0, gpu_w=GPU_IDLE_W, quality={"vmaf": 90.0}, **common
+        )
+        exp.idle(0.5)
 
 
 @pytest.fixture(scope="session")

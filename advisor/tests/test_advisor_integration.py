@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -237,9 +237,17 @@ def test_cli_formats_and_saved_model(
         == 0
     )
     page = (tmp_path / "r.html").read_text()
-    imgs = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)
-    assert len(imgs) == 4 and all(base64.b64decode(i)[:4] == b"\x89PNG" for i in imgs)
-    assert "http" not in page.replace(url, "").split("<body>")[1].split("receiver:")[0]
+    figures = re.findall(r"<svg .*?</svg>", page, re.S)
+    # ranking, power over time, per scenario, prediction (no quality: no frontier plot)
+    assert [ET.fromstring(f).get("aria-label") for f in figures] == [
+        "efficiency ranking",
+        "total power over time",
+        "per scenario",
+        "predicted power",
+    ]
+    assert page.index("<details><summary>Prediction") > page.index("aria-label='per scenario'")
+    # Self-contained: nothing fetched from anywhere (the SVG namespace is a name, not a fetch).
+    assert "http" not in page.replace(url, "").replace("xmlns='http://www.w3.org/2000/svg'", "")
     assert main(["report", "--prometheus-url", url, "--results", law, "--format", "csv"]) == 0
     csv = capsys.readouterr().out
     assert csv.splitlines()[0].startswith("scenario,ladder,") and len(csv.splitlines()) == 21

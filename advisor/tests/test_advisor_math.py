@@ -23,7 +23,9 @@ from advisor.errors import ManifestError
 from advisor.prom import Series
 from advisor.sources import drop_repeated_counter_values, select_entities, zone_kind
 from advisor.synthetic import Experiment, ladder
-from advisor.windows import ladder_key, load_manifest, parse_bitrate, parse_ladder
+from advisor.windows import load_manifest
+from base_monitoring_client.config import InvalidValue
+from ffmpeg_runner.contract import ladder_key, parse_bitrate, parse_ladder
 from scipy import stats
 
 
@@ -153,7 +155,8 @@ def test_ladder_key_bitrate_parsing() -> None:
     assert ladder_key(rungs) == "1280x720@2M+640x360@800k"
     assert [r.height for r in parse_ladder("1280x720@2M+640x360@800k")] == [720, 360]
     assert parse_bitrate("2M") == 2e6 and parse_bitrate("800k") == 8e5
-    assert np.isnan(parse_bitrate("fast"))
+    with pytest.raises(InvalidValue, match="not a bitrate"):
+        parse_bitrate("fast")
 
 
 def test_manifest_loading_and_errors(tmp_path: Path) -> None:

@@ -420,6 +420,92 @@ class WindowRecord:
         )
 
 
+# -- series labels, typed (readers for the advisor; the runner writes the plain dicts) --------
+
+
+@dataclass(frozen=True)
+class InfoLabels:
+    """The labels of one ``ffmpeg_scenario_info`` series (``INFO_LABELS``), typed.
+
+    ``fps`` is None before schema 2 (no label); ``rungs`` is () when the ladder is unparseable.
+    """
+
+    run_id: str
+    scenario: str
+    phase: str
+    encoder: str
+    preset: str
+    ladder: str
+    rungs: tuple[Rung, ...]
+    streams: int
+    bitrate: str
+    repeat: int
+    fps: float | None
+
+    @classmethod
+    def from_labels(cls, labels: Mapping[str, str]) -> InfoLabels:
+        """ContractError names the label at fault."""
+        where = INFO_METRIC
+        ladder = str(labels.get("ladder", ""))
+        fps_text = labels.get("fps")
+        fps = _label_number(fps_text, "fps", where, float) if fps_text else None
+        return cls(
+            run_id=str(labels.get("run_id", "")),
+            scenario=str(labels.get("scenario", "")),
+            phase=str(labels.get("phase", "transcode")),
+            encoder=str(labels.get("encoder", "")),
+            preset=str(labels.get("preset", "default")),
+            ladder=ladder,
+            rungs=parse_ladder(ladder) if ladder else (),
+            streams=int(_label_number(labels.get("streams") or "1", "streams", where, int)),
+            bitrate=str(labels.get("bitrate", "")),
+            repeat=int(_label_number(labels.get("repeat") or "0", "repeat", where, int)),
+            fps=fps,
+        )
+
+
+@dataclass(frozen=True)
+class OutputLabels:
+    """The window part of a progress, quality or achieved-bitrate series' labels
+    (``PROGRESS_LABELS``, ``QUALITY_LABELS``, ``OUTPUT_BITRATE_LABELS``), typed; fields a
+    series does not carry are None."""
+
+    run_id: str
+    scenario: str
+    repeat: int
+    rung: str | None = None
+    metric: str | None = None
+    stream: str | None = None
+    output: str | None = None
+
+    @property
+    def window(self) -> tuple[str, str, int]:
+        """(run_id, scenario, repeat): the window the series belongs to."""
+        return (self.run_id, self.scenario, self.repeat)
+
+    @classmethod
+    def from_labels(cls, labels: Mapping[str, str]) -> OutputLabels:
+        return cls(
+            run_id=str(labels.get("run_id", "")),
+            scenario=str(labels.get("scenario", "")),
+            repeat=int(_label_number(labels.get("repeat") or "0", "repeat", "series", int)),
+            rung=labels.get("rung"),
+            metric=labels.get("metric"),
+            stream=labels.get("stream"),
+            output=labels.get("output"),
+        )
+
+
+def _label_number(text: Any, key: str, where: str, kind: type[int] | type[float]) -> float:
+    try:
+        value = kind(str(text))
+    except ValueError:
+        raise ContractError(f"{where}: label {key}={text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ContractError(f"{where}: label {key}={text!r} is not a finite number")
+    return value
+
+
 # -- field readers ---------------------------------------------------------------------------
 
 
