@@ -182,7 +182,7 @@ def choose_tool(
     quality_ffmpeg_path: str | None,
     encode_ffmpeg_path: str,
     *,
-    extra: Callable[[], str | None] = extra_ffmpeg,
+    extra: Callable[[], str | None] | None = None,
     run: Runner = subprocess.run,
 ) -> QualityTool:
     """The first ffmpeg that has every filter ``metrics`` need: QUALITY_FFMPEG_PATH when set,
@@ -191,7 +191,7 @@ def choose_tool(
     if quality_ffmpeg_path:
         candidates.append(("QUALITY_FFMPEG_PATH", quality_ffmpeg_path))
     candidates.append(("FFMPEG_PATH", encode_ffmpeg_path))
-    extra_path = extra()
+    extra_path = (extra or extra_ffmpeg)()
     if extra_path:
         candidates.append((f"the {QUALITY_EXTRA!r} extra ({EXTRA_DISTRIBUTION})", extra_path))
     tried = []
