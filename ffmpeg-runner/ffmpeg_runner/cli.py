@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "--file",
                 required=True,
                 type=Path,
-                help="batch JSON file, or a shipped batch by name: quick, stress",
+                help="batch JSON file, or a shipped batch by name: quick, demo, codecs, stress",
             )
         if command is multi:
             command.add_argument(

@@ -510,7 +510,7 @@ def load_batch(path: Path, overrides: Mapping[str, Any] | None = None) -> list[S
     except OSError as exc:
         raise ScenarioError(
             f"{path}: cannot read the batch file ({exc.strerror}); "
-            "check the path, or name a shipped batch: quick, stress"
+            "check the path, or name a shipped batch: quick, demo, codecs, stress"
         ) from None
     try:
         data = json.loads(text)

