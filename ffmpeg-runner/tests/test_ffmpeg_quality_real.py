@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -213,3 +214,40 @@ def test_vmaf_on_the_static_ffmpeg_of_the_quality_extra(
         vmaf = window.quality[0].scores["vmaf"]
         assert 0 <= vmaf.p5 <= vmaf.mean <= 100
     assert high.quality[0].scores["vmaf"].mean > low.quality[0].scores["vmaf"].mean + 10
+
+
+def test_stop_during_the_quality_step_interrupts_it_and_leaves_nothing_running(
+    make_scenario: Callable[..., Scenario],
+    run_options: Callable[..., RunOptions],
+    ffmpeg_info: FfmpegInfo,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    started: list[Any] = []
+    original = runner_module.FfmpegProcess.start
+
+    def endless(*args: Any, **kwargs: Any) -> list[str]:
+        return [ffmpeg_info.path, "-v", "error", "-re", "-f", "lavfi", "-i", "testsrc2",
+                "-f", "null", "-"]  # fmt: skip
+
+    def start(self: Any) -> Any:
+        if self.name == "ffmpeg-quality":
+            started.append(self)
+            threading.Timer(0.5, stopper[0].request_stop, args=("test stop",)).start()
+        return original(self)
+
+    monkeypatch.setattr(runner_module, "compare_command", endless)
+    monkeypatch.setattr(runner_module.FfmpegProcess, "start", start)
+    options = run_options(quality=choose_tool(["psnr"], None, ffmpeg_info.path))
+    runner = Runner(
+        [make_scenario(quality=["psnr"]), make_scenario(name="never")], options, host=HOST
+    )
+    stopper = [runner]
+    began = time.monotonic()
+    manifest = runner.run()
+    assert time.monotonic() - began < 30
+    assert manifest.status == "interrupted"
+    (window,) = windows(options.manifest_path)
+    assert window.status == "ok"  # the window itself was complete
+    assert window.quality_error == "interrupted: test stop"
+    (process,) = started
+    assert process.poll() is not None  # stopped and reaped
