@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from .contract import Rung
 from .encoders import is_hardware, preset_args
 from .errors import FfmpegUnavailableError, ScenarioError
 from .scenario import Scenario
+from .which import which
 
 # Content the input may deliver beyond the planned end: the runner stops ffmpeg at the window
 # end ('q'); the bound only guarantees that nothing runs forever if the runner dies.
@@ -48,7 +48,7 @@ def parse_encoders(text: str) -> frozenset[str]:
 
 
 def probe_ffmpeg(binary: str = "ffmpeg", run: Runner = subprocess.run) -> FfmpegInfo:
-    path = shutil.which(binary)
+    path = which(binary)
     if path is None:
         raise FfmpegUnavailableError(
             f"ffmpeg not found ({binary!r}); install it (apt-get install ffmpeg) "

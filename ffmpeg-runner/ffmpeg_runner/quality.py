@@ -15,7 +15,6 @@ import logging
 import math
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from base_monitoring_client import InvalidValue
 
 from .contract import QUALITY_METRICS, MetricScore, SourceInfo
 from .errors import QualityError, QualityUnavailableError
+from .which import which
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ class QualityTool:
 
 
 def probe_filters(path: str, run: Runner = subprocess.run) -> frozenset[str] | None:
-    resolved = shutil.which(path)
+    resolved = which(path)
     if resolved is None:
         return None
     try:
@@ -200,7 +200,7 @@ def choose_tool(
         if filters is None:
             tried.append(f"{origin}={path} (does not run)")
             continue
-        tool = QualityTool(shutil.which(path) or path, filters, origin)
+        tool = QualityTool(which(path) or path, filters, origin)
         missing = [m for m in metrics if not tool.has(m)]
         if not missing:
             return tool

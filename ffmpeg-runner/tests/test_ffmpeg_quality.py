@@ -197,7 +197,7 @@ def fake_ffmpegs(filters_by_path: dict[str, str]) -> Any:
 def test_first_ffmpeg_with_the_filters_is_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
     from ffmpeg_runner import quality
 
-    monkeypatch.setattr(quality.shutil, "which", lambda path: path)
+    monkeypatch.setattr(quality, "which", lambda path: path)
     no_vmaf = FILTERS_TEXT.replace("libvmaf", "vmafmotion")
     run = fake_ffmpegs(
         {"/q/ffmpeg": no_vmaf, "/usr/bin/ffmpeg": no_vmaf, "/x/ffmpeg": FILTERS_TEXT}
@@ -268,3 +268,23 @@ def test_shipped_demo_and_codecs_batches_measure_quality_on_real_content() -> No
     assert {s.encoder for s in codecs} == {"libx264", "libx265", "libsvtav1", "libvpx-vp9"}
     assert all(len({s.bitrate for s in codecs if s.encoder == e}) == 3 for e in ("libx265",))
     assert len(codecs) == 12 and all(s.quality == ("vmaf", "psnr", "ssim") for s in codecs)
+
+
+def test_a_bare_ffmpeg_skips_the_quality_extras_python_wrapper(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ffmpeg_runner.which import which
+
+    venv_bin, system_bin = tmp_path / "venv", tmp_path / "usr"
+    for directory, text in (
+        (venv_bin, "#!/venv/bin/python\nimport sys\nfrom ffmpeg.executable import _run\n"),
+        (system_bin, "#!/bin/sh\nexit 0\n"),
+    ):
+        directory.mkdir()
+        (directory / "ffmpeg").write_text(text)
+        (directory / "ffmpeg").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{venv_bin}:{system_bin}")
+    assert which("ffmpeg") == str(system_bin / "ffmpeg")
+    assert which(str(venv_bin / "ffmpeg")) == str(venv_bin / "ffmpeg")  # a path is taken as is
+    monkeypatch.setenv("PATH", str(venv_bin))
+    assert which("ffmpeg") is None
