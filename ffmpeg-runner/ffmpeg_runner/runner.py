@@ -466,7 +466,7 @@ class Runner:
     ) -> tuple[tuple[OutputQuality, ...], str | None]:
         """Stream 0's outputs against the source; (what was measured, the error if any)."""
         if status != "ok":
-            return (), f"not measured: the window {status}"
+            return (), f"not measured: window status {status}"
         tool = self.options.quality
         if tool is None:
             return (), "not measured: no quality ffmpeg was chosen (RunOptions.quality)"
