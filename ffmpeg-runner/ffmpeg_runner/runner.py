@@ -31,7 +31,14 @@ from .ffmpeg import FfmpegInfo, measured_path, stream_commands
 from .manifest import Manifest, host_facts
 from .process import FfmpegProcess, stop_all
 from .progress import ProgressSnapshot
-from .quality import QualityTool, Reference, compare_command, read_scores
+from .quality import (
+    COMPARE_BASE_TIMEOUT_S,
+    COMPARE_TIMEOUT_S_PER_FRAME,
+    QualityTool,
+    Reference,
+    compare_command,
+    read_scores,
+)
 from .scenario import Scenario
 from .source import ffprobe_next_to, lavfi_source, probe_file
 
@@ -40,8 +47,6 @@ log = logging.getLogger(__name__)
 STDERR_TAIL_LINES = 15
 STDERR_TAIL_CHARS = 8000
 REAP_WAIT_S = 2.0
-# One output's comparison may take this long before it is stopped (VMAF on long 4K outputs).
-QUALITY_TIMEOUT_S = 3600.0
 
 
 class WindowSink(Protocol):
@@ -537,12 +542,15 @@ class Runner:
             argv = compare_command(tool, output, reference, frames, metrics)
             process = FfmpegProcess(argv, name="ffmpeg-quality", wake=self.wake, cwd=Path(logs))
             process.start()
-            outcome = self._wait(self.clock.monotonic() + QUALITY_TIMEOUT_S, [process])
+            timeout_s = COMPARE_BASE_TIMEOUT_S + COMPARE_TIMEOUT_S_PER_FRAME * frames
+            outcome = self._wait(self.clock.monotonic() + timeout_s, [process])
             stop_all([process], self.options.stop_grace_s, graceful=outcome == "exited")
             if outcome == "stopped":
                 raise QualityError(f"interrupted: {self.stop_reason}")
             if outcome == "elapsed":
-                raise QualityError(f"timed out after {QUALITY_TIMEOUT_S:g} s")
+                raise QualityError(
+                    f"{output.name}: {tool.path} did not finish in {timeout_s:g} s; stopped it"
+                )
             code = process.poll()
             if code != 0:
                 raise QualityError(

@@ -164,6 +164,8 @@ def test_compare_command_upscales_bicubic_and_cuts_the_looped_reference() -> Non
     argv = compare_command(tool, Path("/tmp/out.mkv"), reference, 400, ["vmaf", "psnr", "ssim"])
     assert argv[0] == "/opt/ffmpeg"
     assert argv[argv.index("-stream_loop") + 1] == "-1"
+    # ffmpeg 6.0 hangs at exit on a looped input with audio: the reference reads video only.
+    assert argv.index("-an") < argv.index("-stream_loop") < argv.index("/clips/bbb.mp4")
     assert argv[argv.index("-t") + 1] == "18.000"  # 400 frames / 25 fps + 2 s slack
     graph = argv[argv.index("-filter_complex") + 1]
     assert "scale=1280:720:flags=bicubic" in graph

@@ -251,3 +251,26 @@ def test_stop_during_the_quality_step_interrupts_it_and_leaves_nothing_running(
     assert window.quality_error == "interrupted: test stop"
     (process,) = started
     assert process.poll() is not None  # stopped and reaped
+
+
+def test_a_comparison_that_never_ends_is_stopped_and_recorded(
+    make_scenario: Callable[..., Scenario],
+    run_options: Callable[..., RunOptions],
+    ffmpeg_info: FfmpegInfo,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The safety net for a hung comparing ffmpeg (ffmpeg 6.0 once hung at exit on a looped
+    input with audio): the window keeps its data, quality_error says what happened."""
+
+    def endless(*args: Any, **kwargs: Any) -> list[str]:
+        return [ffmpeg_info.path, "-v", "error", "-re", "-f", "lavfi", "-i", "testsrc2",
+                "-f", "null", "-"]  # fmt: skip
+
+    monkeypatch.setattr(runner_module, "compare_command", endless)
+    monkeypatch.setattr(runner_module, "COMPARE_BASE_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(runner_module, "COMPARE_TIMEOUT_S_PER_FRAME", 0.0)
+    options = run_options(quality=choose_tool(["psnr"], None, ffmpeg_info.path))
+    Runner([make_scenario(quality=["psnr"])], options, host=HOST).run()
+    (window,) = windows(options.manifest_path)
+    assert window.status == "ok" and window.frames_total > 0
+    assert window.quality_error and "did not finish in 1 s; stopped it" in window.quality_error
