@@ -26,7 +26,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 venv: $(PY)
-	$(PY) -m pip install --quiet -e '.[dev,gpu,docker,advisor,pyjoules]'
+	$(PY) -m pip install --quiet -e '.[dev,gpu,docker,advisor,pyjoules,quality]'
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -36,6 +36,8 @@ SPAN_S = 20 * 60
 STEP_S = 1
 LADDER = "1280x720@2M+640x360@800k"
 RUNGS = (("720p", 1280 * 720), ("360p", 640 * 360))
+# Mean scores each preset's outputs get (psnr dB, ssim, vmaf), pushed once at the window end.
+QUALITY = {"fast": (40.0, 0.97, 93.0), "veryfast": (38.0, 0.95, 88.0)}
 
 # Metric names by producer, as in SPEC §4-§5 and the base client's self-metrics.
 DATA_METRICS = {
@@ -63,6 +65,8 @@ DATA_METRICS = {
     "ffmpeg_frames_total",
     "ffmpeg_fps",
     "ffmpeg_speed_ratio",
+    "ffmpeg_output_quality",
+    "ffmpeg_output_bitrate_bits_per_second",
 }
 SELF_METRICS = {fam.name for fam in SelfMetrics.FAMILIES}
 METRIC_PREFIXES = (
@@ -316,6 +320,7 @@ def generate(start_s: int) -> dict[str, Series]:
                 "streams": "2",
                 "bitrate": "2M",
                 "repeat": str(w["repeat"]),
+                "fps": "30",
             }
             progress = [
                 (
@@ -341,6 +346,19 @@ def generate(start_s: int) -> dict[str, Series]:
                         ff.add("ffmpeg_speed_ratio", labels, 1.0 + rng.uniform(-0.02, 0.02), ts)
             elif i in active_before:
                 ff.samples.append(Sample.stale("ffmpeg_scenario_info", info, ts))
+                if w["phase"] == "transcode":
+                    # Quality: one sample per output (and metric) at the window's end.
+                    window = {"run_id": RUN_ID, "scenario": w["scenario"]}
+                    window["repeat"] = str(w["repeat"])
+                    end_ms = w["end"] * 1000
+                    for rung in LADDER.split("+"):
+                        bitrate = 1.96e6 if rung.startswith("1280") else 7.9e5
+                        labels = {**window, "rung": rung}
+                        ff.add("ffmpeg_output_bitrate_bits_per_second", labels, bitrate, end_ms)
+                        scores = zip(("psnr", "ssim", "vmaf"), QUALITY[w["preset"]], strict=True)
+                        for metric, value in scores:
+                            labels = {**window, "rung": rung, "metric": metric}
+                            ff.add("ffmpeg_output_quality", labels, value, end_ms)
                 if w["phase"] == "transcode":
                     for labels, _ in progress:
                         for name in ("ffmpeg_frames_total", "ffmpeg_fps", "ffmpeg_speed_ratio"):
@@ -462,7 +480,12 @@ def test_panel_query_returns_series(
 ) -> None:
     prom, end_s = filled_prometheus
     dash = load(path)
-    variables = {"instance": INSTANCE, "run_id": RUN_ID, "job": "cpu-rapl-client"}
+    variables = {
+        "instance": INSTANCE,
+        "run_id": RUN_ID,
+        "job": "cpu-rapl-client",
+        "quality_metric": "psnr",
+    }
     ((panel, target),) = [
         (p, t) for p, t in iter_targets(dash) if p["id"] == panel_id and t["refId"] == ref_id
     ]
@@ -479,7 +502,12 @@ def test_panel_query_returns_series(
 @pytest.mark.integration
 def test_template_variable_queries_find_the_data(filled_prometheus: tuple[Any, int]) -> None:
     prom, _ = filled_prometheus
-    expected = {"instance": INSTANCE, "run_id": RUN_ID, "job": "cpu-rapl-client"}
+    expected = {
+        "instance": INSTANCE,
+        "run_id": RUN_ID,
+        "job": "cpu-rapl-client",
+        "quality_metric": "psnr",
+    }
     seen = 0
     for path in DASHBOARDS:
         for var in load(path)["templating"]["list"]:
@@ -487,7 +515,7 @@ def test_template_variable_queries_find_the_data(filled_prometheus: tuple[Any, i
             values = label_values(prom, query)
             assert expected[var["name"]] in values, (path.name, var["name"], values)
             seen += 1
-    assert seen == 5
+    assert seen == 6
 
 
 @pytest.mark.integration
@@ -516,3 +544,34 @@ def test_scenario_power_table_tells_transcode_from_baseline(
     # package + dram = 1.12 * (12 + 38 * load): load 0.1 idle, 1.0 transcoding (± noise).
     assert rows[("x264-fast-720p", "transcode")] == pytest.approx(1.12 * 50, rel=0.05)
     assert rows[("x264-fast-720p", "baseline")] == pytest.approx(1.12 * 15.8, rel=0.05)
+
+
+@pytest.mark.integration
+def test_energy_vs_quality_pairs_each_window_with_its_quality(
+    filled_prometheus: tuple[Any, int],
+) -> None:
+    """The scatter's two queries line up by (scenario, repeat): y = CPU J per output frame
+    inside the window, x = the window's mean score of the chosen metric."""
+    prom, end_s = filled_prometheus
+    dash = load(GRAFANA / "dashboards/scenario-comparison.json")
+    targets = {
+        t["refId"]: t for p, t in iter_targets(dash) if p["title"] == "Energy vs quality per window"
+    }
+    assert [t["refId"] for t in targets.values()] == ["A", "B"]
+    assert all(t["instant"] and t["format"] == "table" for t in targets.values())
+    rows: dict[str, dict[tuple[str, str], float]] = {}
+    for ref, target in targets.items():
+        for metric in ("psnr", "vmaf"):
+            variables = {"instance": INSTANCE, "run_id": RUN_ID, "quality_metric": metric}
+            expr = substitute(target["expr"], variables, SPAN_S)
+            rows[f"{ref}-{metric}"] = {
+                (r["metric"]["scenario"], r["metric"]["repeat"]): float(r["value"][1])
+                for r in prom.query(expr, at=end_s)
+            }
+    windows_seen = {("x264-fast-720p", "0"), ("x264-fast-720p", "1"), ("x264-veryfast-720p", "0")}
+    assert set(rows["A-psnr"]) == set(rows["B-psnr"]) == windows_seen
+    assert rows["B-psnr"][("x264-fast-720p", "1")] == pytest.approx(QUALITY["fast"][0])
+    assert rows["B-vmaf"][("x264-veryfast-720p", "0")] == pytest.approx(QUALITY["veryfast"][2])
+    # Busy windows: package + dram = 1.12 * (12 + 38) W over 2 streams x 2 rungs x 30 frames/s.
+    for joules_per_frame in rows["A-psnr"].values():
+        assert joules_per_frame == pytest.approx(1.12 * 50 / 120, rel=0.1)

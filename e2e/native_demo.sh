@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # `make demo`: the whole job without Docker. Starts a local Prometheus with the project's config
-# and rules on a free loopback port, the clients this machine supports, runs the quick scenario
-# batch, and prints the advisor's report (HTML written beside it). Everything started here is
-# stopped on exit or Ctrl-C, by PID.
+# and rules on a free loopback port, the clients this machine supports, runs the demo scenario
+# batch (the quick batch plus a quality sweep on a real clip), and prints the advisor's report
+# (HTML written beside it). Everything started here is stopped on exit or Ctrl-C, by PID.
+# DEMO_BATCH replaces the batch; DEMO_QUALITY (e.g. psnr,ssim) replaces the sweep's metrics,
+# which are otherwise vmaf,psnr,ssim where an ffmpeg with libvmaf is found, else psnr,ssim.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 venv=${VENV:-.venv}
 bin=$root/$venv/bin
 demo=${DEMO_DIR:-$root/.demo}
-batch=${DEMO_BATCH:-$root/ffmpeg-runner/scenarios/quick.json}
+batch=${DEMO_BATCH:-$root/ffmpeg-runner/scenarios/demo.json}
 push_interval=${DEMO_PUSH_INTERVAL_S:-1}
 
 for tool in prometheus promtool ffmpeg; do
@@ -88,10 +90,25 @@ for pid in "${pids[@]}"; do
   kill -0 "$pid" 2>/dev/null || { echo "demo: a process exited early" >&2; exit 1; }
 done
 
+quality=${DEMO_QUALITY:-}
+if [ -z "$quality" ] && [ -z "${DEMO_BATCH:-}" ] && "$bin/python" -c '
+import os, sys
+from ffmpeg_runner.errors import QualityUnavailableError
+from ffmpeg_runner.quality import choose_tool
+try:
+    choose_tool(["vmaf"], os.environ.get("QUALITY_FFMPEG_PATH"), os.environ.get("FFMPEG_PATH", "ffmpeg"))
+except QualityUnavailableError:
+    sys.exit(1)' 2>/dev/null; then
+  quality=vmaf,psnr,ssim
+fi
+quality_args=()
+[ -n "$quality" ] && quality_args=(--quality "$quality")
+echo "demo: quality ${quality:-as the batch says} (VMAF needs an ffmpeg with libvmaf: make venv)"
+
 run_id="demo-$(date -u +%Y%m%dT%H%M%SZ)"
 echo "demo: running scenario batch $batch as run $run_id"
 "$bin/ffmpeg-runner" batch --file "$batch" --run-id "$run_id" --output-dir "$demo/results" \
-  2>&1 | tee "$demo/logs/ffmpeg-runner.log"
+  "${quality_args[@]}" 2>&1 | tee "$demo/logs/ffmpeg-runner.log"
 manifest="$demo/results/$run_id.json"
 [ -f "$manifest" ] || { echo "demo: no manifest at $manifest" >&2; exit 1; }
 

@@ -1,6 +1,8 @@
 """``ffmpeg-runner single | multi | batch --file F``: run scenarios, tag their windows, write
-the results manifest. Exit codes: 0 every window ok, 1 a window failed (or another error),
-2 invalid flags/settings/batch file, 3 ffmpeg unusable, 128+N stopped by signal N."""
+the results manifest; ``ffmpeg-runner clips`` lists the named real clips and their paths.
+Exit codes: 0 every window ok, 1 a window failed (or another error), 2 invalid
+flags/settings/batch file (or quality asked for that no ffmpeg can measure), 3 ffmpeg
+unusable, 128+N stopped by signal N."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from base_monitoring_client import (
     MonitoringClientError,
     Setting,
     parse_float,
+    parse_optional_str,
     parse_path,
     parse_str,
 )
@@ -31,12 +34,14 @@ from base_monitoring_client.pipeline import Pipeline
 
 from . import __version__
 from .client import RunnerClient
-from .contract import parse_bitrate
+from .contract import QUALITY_METRICS, parse_bitrate
 from .errors import FfmpegUnavailableError, ScenarioError
 from .ffmpeg import FfmpegInfo, check_encoders, probe_ffmpeg, stream_commands
 from .manifest import new_run_id
+from .quality import QualityTool, choose_tool
 from .runner import NullSink, Runner, RunOptions, WindowSink
 from .scenario import FIELDS, Scenario, build_scenario, load_batch, parse_ladder
+from .source import CLIP_DISTRIBUTION, CLIPS, clip_path
 
 log = logging.getLogger(__name__)
 PROG = "ffmpeg-runner"
@@ -51,6 +56,10 @@ RUNNER_SETTINGS: tuple[Setting, ...] = (
     Setting("STOP_GRACE_S", "5", parse_float(0.1, 600),
             "seconds ffmpeg gets after 'q' (and again after SIGTERM) before the next step",
             "use a number of seconds between 0.1 and 600, e.g. 5"),
+    Setting("QUALITY_FFMPEG_PATH", "", parse_optional_str,
+            "ffmpeg that measures quality (default: FFMPEG_PATH, else the quality extra's "
+            "static ffmpeg; the first with every filter asked for is used)",
+            "give an ffmpeg built with --enable-libvmaf, e.g. /opt/ffmpeg/bin/ffmpeg"),
 )  # fmt: skip
 
 # flag dest -> (scenario field, text -> JSON-typed value)
@@ -69,6 +78,7 @@ _SCENARIO_FLAGS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "with_baseline": ("with_baseline", bool),
     "baseline_duration": ("baseline_duration", float),
     "realtime": ("realtime", bool),
+    "quality": ("quality", str),
 }
 
 
@@ -79,7 +89,8 @@ def _add_scenario_flags(parser: argparse.ArgumentParser, *, batch: bool) -> None
     add = group.add_argument
     if not batch:
         add("--name", help="scenario name (default: ENCODER-PRESET-RUNG[-Nx])")
-        add("--input", metavar="FILE|testsrc2", help="media file, looped (default: testsrc2)")
+        add("--input", metavar="FILE|testsrc2|" + "|".join(CLIPS),
+            help="media file or named clip (see `clips`), looped (default: testsrc2)")  # fmt: skip
     add("--encoder", help=FIELDS["encoder"].help + " (default: libx264)")
     add("--preset", help="encoder preset, e.g. fast (x264/x265), 8 (svtav1), good:4 (vp9)")
     if not batch:
@@ -100,6 +111,9 @@ def _add_scenario_flags(parser: argparse.ArgumentParser, *, batch: bool) -> None
     add("--baseline-duration", metavar="S", help="baseline seconds (default: --duration)")
     add("--realtime", action=argparse.BooleanOptionalAction, default=None,
         help="read input at its frame rate (-re); default on for rtmp://, else off")  # fmt: skip
+    add("--quality", metavar="LIST",
+        help=f"measure after each window: comma list of {','.join(QUALITY_METRICS)} "
+        "(compared with the source; use real content, e.g. --input bbb)")  # fmt: skip
 
 
 def _add_run_flags(parser: argparse.ArgumentParser) -> None:
@@ -129,13 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     single = sub.add_parser("single", help="one stream (sweep with --bitrates)")
     multi = sub.add_parser("multi", help="N parallel streams (sweep with --count 1,2,4,8)")
     batch = sub.add_parser("batch", help="scenarios from a JSON file")
+    sub.add_parser("clips", help="list the named real clips (--input NAME) and their paths")
     for command in (single, multi, batch):
         if command is batch:
             command.add_argument(
                 "--file",
                 required=True,
                 type=Path,
-                help="batch JSON file, or a shipped batch by name: quick, stress",
+                help="batch JSON file, or a shipped batch by name: quick, demo, codecs, stress",
             )
         if command is multi:
             command.add_argument(
@@ -246,6 +261,27 @@ def print_dry_run(scenarios: Sequence[Scenario], options: RunOptions, out: Any) 
                 print(shlex.join(argv), file=out)
 
 
+def print_clips(out: Any) -> int:
+    """``ffmpeg-runner clips``: each named clip, its path (or how to install it)."""
+    for name, (_, about) in CLIPS.items():
+        path = clip_path(name)
+        where = str(path) if path else f"not installed (needs {CLIP_DISTRIBUTION}: make venv)"
+        print(f"{name:<6} {where}\n       {about}", file=out)
+    return 0
+
+
+def pick_quality_tool(
+    scenarios: Sequence[Scenario], values: Mapping[str, Any], encode_ffmpeg: str
+) -> QualityTool | None:
+    """The ffmpeg that measures every metric the scenarios ask for (None: none asked)."""
+    metrics = sorted({m for s in scenarios for m in s.quality}, key=QUALITY_METRICS.index)
+    if not metrics:
+        return None
+    tool = choose_tool(metrics, values.get("quality_ffmpeg_path"), encode_ffmpeg)
+    log.info("quality %s measured with %s (%s)", ",".join(metrics), tool.path, tool.origin)
+    return tool
+
+
 def _exit_code(status: str, signum: int | None) -> int:
     if status == "interrupted":
         return 128 + (signum or signal.SIGTERM)
@@ -255,6 +291,8 @@ def _exit_code(status: str, signum: int | None) -> int:
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "clips":
+        return print_clips(sys.stdout)
     all_settings = list(BASE_SETTINGS) + list(RUNNER_SETTINGS)
     try:
         config, values = config_from_args(args, all_settings, env)
@@ -278,6 +316,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             info = FfmpegInfo(values["ffmpeg_path"], "unknown", "", frozenset())
         else:
             check_encoders(scenarios, info, probe_hardware=not args.dry_run)
+        quality_tool = pick_quality_tool(scenarios, values, info.path)
     except MonitoringClientError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -288,6 +327,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         sample_interval_s=config.sample_interval_s,
         stop_grace_s=values["stop_grace_s"],
         fail_fast=args.fail_fast,
+        quality=quality_tool,
     )
     if args.dry_run:
         print_dry_run(scenarios, options, sys.stdout)

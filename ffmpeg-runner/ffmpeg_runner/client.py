@@ -5,18 +5,35 @@ turns that state into samples. Every sample of a series, its stale marker includ
 on the sampler thread, so timestamps of a series increase without coordination:
 ``ffmpeg_scenario_info`` gets a sample at exactly the window start, one per tick, one at
 exactly the window end, and the stale marker 1 ms later.
+
+Quality is pushed once per measured output, after it was computed, with the window's end as
+timestamp: ``ffmpeg_output_quality`` (the mean score, one series per metric) and
+``ffmpeg_output_bitrate_bits_per_second``. They get no stale marker: a single sample,
+visible to instant queries for Prometheus' lookback (5 min) after the window's end and to
+``last_over_time(...[range])`` for as long as the data is kept.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from base_monitoring_client import MonitoringClient, Sample
 
-from .contract import FPS_METRIC, FRAMES_METRIC, INFO_METRIC, SPEED_METRIC
+from .contract import (
+    FPS_METRIC,
+    FRAMES_METRIC,
+    INFO_METRIC,
+    OUTPUT_BITRATE_METRIC,
+    QUALITY_METRIC,
+    SPEED_METRIC,
+    OutputQuality,
+)
 from .progress import ProgressSnapshot
+
+log = logging.getLogger(__name__)
 
 ProgressSource = Callable[[], ProgressSnapshot | None]
 
@@ -49,6 +66,7 @@ class RunnerClient(MonitoringClient):
         self._lock = threading.Lock()
         self._windows: list[_Window] = []
         self._streams: list[_Stream] = []
+        self._once: list[Sample] = []  # one-off samples (quality), sent on the next tick
         self._idle = threading.Condition(self._lock)
 
     # -- runner side ------------------------------------------------------------------------------
@@ -80,14 +98,40 @@ class RunnerClient(MonitoringClient):
             handle.final_frames = list(final_frames) if final_frames is not None else None
             handle.ending = True
 
+    def record_quality(
+        self, window_labels: Mapping[str, str], outputs: Sequence[OutputQuality], ts_ms: int
+    ) -> None:
+        """Push each output's quality once at ``ts_ms`` (the window's end).
+
+        ``window_labels`` are ``run_id``, ``scenario`` and ``repeat``; each output adds
+        ``rung`` (its ``WxH@BITRATE``), and each quality sample ``metric``.
+        """
+        samples: list[Sample] = []
+        seen: set[str] = set()
+        for output in outputs:
+            if output.rung in seen:  # same key twice in one ladder: one series can hold one
+                log.warning("rung %s appears twice; pushing its first output only", output.rung)
+                continue
+            seen.add(output.rung)
+            base = {**window_labels, "rung": output.rung}
+            bitrate = output.achieved_bitrate_bps
+            samples.append(Sample(OUTPUT_BITRATE_METRIC, base, bitrate, ts_ms))
+            for metric, score in output.scores.items():
+                labels = {**base, "metric": metric}
+                samples.append(Sample(QUALITY_METRIC, labels, score.mean, ts_ms))
+        with self._lock:
+            self._once.extend(samples)
+
     def wait_idle(self, timeout: float) -> bool:
         """Block until every closed window and stream has sent its stale markers."""
         with self._idle:
             return self._idle.wait_for(self._all_closed_sent, timeout)
 
     def _all_closed_sent(self) -> bool:
-        return not any(w.end_ms is not None for w in self._windows) and not any(
-            s.ending for s in self._streams
+        return (
+            not self._once
+            and not any(w.end_ms is not None for w in self._windows)
+            and not any(s.ending for s in self._streams)
         )
 
     # -- sampler side -----------------------------------------------------------------------------
@@ -108,6 +152,8 @@ class RunnerClient(MonitoringClient):
                 if not stream.ending:
                     streams.append(stream)
             self._streams = streams
+            out.extend(self._once)
+            self._once = []
             if self._all_closed_sent():
                 self._idle.notify_all()
         return out

@@ -23,3 +23,13 @@ class FfmpegUnavailableError(RunnerError):
     """ffmpeg is missing or unusable (exit code 3, like a missing device)."""
 
     exit_code = 3
+
+
+class QualityUnavailableError(RunnerError):
+    """Quality was asked for but no ffmpeg can compute it (exit 2: a setting to fix)."""
+
+    exit_code = 2
+
+
+class QualityError(RunnerError):
+    """Measuring one window's quality failed; the window is kept with ``quality_error``."""

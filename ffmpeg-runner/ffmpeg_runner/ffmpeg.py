@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from .contract import Rung
 from .encoders import is_hardware, preset_args
 from .errors import FfmpegUnavailableError, ScenarioError
 from .scenario import Scenario
+from .which import which
 
 # Content the input may deliver beyond the planned end: the runner stops ffmpeg at the window
 # end ('q'); the bound only guarantees that nothing runs forever if the runner dies.
@@ -48,7 +48,7 @@ def parse_encoders(text: str) -> frozenset[str]:
 
 
 def probe_ffmpeg(binary: str = "ffmpeg", run: Runner = subprocess.run) -> FfmpegInfo:
-    path = shutil.which(binary)
+    path = which(binary)
     if path is None:
         raise FfmpegUnavailableError(
             f"ffmpeg not found ({binary!r}); install it (apt-get install ffmpeg) "
@@ -151,9 +151,47 @@ def media_path(media_dir: Path, scenario: Scenario, rung: Rung, stream: int, rep
     return media_dir / scenario.name / f"r{repeat}-s{stream}-{rung.name}.mkv"
 
 
+# Where the dry run says a measured output of an ``--output null`` scenario goes.
+QUALITY_DIR_PLACEHOLDER = Path("<quality-tmp>")
+
+
+def measured_path(
+    scenario: Scenario,
+    rung: Rung,
+    stream: int,
+    repeat: int,
+    media_dir: Path | None,
+    *,
+    quality_dir: Path | None,
+) -> Path | None:
+    """The file quality is measured on, or None when this output is not measured.
+
+    Only stream 0 is measured: every stream encodes the same input with the same settings.
+    With ``--output null`` the measured outputs go to a temporary directory instead of null.
+    """
+    if not scenario.quality or stream != 0:
+        return None
+    if scenario.output == "files" and media_dir is not None:
+        return media_path(media_dir, scenario, rung, stream, repeat)
+    if scenario.output == "null":
+        return (quality_dir or QUALITY_DIR_PLACEHOLDER) / f"r{repeat}-s{stream}-{rung.name}.mkv"
+    return None
+
+
 def output_args(
-    scenario: Scenario, rung: Rung, stream: int, repeat: int, media_dir: Path | None
+    scenario: Scenario,
+    rung: Rung,
+    stream: int,
+    repeat: int,
+    media_dir: Path | None,
+    *,
+    quality_dir: Path | None = None,
 ) -> list[str]:
+    measured = measured_path(scenario, rung, stream, repeat, media_dir, quality_dir=quality_dir)
+    if measured is not None:
+        # passthrough: one encoded frame per filtered frame, as with null (no VFR drops), so
+        # frame k of the file is frame k of the looped source.
+        return ["-fps_mode", "passthrough", "-f", "matroska", str(measured)]
     if scenario.output == "null":
         return ["-f", "null", "-"]
     if scenario.output == "files":
@@ -172,6 +210,7 @@ def build_command(
     media_dir: Path | None = None,
     ffmpeg_path: str = "ffmpeg",
     stats_period_s: float = 0.1,
+    quality_dir: Path | None = None,
 ) -> list[str]:
     """One stream's argv: every rung encoded in this one process (split + scale)."""
     argv = [
@@ -182,20 +221,25 @@ def build_command(
         argv.append("-re")
     content = f"{content_seconds(scenario):g}"
     if scenario.is_testsrc:
-        source = f"testsrc2=size={scenario.width}x{scenario.height}:rate={scenario.fps:g}"
-        argv += ["-t", content, "-f", "lavfi", "-i", source]
+        argv += ["-t", content, "-f", "lavfi", "-i", scenario.lavfi_graph]
     else:
         argv += ["-stream_loop", "-1", "-t", content, "-i", scenario.input]
     argv += ["-filter_complex", filter_graph(scenario)]
     codec = ["-c:v", scenario.encoder, *preset_args(scenario.encoder, scenario.preset)]
     for k, rung in enumerate(scenario.rungs):
         argv += ["-map", f"[o{k}]", *codec, "-b:v", rung.bitrate, *scenario.extra_args]
-        argv += output_args(scenario, rung, stream, repeat, media_dir)
+        argv += output_args(scenario, rung, stream, repeat, media_dir, quality_dir=quality_dir)
     return argv
 
 
 def stream_commands(
-    scenario: Scenario, repeat: int, media_dir: Path | None, ffmpeg_path: str, stats_period_s: float
+    scenario: Scenario,
+    repeat: int,
+    media_dir: Path | None,
+    ffmpeg_path: str,
+    stats_period_s: float,
+    *,
+    quality_dir: Path | None = None,
 ) -> Sequence[list[str]]:
     return [
         build_command(
@@ -205,6 +249,7 @@ def stream_commands(
             media_dir=media_dir,
             ffmpeg_path=ffmpeg_path,
             stats_period_s=stats_period_s,
+            quality_dir=quality_dir,
         )
         for stream in range(scenario.streams)
     ]

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import IO
 
 from .progress import ProgressParser, ProgressSnapshot, parse_final_frames
@@ -52,9 +53,15 @@ def _parent_death_signal() -> Callable[[], None] | None:
 
 class FfmpegProcess:
     def __init__(
-        self, argv: Sequence[str], *, name: str, wake: threading.Event | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        name: str,
+        wake: threading.Event | None = None,
+        cwd: Path | None = None,
     ) -> None:
         self.argv = list(argv)
+        self.cwd = cwd
         self.name = name
         self.wake = wake or threading.Event()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -76,6 +83,7 @@ class FfmpegProcess:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
+                cwd=self.cwd,
                 start_new_session=True,  # own group: stop it without touching anything else
                 # The hook makes one prctl call (no locks, no imports): safe next to threads.
                 preexec_fn=_parent_death_signal(),  # noqa: PLW1509

