@@ -183,7 +183,7 @@ def load_manifest(path: Path) -> tuple[RunInfo, list[Window]]:
     run = RunInfo(
         run_id=str(_req(doc, "run_id", str(path))),
         status=str(doc.get("status") or "completed"),
-        hostname=str(host.get("hostname") or ""),
+        hostname=str(host.get("instance") or host.get("hostname") or ""),
         sample_interval_s=float(interval) if isinstance(interval, int | float) else None,
         source=str(path),
         host=host,

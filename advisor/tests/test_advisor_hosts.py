@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -86,3 +88,22 @@ def test_higher_is_better_scores_and_overlapping_hosts_are_not_significant() -> 
     assert means[best] == means.max()
     assert verdicts[0]["significant"] is False
     assert "NOT significant" in verdicts[0]["verdict"]
+
+
+def test_a_run_belongs_to_the_runners_instance_not_its_pod_hostname(tmp_path: Path) -> None:
+    from advisor.windows import load_manifest
+
+    window = {"scenario": "a", "phase": "transcode", "start_ms": 1000, "end_ms": 9000}
+    doc = {
+        "schema_version": 2,
+        "run_id": "r1",
+        "host": {"hostname": "ffmpeg-runner-x7k2p", "instance": "node-a"},
+        "windows": [window],
+    }
+    path = tmp_path / "r1.json"
+    path.write_text(json.dumps(doc))
+    run, windows = load_manifest(path)
+    assert run.hostname == "node-a" and windows[0].hostname == "node-a"
+    del doc["host"]["instance"]  # schema-1 era manifests: the hostname is all there is
+    path.write_text(json.dumps(doc))
+    assert load_manifest(path)[0].hostname == "ffmpeg-runner-x7k2p"

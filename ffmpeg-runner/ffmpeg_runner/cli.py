@@ -328,6 +328,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         stop_grace_s=values["stop_grace_s"],
         fail_fast=args.fail_fast,
         quality=quality_tool,
+        instance=config.instance,
     )
     if args.dry_run:
         print_dry_run(scenarios, options, sys.stdout)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from base_monitoring_client.hostinfo import read_host_info
+
 from .contract import SCHEMA_VERSION
 
 RUN_STATUSES = ("running", "completed", "interrupted", "failed")
@@ -33,22 +35,28 @@ def _read(path: Path) -> str:
         return ""
 
 
-def host_facts(proc_root: Path = Path("/proc"), etc_root: Path = Path("/etc")) -> dict[str, Any]:
-    cpu_model = "unknown"
-    for line in _read(proc_root / "cpuinfo").splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("model name", "Model", "Hardware") and value.strip():
-            cpu_model = value.strip()
-            break
+def host_facts(
+    proc_root: Path = Path("/proc"),
+    etc_root: Path = Path("/etc"),
+    sys_root: Path = Path("/sys"),
+    instance: str = "",
+) -> dict[str, Any]:
+    """The manifest's ``host``; ``instance`` is the runner's instance label (the advisor joins a
+    run's windows to that host's power series by it; in a pod the hostname is the pod's)."""
+    info = read_host_info(proc_root, sys_root)
     os_name = platform.system()
     for line in _read(etc_root / "os-release").splitlines():
         if line.startswith("PRETTY_NAME="):
             os_name = line.partition("=")[2].strip().strip('"')
             break
+    hostname = socket.gethostname()
     return {
-        "hostname": socket.gethostname(),
-        "cpu_model": cpu_model,
-        "cores": os.cpu_count() or 0,
+        "hostname": hostname,
+        "instance": instance or hostname,
+        "cpu_model": info.cpu_model,
+        "cores": info.cores,
+        "virtualized": info.virtualized,
+        "hypervisor": info.hypervisor,
         "kernel": platform.release(),
         "os": os_name,
     }

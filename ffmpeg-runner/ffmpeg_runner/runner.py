@@ -89,6 +89,7 @@ class RunOptions:
     stop_grace_s: float = 5.0
     fail_fast: bool = False
     quality: QualityTool | None = None  # the ffmpeg that measures quality (None: not asked)
+    instance: str = ""  # the instance label the runner pushes with (default: the hostname)
 
     @property
     def manifest_path(self) -> Path:
@@ -189,7 +190,7 @@ class Runner:
         self.options = options
         self.sink: WindowSink = sink or NullSink()
         self.clock = clock
-        self.host = host if host is not None else host_facts()
+        self.host = host if host is not None else host_facts(instance=options.instance)
         self.stop_event = threading.Event()
         self.wake = threading.Event()
         self.stop_reason = ""

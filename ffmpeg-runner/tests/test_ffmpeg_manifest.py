@@ -54,8 +54,9 @@ def test_host_facts_from_injected_roots(tmp_path: Path) -> None:
     etc.mkdir()
     (proc / "cpuinfo").write_text("processor\t: 0\nmodel name\t: Test CPU 9000\n")
     (etc / "os-release").write_text('NAME="Debian"\nPRETTY_NAME="Debian GNU/Linux 12"\n')
-    facts = host_facts(proc, etc)
+    facts = host_facts(proc, etc, tmp_path / "sys", instance="node-7")
     assert facts["cpu_model"] == "Test CPU 9000"
+    assert facts["instance"] == "node-7" and facts["virtualized"] is False
     assert facts["os"] == "Debian GNU/Linux 12"
     assert facts["cores"] >= 1 and facts["kernel"] and facts["hostname"]
     assert host_facts(tmp_path / "none", tmp_path / "none")["cpu_model"] == "unknown"
