@@ -344,7 +344,8 @@ class TranscodingRecommender:
             ]
         raise AdvisorConfigError(
             f"power series come from several instances {instances}; adding them would mix "
-            "machines: pass --instance NAME (the host that ran ffmpeg-runner)"
+            "machines: pass --instance NAME (the host that ran ffmpeg-runner), or "
+            "--compare-hosts to rank each scenario across the hosts"
         )
 
     def analyze(
