@@ -29,7 +29,11 @@ from ffmpeg_runner.contract import (
     INFO_METRIC,
     OUTPUT_BITRATE_METRIC,
     QUALITY_METRIC,
+    MetricScore,
+    OutputQuality,
     Rung,
+    SourceInfo,
+    WindowRecord,
     ladder_key,
     parse_bitrate,
 )
@@ -89,79 +93,64 @@ class SynthWindow:
     def achieved_bps(self, rung: Rung) -> float:
         return rung.bitrate_bps * self.achieved_ratio
 
-    def quality_entries(self) -> list[dict[str, Any]]:
+    def quality_records(self) -> tuple[OutputQuality, ...]:
         """The manifest's per-output quality (schema 2): every stream x rung."""
         if self.phase != "transcode" or not self.quality:
-            return []
+            return ()
         frames = self.frames_per_rung // self.streams
-        return [
-            {
-                "rung": r.key,
-                "name": r.name,
-                "stream": s,
-                "target_bitrate_bps": r.bitrate_bps,
-                "achieved_bitrate_bps": self.achieved_bps(r),
-                "size_bytes": round(self.achieved_bps(r) * self.duration_s / 8),
-                "duration_s": self.duration_s,
-                "frames": frames,
-                "scores": {m: {"mean": v, "p5": v * 0.95} for m, v in self.quality.items()},
-            }
+        return tuple(
+            OutputQuality(
+                rung=r.key,
+                name=r.name,
+                stream=s,
+                target_bitrate_bps=r.bitrate_bps,
+                achieved_bitrate_bps=self.achieved_bps(r),
+                size_bytes=round(self.achieved_bps(r) * self.duration_s / 8),
+                duration_s=self.duration_s,
+                frames=frames,
+                scores={m: MetricScore(v, v * 0.95) for m, v in self.quality.items()},
+            )
             for s in range(self.streams)
             for r in self.rungs
-        ]
+        )
 
     def manifest_entry(self) -> dict[str, Any]:
+        """This window as the runner writes it: through the contract's WindowRecord."""
         transcode = self.phase == "transcode"
-        frames = (
-            {
+        failed = self.status != "ok"
+        return WindowRecord(
+            scenario=self.scenario,
+            phase=self.phase,
+            repeat=self.repeat,
+            start_ms=self.start_ms,
+            end_ms=self.end_ms,
+            status=self.status,
+            error="ffmpeg exited with code 1" if failed else None,
+            encoder=self.encoder,
+            preset=self.preset,
+            bitrate=self.bitrate,
+            streams=self.streams,
+            ladder=ladder_key(self.rungs),
+            rungs=tuple(self.rungs),
+            fps=self.fps,
+            input="testsrc2",
+            realtime=self.realtime,
+            commands=(("ffmpeg", "-hide_banner"),) * self.streams if transcode else (),
+            exit_codes=(1 if failed else 0,) * self.streams if transcode else (),
+            frames={
                 f"{s}:{r.name}": self.frames_per_rung // self.streams
                 for s in range(self.streams)
                 for r in self.rungs
             }
             if transcode
-            else {}
-        )
-        return {
-            "scenario": self.scenario,
-            "phase": self.phase,
-            "repeat": self.repeat,
-            "encoder": self.encoder,
-            "preset": self.preset,
-            "bitrate": self.bitrate,
-            "streams": self.streams,
-            "ladder": ladder_key(self.rungs),
-            "rungs": [
-                {"name": r.name, "width": r.width, "height": r.height, "bitrate": r.bitrate}
-                for r in self.rungs
-            ],
-            "fps": self.fps,
-            "input": "testsrc2",
-            "start_ms": self.start_ms,
-            "end_ms": self.end_ms,
-            "duration_s": self.duration_s,
-            "status": self.status,
-            "error": None if self.status == "ok" else "ffmpeg exited with code 1",
-            "commands": [["ffmpeg", "-hide_banner"]] * self.streams if transcode else [],
-            "exit_codes": [0 if self.status == "ok" else 1] * self.streams if transcode else [],
-            "frames": frames,
-            "frames_total": self.frames_per_rung * len(self.rungs) if transcode else 0,
-            "output_pixels": self.output_pixels if transcode else 0,
-            "dropped_frames": 0,
-            "stderr_tail": "",
-            "realtime": self.realtime,
-            "source": {
-                "kind": "file",
-                "path": "/synthetic/bigbuckbunny.mp4",
-                "sha256": "0" * 64,
-                "size_bytes": 1_000_000,
-                "fps": self.fps,
-                "width": 1280,
-                "height": 720,
-                "frames": 132,
-            },
-            "quality": self.quality_entries(),
-            "quality_error": None,
-        }
+            else {},
+            frames_total=self.frames_per_rung * len(self.rungs) if transcode else 0,
+            output_pixels=self.output_pixels if transcode else 0,
+            source=SourceInfo(
+                "file", "/synthetic/bigbuckbunny.mp4", "0" * 64, 1_000_000, self.fps, 1280, 720, 132
+            ),
+            quality=self.quality_records(),
+        ).to_json()
 
 
 @dataclass
