@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 
 from .client import MonitoringClient
-from .sample import Sample
 
 
 class SyntheticClient(MonitoringClient):
-    """N series: a sine 'power' gauge per series and a counter integrating it.
+    """N series: a sine 'power' gauge per series, set through one handle set per tick.
 
     Values are a pure function of the tick time, so tests can predict them.
     """
@@ -22,15 +20,14 @@ class SyntheticClient(MonitoringClient):
             raise ValueError("series must be >= 1")
         self.series = series
         self.metric = metric
-        self._labels = [{"series": str(i)} for i in range(series)]
+        self._set = self.handle_set(metric, [{"series": str(i)} for i in range(series)])
+        self._index = range(series)
 
     @staticmethod
     def value_at(index: int, timestamp_ms: int) -> float:
         return 50.0 + 10.0 * math.sin(timestamp_ms / 1000.0 + index)
 
-    def collect(self, now_ns: int) -> Iterable[Sample]:
-        ts = now_ns // 1_000_000
-        return [
-            Sample(self.metric, labels, self.value_at(i, ts), ts)
-            for i, labels in enumerate(self._labels)
-        ]
+    def collect(self, now_ns: int) -> None:
+        base = now_ns // 1_000_000 / 1000.0
+        sin = math.sin
+        self._set.set([50.0 + 10.0 * sin(base + i) for i in self._index])

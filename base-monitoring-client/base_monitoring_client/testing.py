@@ -18,6 +18,9 @@ from typing import Any, Self
 
 import requests
 
+from .client import MonitoringClient
+from .sample import Sample
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -207,3 +210,12 @@ def wait_until(predicate: Any, timeout: float = 15.0, interval: float = 0.2) -> 
         if time.monotonic() >= deadline:
             return value
         time.sleep(interval)
+
+
+def collected(client: MonitoringClient, now_ns: int) -> list[Sample]:
+    """One tick of ``client``: what it set through handles, then the Samples it returned."""
+    table = client.series_table
+    frame = table.begin(now_ns // 1_000_000)
+    returned = client.collect(now_ns)
+    table.begin(0)  # later set() calls must not land in this frame
+    return table.samples(frame) + list(returned or [])

@@ -72,6 +72,9 @@ class ScriptedTransport:
                 self.accepted.append(points(body))
             return Outcome(status, None, text, retry_after)
 
+    def close(self) -> None:
+        self.closed = True
+
 
 def points(body: bytes) -> list[tuple[str, float, int]]:
     request = decode(body)

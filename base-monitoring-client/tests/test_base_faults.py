@@ -46,11 +46,10 @@ class RecordingSynthetic(SyntheticClient):
         self.ticks: list[int] = []
         self._lock = threading.Lock()
 
-    def collect(self, now_ns: int) -> Iterable[Sample]:
-        samples = list(super().collect(now_ns))
+    def collect(self, now_ns: int) -> None:
+        super().collect(now_ns)
         with self._lock:
             self.ticks.append(now_ns // 1_000_000)
-        return samples
 
 
 def by_series(points: Iterable[Point], metric: str = METRIC) -> dict[str, list[tuple[int, float]]]:

@@ -50,7 +50,7 @@ class TimedClient(MonitoringClient):
         self.clock.advance(self.durations[len(self.ticks) - 1])
         if len(self.ticks) == len(self.durations):
             assert self.pipeline is not None
-            self.pipeline._stop_sampling.set()
+            self.pipeline.lifecycle.stop_sampling.set()
         return [Sample("x", {}, 1.0, now_ns // 1_000_000)]
 
 
@@ -62,7 +62,7 @@ def test_sampler_is_drift_free_and_skips_ticks_after_a_slow_collect() -> None:
                         transport=ScriptedTransport())  # fmt: skip
     client.pipeline = pipeline
     start = clock.monotonic()
-    pipeline._run_sampler()
+    pipeline.sampler.run()
     offsets = [round((t - start) / 0.1, 9) for t in client.ticks]
     # Ticks stay on the 100 ms grid; the 350 ms collect at tick 3 ends at 0.65 s, so ticks
     # 4, 5, 6 are skipped (counted) and sampling resumes at 0.7 s, not bunched.
