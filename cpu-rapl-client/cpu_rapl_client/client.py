@@ -19,9 +19,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import ModuleType
 
-from base_monitoring_client import MonitoringClient, Sample
+from base_monitoring_client import MonitoringClient
+from base_monitoring_client.counter import ResettableCounter, Step
+from base_monitoring_client.series import Series
 
-from .counter import EnergyCounter, Step
 from .errors import PyJoulesBackendError, RaplConfigError, RaplUnavailableError, fixes_text
 from .estimate import CpuPowerModel
 from .sources import EnergySource, EstimatedSource, PyJoulesSource, SysfsSource
@@ -72,8 +73,8 @@ class CpuRaplClient(MonitoringClient):
         self._next_rescan_ns = 0
         self._next_reminder_ns = 0
         self._source: EnergySource | None = None
-        self._counters: dict[CounterKey, EnergyCounter] = {}
-        self._labels: dict[CounterKey, dict[str, str]] = {}
+        self._counters: dict[CounterKey, ResettableCounter] = {}
+        self._handles: dict[CounterKey, tuple[Series, Series]] = {}  # energy, power
         self._failing: dict[CounterKey, str] = {}
 
     # -- life cycle -----------------------------------------------------------------------
@@ -95,18 +96,16 @@ class CpuRaplClient(MonitoringClient):
     def close(self) -> None:
         self._source = None
 
-    def collect(self, now_ns: int) -> Iterable[Sample]:
+    def collect(self, now_ns: int) -> None:
         source = self._source
         if source is None:
-            return []
+            return
         mono = self._monotonic_ns()
         if self._rescan_ns > 0 and mono >= self._next_rescan_ns:
             self._next_rescan_ns = mono + self._rescan_ns
             self._rescan(mono)
             source = self._source
             assert source is not None
-        timestamp_ms = now_ns // 1_000_000
-        out: list[Sample] = []
         vanished: list[Zone] = []
         kind = source.source
         for zone, value in source.read(mono):
@@ -121,12 +120,12 @@ class CpuRaplClient(MonitoringClient):
             if counter is None:
                 counter = self._new_counter(key, zone)
             update = counter.update(value, mono)
-            labels = self._labels[key]
-            out.append(Sample(ENERGY_METRIC, labels, update.total_uj / 1e6, timestamp_ms))
-            if update.power_w is not None:
-                out.append(Sample(POWER_METRIC, labels, update.power_w, timestamp_ms))
+            energy, power = self._handles[key]
+            energy.set(update.total / 1e6)
+            if update.has_rate:
+                power.set(update.delta * 1000.0 / update.elapsed_ns)  # uJ/ns * 1000 = W
             if update.step is Step.WRAP:
-                log.debug("%s counter wrapped (+%d uJ)", zone.sysfs_id, update.delta_uj)
+                log.debug("%s counter wrapped (+%d uJ)", zone.sysfs_id, update.delta)
             elif update.step is Step.RESET:
                 log.warning(
                     "%s (%s) energy counter went back to %d uJ, further than a wrap allows in "
@@ -136,12 +135,11 @@ class CpuRaplClient(MonitoringClient):
                     zone.name,
                     value,
                     self.max_zone_watts,
-                    update.delta_uj,
+                    update.delta,
                 )
         if vanished and isinstance(source, SysfsSource):
             gone = {z.key for z in vanished}
             source.set_zones([z for z in source.zones if z.key not in gone])
-        return out
 
     # -- sources ----------------------------------------------------------------------------
 
@@ -247,8 +245,9 @@ class CpuRaplClient(MonitoringClient):
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _new_counter(self, key: CounterKey, zone: Zone) -> EnergyCounter:
-        counter = EnergyCounter(zone.max_energy_range_uj, self.max_zone_watts)
+    def _new_counter(self, key: CounterKey, zone: Zone) -> ResettableCounter:
+        # max_zone_watts in uJ per second: a backwards step needing more is a reset
+        counter = ResettableCounter(zone.max_energy_range_uj, self.max_zone_watts * 1e6)
         if zone.max_energy_range_uj is None and key[0] != "estimated":
             log.warning(
                 "%s (%s) has no readable max_energy_range_uj: a wrap will be counted as a reset",
@@ -256,7 +255,8 @@ class CpuRaplClient(MonitoringClient):
                 zone.name,
             )
         self._counters[key] = counter
-        self._labels[key] = {"zone": key[1], "socket": key[2], "source": key[0]}
+        labels = {"zone": key[1], "socket": key[2], "source": key[0]}
+        self._handles[key] = (self.handle(ENERGY_METRIC, labels), self.handle(POWER_METRIC, labels))
         return counter
 
     def _zone_failed(

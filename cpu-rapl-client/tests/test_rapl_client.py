@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from base_monitoring_client import DeviceUnavailableError, Sample
+from base_monitoring_client.testing import collected
 from cpu_rapl_client import (
     CpuPowerModel,
     CpuRaplClient,
@@ -37,7 +38,7 @@ def series(samples: Iterable[Sample]) -> dict[tuple[str, str, str, str], float]:
 def tick(client: CpuRaplClient, clock: FakeMonotonic, n: int, dt: float = 0.1) -> list[Sample]:
     if n:
         clock.advance(dt)
-    return list(client.collect(T0 + n * round(dt * 1e9)))
+    return collected(client, T0 + n * round(dt * 1e9))
 
 
 def make(tree_root: Path, clock: FakeMonotonic, **kw: object) -> CpuRaplClient:

@@ -7,6 +7,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from base_monitoring_client.testing import collected
 from cpu_rapl_client import CpuRaplClient, RaplConfigError, RaplUnavailableError
 from rapl_fakes import FakeMonotonic, FakePowercap, denying_reader, intel_dual_socket_dram
 
@@ -31,7 +32,7 @@ def _series(
         clock.advance(0.1)
     return {
         (s.name, s.labels["zone"], s.labels["socket"]): s.value
-        for s in client.collect(T0 + n * 100_000_000)
+        for s in collected(client, T0 + n * 100_000_000)
         if s.labels["source"] == "pyjoules"
     }
 

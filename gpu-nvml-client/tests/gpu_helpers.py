@@ -8,6 +8,7 @@ import math
 from collections.abc import Mapping
 
 from base_monitoring_client import Sample
+from base_monitoring_client.testing import collected
 from gpu_nvml_client.client import GpuNvmlClient
 from gpu_nvml_client.errors import NvmlCallError
 from gpu_nvml_client.nvml import PynvmlBackend
@@ -41,7 +42,7 @@ class Ticker:
         return self.now_ns // 1_000_000
 
     def tick(self) -> list[Sample]:
-        samples = list(self.client.collect(self.now_ns))
+        samples = collected(self.client, self.now_ns)
         self.now_ns += round(self.interval_s * 1e9)
         self.clock.t += self.interval_s
         return samples
