@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Self
 
+from .config import ClientConfig, Setting
 from .sample import Sample
 from .series import Series, SeriesSet, SeriesTable
 
@@ -28,6 +31,20 @@ class MonitoringClient:
     #: series only now and then set this False and end series themselves (``handle.stale()``,
     #: ``Sample.stale``, or a ``StaleTracker``).
     auto_stale: bool = True
+    #: the client's own settings (environment variable + flag each), on top of the base ones
+    settings: ClassVar[tuple[Setting, ...]] = ()
+    #: what ``--help`` says the client does
+    description: ClassVar[str] = ""
+
+    @classmethod
+    def from_settings(cls, config: ClientConfig, values: Mapping[str, Any]) -> Self:
+        """Build the client from parsed settings (keys: lower-case variable names) and
+        extra flags; raise ConfigError naming the setting when something does not fit."""
+        return cls()
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Extra command-line flags that are not settings (none by default)."""
 
     @property
     def series_table(self) -> SeriesTable:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import math
+from collections.abc import Mapping
+from typing import Any, Self
 
 from .client import MonitoringClient
+from .config import ClientConfig
+from .errors import ConfigError
 
 
 class SyntheticClient(MonitoringClient):
@@ -14,6 +19,7 @@ class SyntheticClient(MonitoringClient):
     """
 
     name = "base-monitoring-client"
+    description = "wattpush base client with a built-in synthetic collector (load generator)."
 
     def __init__(self, series: int = 10, metric: str = "synthetic_power_watts") -> None:
         if series < 1:
@@ -22,6 +28,28 @@ class SyntheticClient(MonitoringClient):
         self.metric = metric
         self._set = self.handle_set(metric, [{"series": str(i)} for i in range(series)])
         self._index = range(series)
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--collector",
+            choices=["synthetic"],
+            default="synthetic",
+            help="built-in collector to run (default: synthetic)",
+        )
+        parser.add_argument(
+            "--series", type=int, default=10, help="number of synthetic series (default: 10)"
+        )
+        parser.add_argument(
+            "--metric", default="synthetic_power_watts", help="metric name of the synthetic series"
+        )
+
+    @classmethod
+    def from_settings(cls, config: ClientConfig, values: Mapping[str, Any]) -> Self:
+        series = int(values.get("series", 10))
+        if series < 1:
+            raise ConfigError(f"--series={series}: expected at least 1 series; pass --series 50")
+        return cls(series, str(values.get("metric", "synthetic_power_watts")))
 
     @staticmethod
     def value_at(index: int, timestamp_ms: int) -> float:

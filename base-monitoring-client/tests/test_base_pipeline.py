@@ -14,10 +14,10 @@ from base_fakes import (
     InstantWaitClock,
     PushOnlyClient,
     ScriptedTransport,
-    SteppingClock,
     series,
 )
 from base_monitoring_client.client import MonitoringClient
+from base_monitoring_client.clock import FakeClock
 from base_monitoring_client.config import ClientConfig
 from base_monitoring_client.pipeline import Pipeline
 from base_monitoring_client.sample import Sample
@@ -39,7 +39,7 @@ def data_points(
 class TimedClient(MonitoringClient):
     """collect() takes a scripted amount of (virtual) time."""
 
-    def __init__(self, clock: SteppingClock, durations: list[float]) -> None:
+    def __init__(self, clock: FakeClock, durations: list[float]) -> None:
         self.clock = clock
         self.durations = durations
         self.ticks: list[float] = []
@@ -55,7 +55,7 @@ class TimedClient(MonitoringClient):
 
 
 def test_sampler_is_drift_free_and_skips_ticks_after_a_slow_collect() -> None:
-    clock = SteppingClock()
+    clock = FakeClock()
     durations = [0.01, 0.099, 0.02, 0.35, 0.01, 0.0, 0.01]
     client = TimedClient(clock, durations)
     pipeline = Pipeline(client, ClientConfig(sample_interval_s=0.1), clock=clock,

@@ -6,12 +6,13 @@ import logging
 from pathlib import Path
 
 import pytest
-from rapl_fakes import FakeMonotonic, FakePowercap
+from base_monitoring_client.clock import FakeClock
+from rapl_fakes import FakePowercap
 
 
 @pytest.fixture
-def clock() -> FakeMonotonic:
-    return FakeMonotonic()
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any, Self
 
-from base_monitoring_client import MonitoringClient
+from base_monitoring_client import (
+    ClientConfig,
+    InvalidValue,
+    MonitoringClient,
+    Setting,
+    parse_float,
+    parse_path,
+)
 from base_monitoring_client.counter import SummedCounter
 from base_monitoring_client.series import Series
 from base_monitoring_client.stale import StaleTracker
 
 from .cgroups import CgroupLayout
 from .discovery import Discovery, Snapshot
-from .engine import DockerHost, EngineClient, parse_docker_host
+from .engine import DEFAULT_DOCKER_HOST, DockerHost, EngineClient, parse_docker_host
 from .errors import HostLayoutError
 from .procfs import (
     DEFAULT_ENGINE_PATTERNS,
@@ -62,10 +70,58 @@ class _ContainerState:
         self.handles = handles  # cpu, memory, receive, transmit
 
 
+def parse_patterns(text: str) -> tuple[str, ...]:
+    patterns = tuple(p.strip() for p in text.split(",") if p.strip())
+    if not patterns:
+        raise InvalidValue("expected a comma-separated list of process names or globs")
+    return patterns
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("DOCKER_HOST", DEFAULT_DOCKER_HOST, parse_docker_host,
+            "Docker Engine endpoint (unix socket or plain-HTTP tcp://host:port)",
+            "use unix:///var/run/docker.sock (mount it read-only into the container) or "
+            "tcp://host:2375"),
+    Setting("HOST_PROC", "/proc", parse_path, "the host's procfs (mounted, e.g. /host/proc)",
+            "mount the host's /proc read-only and point HOST_PROC at it"),
+    Setting("HOST_CGROUP", "/sys/fs/cgroup", parse_path,
+            "the host's cgroup hierarchy (mounted, e.g. /host/sys/fs/cgroup)",
+            "mount the host's /sys/fs/cgroup read-only and point HOST_CGROUP at it"),
+    Setting("CONTAINER_REFRESH_S", "2", parse_float(0.1, 3600),
+            "how often the container list is refreshed from the Engine API",
+            "use a number of seconds between 0.1 and 3600, e.g. 2"),
+    Setting("DOCKER_API_TIMEOUT_S", "5", parse_float(positive=True, max_value=600),
+            "timeout of one Engine API request", "use a number of seconds > 0, e.g. 5"),
+    Setting("MEMORY_STAT_INTERVAL_S", "1", parse_float(0.0, 3600),
+            "how often memory.stat (inactive page cache) is re-read; 0 = every sample",
+            "use a number of seconds >= 0, e.g. 1"),
+    Setting("ENGINE_PROCESSES", ",".join(DEFAULT_ENGINE_PATTERNS), parse_patterns,
+            "runtime processes counted as engine overhead (names or globs)",
+            "list process names or globs, e.g. dockerd,containerd,containerd-shim*,docker-proxy"),
+)  # fmt: skip
+
+
 class DockerOverheadClient(MonitoringClient):
     name = "docker-overhead-client"
+    description = (
+        "Per-container CPU, memory and network (cgroups + /proc), Docker engine overhead "
+        "(dockerd, containerd, shims, docker-proxy) and host CPU, pushed via remote write."
+    )
+    settings = SETTINGS
     # Stale markers are sent here, per series, the tick a container or process disappears.
     auto_stale = False
+
+    @classmethod
+    def from_settings(cls, config: ClientConfig, values: Mapping[str, Any]) -> Self:
+        return cls(
+            docker_host=values["docker_host"],
+            host_proc=values["host_proc"],
+            host_cgroup=values["host_cgroup"],
+            refresh_s=values["container_refresh_s"],
+            api_timeout_s=values["docker_api_timeout_s"],
+            memory_stat_interval_s=values["memory_stat_interval_s"],
+            engine_patterns=values["engine_processes"],
+        )
 
     def __init__(
         self,

@@ -9,13 +9,14 @@ with stale markers.
 from __future__ import annotations
 
 import logging
-import time
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TypeVar
+from typing import Any, Self, TypeVar
 
-from base_monitoring_client import MonitoringClient
+from base_monitoring_client import ClientConfig, InvalidValue, MonitoringClient, Setting, parse_bool
+from base_monitoring_client.clock import SYSTEM_CLOCK, Clock
 from base_monitoring_client.counter import ResettableCounter, Step
 from base_monitoring_client.series import Series
 from base_monitoring_client.stale import StaleTracker
@@ -109,13 +110,55 @@ class _Gpu:
         return f"GPU {self.index} ({self.name}, {self.uuid})"
 
 
+_DEVICE_RE = re.compile(r"^(\d+|GPU-[0-9a-fA-F-]+)$")
+
+
+def parse_devices(text: str) -> tuple[str, ...]:
+    """``0,2`` or ``GPU-<uuid>,...``; empty means every GPU."""
+    items = tuple(item.strip() for item in text.split(",") if item.strip())
+    bad = [item for item in items if not _DEVICE_RE.match(item)]
+    if bad:
+        raise InvalidValue(f"{', '.join(bad)} is neither a GPU index nor a GPU-<uuid>")
+    return items
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "GPU_OPTIONAL",
+        "false",
+        parse_bool,
+        "keep running idle (exit code 0) when there is no NVIDIA driver or GPU",
+        "use true or false",
+    ),
+    Setting(
+        "GPU_DEVICES",
+        "",
+        parse_devices,
+        "GPUs to monitor: indices or UUIDs, comma-separated (empty = all)",
+        "list indices or UUIDs as printed by `nvidia-smi -L`, e.g. 0,1 or GPU-5f2c...",
+    ),
+)
+
+
 class GpuNvmlClient(MonitoringClient):
     """One series set per GPU; see README.md for the metrics and what they mean."""
 
     name = "gpu-nvml-client"
-    # collect() sends its own stale markers (lost GPU, metric that stopped): the list of
-    # series each tick returns is then complete, and an all-empty tick still ends series.
+    description = (
+        "Push per-GPU energy, power, utilisation and NVENC/NVDEC load read from NVML "
+        "to a Prometheus remote-write receiver."
+    )
+    settings = SETTINGS
+    # collect() ends its own series (lost GPU, a query that stopped) with a StaleTracker over
+    # the handles it set this tick, so an all-empty tick still ends series.
     auto_stale = False
+
+    @classmethod
+    def from_settings(cls, config: ClientConfig, values: Mapping[str, Any]) -> Self:
+        return cls(
+            optional=bool(values.get("gpu_optional", False)),
+            devices=tuple(values.get("gpu_devices", ())),
+        )
 
     def __init__(
         self,
@@ -123,14 +166,14 @@ class GpuNvmlClient(MonitoringClient):
         *,
         optional: bool = False,
         devices: Sequence[str] = (),
-        monotonic: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
         nvml_factory: Callable[[], NvmlBackend] = PynvmlBackend,
     ) -> None:
         self._nvml = nvml
         self._nvml_factory = nvml_factory
         self._optional = optional
         self._devices = tuple(devices)
-        self._monotonic = monotonic
+        self._clock = clock
         self._initialised = False
         self._gpus: list[_Gpu] = []
         self._stale = StaleTracker()
@@ -246,7 +289,7 @@ class GpuNvmlClient(MonitoringClient):
     # -- sampling -------------------------------------------------------------------------------
 
     def collect(self, now_ns: int) -> None:
-        mono = self._monotonic()
+        mono = self._clock.monotonic()
         values: list[tuple[Series, float]] = []
         for gpu in self._gpus:
             if gpu.lost:

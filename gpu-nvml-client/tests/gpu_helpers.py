@@ -8,6 +8,7 @@ import math
 from collections.abc import Mapping
 
 from base_monitoring_client import Sample
+from base_monitoring_client.clock import FakeClock
 from base_monitoring_client.testing import collected
 from gpu_nvml_client.client import GpuNvmlClient
 from gpu_nvml_client.errors import NvmlCallError
@@ -16,22 +17,10 @@ from gpu_nvml_client.nvml import PynvmlBackend
 NOW_NS = 1_795_000_000_000_000_000
 
 
-class FakeMonotonic:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self, start: float = 500.0) -> None:
-        self.t = start
-
-    def __call__(self) -> float:
-        return self.t
-
-
 class Ticker:
     """Drives a client like the sampler would: each tick moves wall and monotonic time."""
 
-    def __init__(
-        self, client: GpuNvmlClient, clock: FakeMonotonic, interval_s: float = 0.1
-    ) -> None:
+    def __init__(self, client: GpuNvmlClient, clock: FakeClock, interval_s: float = 0.1) -> None:
         self.client = client
         self.clock = clock
         self.interval_s = interval_s
@@ -44,7 +33,7 @@ class Ticker:
     def tick(self) -> list[Sample]:
         samples = collected(self.client, self.now_ns)
         self.now_ns += round(self.interval_s * 1e9)
-        self.clock.t += self.interval_s
+        self.clock.advance(self.interval_s)
         return samples
 
 
