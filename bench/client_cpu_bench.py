@@ -4,8 +4,8 @@ Part ``threeway``: 2000 series sampled at 10 Hz, pushed every second into one lo
 Prometheus, for --duration seconds after a warm-up, by
   - ours: ``base-monitoring-client --collector synthetic --series 2000``,
   - the peer: bench/prw_peer_client.py, a minimal client on ``prometheus-remote-writer``,
-  - vmagent (Go): scraping the same 2000 series every 100 ms from a static exporter served by
-    this script (the exporter's CPU is not counted), remote-writing every second.
+  - vmagent (Go): scraping the same 2000 series every 100 ms from a static exporter (a
+    ``python -m http.server`` process, not counted), remote-writing every second.
 CPU = Δ(utime + stime) of the sender's process from /proc/<pid>/stat over the window; samples
 = what Prometheus stored for that sender's data series with timestamps inside the window,
 counted back with ``count_over_time`` (self-metrics and vmagent's scrape series left out).
@@ -24,20 +24,20 @@ Nothing is asserted about timings. Every process this script starts is stopped b
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import requests
 from base_monitoring_client.testing import PrometheusProcess, free_port, stop_process
 
 HERE = Path(__file__).resolve().parent
@@ -46,8 +46,21 @@ METRIC = "synthetic_power_watts"
 
 
 def proc_cpu_seconds(pid: int) -> float:
+    """utime + stime from /proc/<pid>/stat: counted in 10 ms clock ticks."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+
+
+def proc_run_seconds(pid: int) -> float:
+    """Time on CPU of every thread, in ns from the scheduler (/proc/<pid>/task/*/schedstat):
+    exact where utime+stime is in 10 ms ticks, which is too coarse for a 0.3 % process."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # the thread ended meanwhile
+    return total / 1e9
 
 
 def proc_rss_mib(pid: int) -> float:
@@ -60,7 +73,8 @@ def proc_rss_mib(pid: int) -> float:
 @dataclass
 class Run:
     sender: str
-    cpu_s: float
+    cpu_s: float  # scheduler run time
+    ticks_cpu_s: float  # utime + stime
     wall_s: float
     stored: int
     expected: int
@@ -97,51 +111,58 @@ def measure(
         if proc.poll() is not None:
             tail = log_path.read_text(errors="replace")[-2000:]
             raise RuntimeError(f"{sender} exited early ({proc.returncode}): {tail}")
-        wall0, cpu0, t0 = time.monotonic(), proc_cpu_seconds(proc.pid), time.time()
+        wall0, t0 = time.monotonic(), time.time()
+        cpu0, ticks0 = proc_run_seconds(proc.pid), proc_cpu_seconds(proc.pid)
         time.sleep(duration)
-        cpu1, wall1, t1 = proc_cpu_seconds(proc.pid), time.monotonic(), time.time()
+        cpu1, ticks1 = proc_run_seconds(proc.pid), proc_cpu_seconds(proc.pid)
+        wall1, t1 = time.monotonic(), time.time()
         rss = proc_rss_mib(proc.pid)
-        time.sleep(3.0)  # what was sampled inside the window reaches Prometheus
         window_ms = int((t1 - t0) * 1000)
-        result = prom.query(f"sum(count_over_time({selector}[{window_ms}ms]))", at=t1)
-        stored = int(float(result[0]["value"][1])) if result else 0
+        stored, settle_deadline = -1, time.monotonic() + 30
+        while time.monotonic() < settle_deadline:
+            time.sleep(2.0)  # what was sampled inside the window reaches Prometheus
+            result = prom.query(f"sum(count_over_time({selector}[{window_ms}ms]))", at=t1)
+            now_stored = int(float(result[0]["value"][1])) if result else 0
+            if now_stored == stored:
+                break
+            stored = now_stored
     finally:
         stop_process(proc)
-    return Run(sender, cpu1 - cpu0, wall1 - wall0, stored, round(expected_per_s * (t1 - t0)), rss)
+    expected = round(expected_per_s * (t1 - t0))
+    return Run(sender, cpu1 - cpu0, ticks1 - ticks0, wall1 - wall0, stored, expected, rss)
 
 
 class StaticExporter:
-    """/metrics with N fixed series, for vmagent to scrape; runs in this process."""
+    """/metrics with N fixed series for vmagent to scrape: ``python -m http.server`` in its
+    own process (so the bench's own threads do not slow it), stopped by its PID."""
 
-    def __init__(self, series: int) -> None:
-        body = "".join(
-            f'{METRIC}{{series="{i}"}} {50.0 + i % 17}\n' for i in range(series)
-        ).encode()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = int(self.server.server_address[1])
-        self.thread = threading.Thread(target=self.server.serve_forever, name="exporter")
+    def __init__(self, series: int, workdir: Path) -> None:
+        self.root = workdir / f"exporter-{time.monotonic_ns()}"
+        self.root.mkdir()
+        (self.root / "metrics").write_text(
+            "".join(f'{METRIC}{{series="{i}"}} {50.0 + i % 17}\n' for i in range(series))
+        )
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> StaticExporter:
-        self.thread.start()
+        cmd = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1"]
+        self.proc = subprocess.Popen(
+            [*cmd, "--directory", str(self.root), str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"http://127.0.0.1:{self.port}/metrics", timeout=1).ok:
+                    break
+            time.sleep(0.1)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        if self.proc is not None:
+            stop_process(self.proc)
 
 
 def threeway(
@@ -156,7 +177,7 @@ def threeway(
         "duration": args.duration,
         "workdir": workdir,
     }
-    order = ["ours", "peer", "vmagent"]
+    order = [w for w in ("ours", "peer", "vmagent") if w in args.senders.split(",")]
     if rnd % 2:
         order.reverse()
     for who in order:
@@ -191,7 +212,7 @@ def threeway(
                 print("vmagent not installed (Debian package victoria-metrics): skipped")
                 continue
             job = f"vmagent-{rnd}"
-            exporter = StaticExporter(series)
+            exporter = StaticExporter(series, workdir)
             config = workdir / f"{job}.yml"
             config.write_text(
                 "scrape_configs:\n"
@@ -205,6 +226,7 @@ def threeway(
                 f"-promscrape.config={config}",
                 f"-remoteWrite.url={prom.write_url}",
                 "-remoteWrite.flushInterval=1s",
+                "-remoteWrite.queues=1",  # one request in flight: in order, as Prometheus needs
                 f"-remoteWrite.tmpDataPath={workdir / job}",
                 f"-httpListenAddr=127.0.0.1:{free_port()}",
                 "-loggerLevel=WARN",
@@ -250,14 +272,15 @@ def clients(prom: PrometheusProcess, args: argparse.Namespace, workdir: Path) ->
             selector=sel,
             expected_per_s=10,
             warmup=args.warmup,
-            duration=args.duration,
+            duration=args.client_duration,
             workdir=workdir,
         )
         ticks = run.wall_s * 10
         rows.append(
             [
                 title,
-                f"{run.cpu_s / run.wall_s * 100:.2f} %",
+                f"{run.cpu_s / run.wall_s * 100:.3f} %",
+                f"{run.ticks_cpu_s / run.wall_s * 100:.2f} %",
                 f"{run.cpu_s / ticks * 1e6:.0f} us",
                 f"{run.rss_mib:.1f} MiB",
             ]
@@ -269,7 +292,7 @@ def clients(prom: PrometheusProcess, args: argparse.Namespace, workdir: Path) ->
             "--containers",
             "20",
             "--seconds",
-            str(args.duration),
+            str(args.client_duration),
             "--warmup",
             str(args.warmup),
         ],
@@ -278,8 +301,42 @@ def clients(prom: PrometheusProcess, args: argparse.Namespace, workdir: Path) ->
         check=False,
     )
     line = (docker.stdout.strip().splitlines() or [docker.stderr.strip()[-300:]])[-1]
-    rows.append(["docker-overhead-client, 20 fake containers", line, "", ""])
+    rows.append(["docker-overhead-client, 20 fake containers", line, "", "", ""])
+    rows.append(bare_loop(args))
     return rows
+
+
+BARE_LOOP = """
+import threading, time
+stop, start, tick = threading.Event(), time.monotonic(), 0
+while not stop.wait(max(0.0, start + tick * 0.1 - time.monotonic())):
+    tick += 1
+"""
+
+
+def bare_loop(args: argparse.Namespace) -> list[str]:
+    """The floor: a Python process that only wakes at 10 Hz on Event.wait."""
+    proc = subprocess.Popen([sys.executable, "-c", BARE_LOOP])
+    try:
+        time.sleep(args.warmup)
+        cpu0, ticks0, wall0 = (
+            proc_run_seconds(proc.pid),
+            proc_cpu_seconds(proc.pid),
+            time.monotonic(),
+        )
+        time.sleep(args.client_duration)
+        cpu, ticks = proc_run_seconds(proc.pid) - cpu0, proc_cpu_seconds(proc.pid) - ticks0
+        wall = time.monotonic() - wall0
+        rss = proc_rss_mib(proc.pid)
+    finally:
+        stop_process(proc)
+    return [
+        "bare Python loop, Event.wait at 10 Hz (floor)",
+        f"{cpu / wall * 100:.3f} %",
+        f"{ticks / wall * 100:.2f} %",
+        f"{cpu / (wall * 10) * 1e6:.0f} us",
+        f"{rss:.1f} MiB",
+    ]
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -293,7 +350,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--parts", default="threeway,clients")
     ap.add_argument("--series", type=int, default=2000, help="threeway: series per sender")
-    ap.add_argument("--duration", type=float, default=15.0, help="measured window, seconds")
+    ap.add_argument("--senders", default="ours,peer,vmagent", help="threeway: which senders")
+    ap.add_argument("--duration", type=float, default=15.0, help="threeway window, seconds")
+    ap.add_argument("--client-duration", type=float, default=60.0, help="clients window, s")
     ap.add_argument("--warmup", type=float, default=5.0, help="seconds before the window")
     ap.add_argument("--repeats", type=int, default=1, help="threeway rounds, order alternating")
     ap.add_argument(
@@ -334,6 +393,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         [
                             sender,
                             " / ".join(f"{r.us_per_sample:.2f}" for r in rs),
+                            " / ".join(
+                                f"{r.ticks_cpu_s / r.stored * 1e6:.2f}" if r.stored else "-"
+                                for r in rs
+                            ),
                             f"{med:.2f}",
                             f"{med / peer_us:.2f}" if peer_us else "-",
                             " / ".join(f"{r.stored}/{r.expected}" for r in rs),
@@ -346,6 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         [
                             "sender",
                             "CPU us/sample (runs)",
+                            "utime+stime",
                             "median",
                             "vs peer",
                             "stored/expected",
@@ -356,9 +420,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                 )
             if "clients" in parts:
-                print(f"\nclients at 10 Hz, {args.duration:.0f} s window")
+                print(f"\nclients at 10 Hz, {args.client_duration:.0f} s window")
                 rows = clients(prom, args, workdir)
-                print(table(["client", "CPU % of a core", "CPU per tick", "RSS"], rows))
+                print(
+                    table(["client", "CPU % of a core", "utime+stime", "CPU per tick", "RSS"], rows)
+                )
     return 0
 
 

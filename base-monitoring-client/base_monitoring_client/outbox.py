@@ -98,7 +98,7 @@ class Outbox:
                 self._waiting.clear()
                 if finished():
                     return None
-                self.cond.wait(0.5)
+                self.cond.wait(5.0)  # state changes notify; this is a safety net
 
     def marker_reached(self, marker: FlushMarker) -> None:
         """The sender got to ``marker``: done now, or once the spool is drained."""

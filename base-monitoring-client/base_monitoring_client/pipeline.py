@@ -8,7 +8,6 @@ the processor thread exists only for clients that override process().
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -19,6 +18,7 @@ from .client import MonitoringClient
 from .clock import SYSTEM_CLOCK, Clock
 from .config import ClientConfig
 from .delivery import Sender
+from .handoff import Handoff
 from .health import HealthServer
 from .lifecycle import Lifecycle, State
 from .outbox import FlushMarker, Outbox
@@ -78,9 +78,10 @@ class Pipeline:
             log_once=self._log_once,
         )
         self.builder = FrameBuilder(self.table, client.auto_stale, self._drop, self._log_once)
-        self._to_batcher: queue.Queue[Any] = queue.Queue(_QUEUE_SIZE)
-        self._to_processor: queue.Queue[Any] | None = (
-            queue.Queue(_QUEUE_SIZE) if self.processes else None
+        max_samples = config.max_samples_per_send
+        self._to_batcher = Handoff(_QUEUE_SIZE, max_samples, clock.monotonic)
+        self._to_processor = (
+            Handoff(_QUEUE_SIZE, max_samples, clock.monotonic) if self.processes else None
         )
         self.sampler = Sampler(
             client,
@@ -110,7 +111,7 @@ class Pipeline:
         return self.lifecycle.state
 
     @property
-    def _first_queue(self) -> queue.Queue[Any]:
+    def _first_queue(self) -> Handoff:
         return self._to_processor if self._to_processor is not None else self._to_batcher
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -178,9 +179,9 @@ class Pipeline:
         if "sampler" in threads:
             threads["sampler"].join()
         if self._to_processor is not None:
-            self._to_processor.put(_STOP)
+            self._to_processor.put(_STOP, timeout=60)
             threads["processor"].join()
-        self._to_batcher.put(_STOP)
+        self._to_batcher.put(_STOP, timeout=60)
         threads["batcher"].join()
         with self.outbox.cond:
             # The receiver is already failing: waiting out the whole budget in backoff would
@@ -259,9 +260,8 @@ class Pipeline:
                 if not len(frame):
                     return
                 item = frame
-            try:
-                self._first_queue.put(item, timeout=timeout)
-            except queue.Full:
+            # Like a tick, a push waits for the batcher's deadline or a full batch.
+            if not self._first_queue.put(item, len(batch), wake=False, timeout=timeout):
                 self._drop("processor_queue_full", len(batch))
 
     def flush(self, timeout: float = 10.0) -> bool:
@@ -269,9 +269,7 @@ class Pipeline:
         if self.lifecycle.state is not State.RUNNING:
             return False
         marker = FlushMarker()
-        try:
-            self._first_queue.put(marker, timeout=timeout)
-        except queue.Full:
+        if not self._first_queue.put(marker, timeout=timeout):
             return False
         return marker.done.wait(timeout)
 
@@ -289,7 +287,10 @@ class Pipeline:
 
     def pending_samples(self) -> int:
         batcher = self._batcher
-        return self.outbox.pending + (batcher.count if batcher is not None else 0)
+        queued = self._to_batcher.samples + (
+            self._to_processor.samples if self._to_processor is not None else 0
+        )
+        return self.outbox.pending + queued + (batcher.count if batcher is not None else 0)
 
     def health(self) -> tuple[str, list[str]]:
         reasons: list[str] = []
@@ -311,29 +312,31 @@ class Pipeline:
         assert self._to_processor is not None
         source = self._to_processor
         while True:
-            item = source.get()
-            if item is _STOP:
-                return
-            if isinstance(item, FlushMarker):
-                self._to_batcher.put(item)
-                continue
-            frame, samples, from_tick = item
-            try:
-                samples = self.client.process(samples)
-            except Exception:
-                self._drop("process_error", len(samples))
-                self._log_once(
-                    "process:exception",
-                    "process() raised; its samples were dropped (logged once)",
-                    exc=True,
-                )
-                samples = []
-            if samples:
-                self.builder.add_samples(frame, samples)
-            if from_tick:
-                self.builder.finish_tick(frame)
-            if len(frame):
-                self._to_batcher.put(frame)
+            for item in source.take(None)[0]:
+                if item is _STOP:
+                    return
+                if isinstance(item, FlushMarker):
+                    self._to_batcher.put(item, timeout=60)
+                    continue
+                self._process(*item)
+
+    def _process(self, frame: Frame, samples: list[Sample], from_tick: bool) -> None:
+        try:
+            samples = self.client.process(samples)
+        except Exception:
+            self._drop("process_error", len(samples))
+            self._log_once(
+                "process:exception",
+                "process() raised; its samples were dropped (logged once)",
+                exc=True,
+            )
+            samples = []
+        if samples:
+            self.builder.add_samples(frame, samples)
+        if from_tick:
+            self.builder.finish_tick(frame)
+        if len(frame) and not self._to_batcher.put(frame, len(frame), wake=False, timeout=60):
+            self._drop("processor_queue_full", len(frame))
 
     def _run_batcher(self) -> None:
         clock = self.clock
@@ -355,30 +358,32 @@ class Pipeline:
         self._batcher = batcher
         next_report = clock.monotonic() + push_interval
         last_report_ms = 0
+        source = self._to_batcher
         while True:
             deadline = next_report if oldest is None else min(next_report, oldest + push_interval)
-            try:
-                item = self._to_batcher.get(timeout=max(0.0, deadline - clock.monotonic()))
-            except queue.Empty:
-                item = None
+            items, first_at = source.take(max(0.0, deadline - clock.monotonic()))
             now = clock.monotonic()
-            if item is _STOP or now >= next_report:
+            stop = False
+            for item in items:
+                if item is _STOP:
+                    stop = True
+                elif isinstance(item, FlushMarker):
+                    batcher.flush()
+                    self.outbox.put(item)
+                else:
+                    batcher.add(item, clock.time_ns() // 1_000_000)
+            if stop or now >= next_report:
                 next_report = now + push_interval
                 last_report_ms = self._report_self(batcher, last_report_ms)
-                if batcher.count and oldest is None:
-                    oldest = now
-            if item is _STOP:
+            if stop:
                 batcher.flush()
                 return
-            if isinstance(item, FlushMarker):
-                batcher.flush()
-                self.outbox.put(item)
-            elif item is not None:
-                batcher.add(item, clock.time_ns() // 1_000_000)
-                if batcher.count and oldest is None:
-                    oldest = now
+            if batcher.count and oldest is None:
+                oldest = now if first_at is None else min(now, first_at)
             if oldest is not None and clock.monotonic() >= oldest + push_interval:
                 batcher.flush()
+            # Wake early only for what completes this batch.
+            source.wake_samples = max(1, self.config.max_samples_per_send - batcher.count)
 
     def _report_self(self, batcher: Batcher, last_report_ms: int) -> int:
         """Self-metrics into the batch; returns the timestamp used."""

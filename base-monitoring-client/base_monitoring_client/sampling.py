@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import math
-import queue
 from collections.abc import Callable
 from typing import Any
 
 from .client import MonitoringClient
 from .clock import Clock
 from .errors import MonitoringClientError
+from .handoff import Handoff
 from .lifecycle import Lifecycle
 from .sample import STALE_NAN, Sample
 from .selfmetrics import SelfMetrics
@@ -72,7 +72,7 @@ class Sampler:
         *,
         metrics: SelfMetrics,
         builder: FrameBuilder,
-        out: queue.Queue[Any],
+        out: Handoff,
         to_processor: bool,
         drop: DropFn,
         log_once: LogOnceFn,
@@ -140,7 +140,6 @@ class Sampler:
                 self.builder.add_samples(frame, samples)
             self.builder.finish_tick(frame)
             item = frame
-        try:
-            self.out.put_nowait(item)
-        except queue.Full:
+        # A tick does not wake the batcher (it drains at its deadline); the processor it does.
+        if not self.out.put(item, collected, wake=self.to_processor):
             self._drop("processor_queue_full", collected)
