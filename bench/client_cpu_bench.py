@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from base_monitoring_client.testing import PrometheusProcess, free_port, stop_process
+from wattpush_testing import PrometheusProcess, free_port, stop_process
 
 HERE = Path(__file__).resolve().parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -368,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
-        f"{os.getloadavg()[0]:.2f} at start; CPU = utime+stime of the sender process"
+        f"{os.getloadavg()[0]:.2f} at start; CPU = run time of the sender process (schedstat)"
     )
     with tempfile.TemporaryDirectory(prefix="wattpush-cpu-bench-") as tmp:
         workdir = Path(tmp)

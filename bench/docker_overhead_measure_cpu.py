@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "docker-overhead-client" / "tests"))
 sys.path.insert(0, str(ROOT / "base-monitoring-client"))
 
-from base_monitoring_client.testing import PrometheusProcess, stop_process  # noqa: E402
 from docker_fakes import FakeEngine, FakeHost, client_env  # noqa: E402
+from wattpush_testing import PrometheusProcess, stop_process  # noqa: E402
 
 
 def cpu_seconds(pid: int) -> float:

@@ -3,8 +3,8 @@
 Waking a thread costs more CPU than everything else a 10 Hz tick does (thread wake-ups and
 GIL hand-overs were most of a tick's samples under py-spy), so a tick's frame is queued
 quietly: the consumer drains the queue at its own deadline (the push interval), or earlier
-when the queued samples reach ``wake_samples`` (a full batch). Pushes, flush markers and stop
-wake it at once.
+when the queued samples reach ``wake_samples`` (a full batch) or the queue is half full.
+Flush markers and stop wake it at once.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ class Handoff:
                 self.first_at = self._now()
             self._items.append(item)
             self._samples += samples
-            if wake or self._samples >= self.wake_samples:
+            # Also wake it well before the queue is full, so a quiet put never has to wait.
+            if wake or self._samples >= self.wake_samples or len(self._items) * 2 >= self.capacity:
                 self._urgent = True
                 self._cond.notify_all()
         return True

@@ -27,8 +27,8 @@ from base_monitoring_client.pipeline import Pipeline
 from base_monitoring_client.sample import Sample
 from base_monitoring_client.spool import Spool
 from base_monitoring_client.synthetic import SyntheticClient
-from base_monitoring_client.testing import wait_until
 from fault_receiver import ClientProcess, FaultReceiver, Point, RequestRecord
+from wattpush_testing import wait_until
 
 # Each test takes seconds; a hang fails fast with a stack dump instead of stalling the run.
 pytestmark = pytest.mark.timeout(90)
@@ -377,16 +377,6 @@ def test_shutdown_with_receiver_down_and_no_spool_counts_drops_as_shutdown(
 
 
 # -- whole processes -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def processes() -> Iterator[list[ClientProcess]]:
-    started: list[ClientProcess] = []
-    try:
-        yield started
-    finally:
-        for p in started:
-            p.kill()
 
 
 def client_env(url: str, **extra: str) -> dict[str, str]:

@@ -16,7 +16,7 @@ from base_monitoring_client.errors import ConfigError
 from base_monitoring_client.logutil import JsonFormatter
 from base_monitoring_client.pipeline import Pipeline
 from base_monitoring_client.synthetic import SyntheticClient
-from base_monitoring_client.testing import collected, free_port, wait_until
+from wattpush_testing import collected, free_port, wait_until
 
 
 def test_health_reports_ok_then_degraded_with_reason_and_serves_metrics() -> None:

@@ -17,12 +17,11 @@ from base_fakes import (
     series,
 )
 from base_monitoring_client.client import MonitoringClient
-from base_monitoring_client.clock import FakeClock
 from base_monitoring_client.config import ClientConfig
 from base_monitoring_client.pipeline import Pipeline
 from base_monitoring_client.sample import Sample
 from base_monitoring_client.sender import Backoff, Outcome, Verdict, classify, parse_retry_after
-from base_monitoring_client.testing import wait_until
+from wattpush_testing import FakeClock, wait_until
 
 NOW_MS = int(time.time() * 1000)
 

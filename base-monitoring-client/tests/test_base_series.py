@@ -18,7 +18,7 @@ from base_monitoring_client.sample import STALE_NAN, Sample, float_bits, is_stal
 from base_monitoring_client.series import SeriesTable
 from base_monitoring_client.spool import Batch
 from base_monitoring_client.stale import StaleTracker
-from base_monitoring_client.testing import wait_until
+from wattpush_testing import wait_until
 
 NOW_MS = int(time.time() * 1000)
 DEFAULTS = {"job": "j", "instance": "h"}

@@ -6,8 +6,8 @@ import logging
 from pathlib import Path
 
 import pytest
-from base_monitoring_client.clock import FakeClock
 from rapl_fakes import FakePowercap
+from wattpush_testing import FakeClock
 
 
 @pytest.fixture

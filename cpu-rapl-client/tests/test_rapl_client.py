@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 from base_monitoring_client import DeviceUnavailableError, Sample
-from base_monitoring_client.clock import FakeClock
-from base_monitoring_client.testing import collected
 from cpu_rapl_client import (
     CpuPowerModel,
     CpuRaplClient,
@@ -25,6 +23,7 @@ from rapl_fakes import (
     intel_single_socket,
     write_proc_stat,
 )
+from wattpush_testing import FakeClock, collected
 
 T0 = 1_700_000_000_000_000_000  # wall-clock ns of the first tick
 

@@ -7,10 +7,9 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from base_monitoring_client.clock import FakeClock
-from base_monitoring_client.testing import collected
 from cpu_rapl_client import CpuRaplClient, RaplConfigError, RaplUnavailableError
 from rapl_fakes import FakePowercap, denying_reader, intel_dual_socket_dram
+from wattpush_testing import FakeClock, collected
 
 pytest.importorskip("pyJoules")
 

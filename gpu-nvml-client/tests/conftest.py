@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 
 import pytest
-from base_monitoring_client.clock import FakeClock
 from gpu_helpers import real_nvml_problem
 from gpu_nvml_client.testing import FakeNvml, fake_gpus
+from wattpush_testing import FakeClock
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -8,11 +8,10 @@ import math
 from collections.abc import Mapping
 
 from base_monitoring_client import Sample
-from base_monitoring_client.clock import FakeClock
-from base_monitoring_client.testing import collected
 from gpu_nvml_client.client import GpuNvmlClient
 from gpu_nvml_client.errors import NvmlCallError
 from gpu_nvml_client.nvml import PynvmlBackend
+from wattpush_testing import FakeClock, collected
 
 NOW_NS = 1_795_000_000_000_000_000
 

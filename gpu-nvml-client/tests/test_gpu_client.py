@@ -6,7 +6,6 @@ import math
 
 import pytest
 from base_monitoring_client import DeviceUnavailableError
-from base_monitoring_client.clock import FakeClock
 from gpu_helpers import NOW_NS, Ticker, by_series, labels_of, same, stale, value
 from gpu_nvml_client import (
     DEVICES_METRIC,
@@ -27,6 +26,7 @@ from gpu_nvml_client.errors import (
     NvmlCallError,
 )
 from gpu_nvml_client.testing import FakeGpu, FakeNvml, fake_gpus
+from wattpush_testing import FakeClock
 
 GAUGES = (
     "gpu_power_limit_watts",

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 from base_monitoring_client import Sample
-from base_monitoring_client.testing import collected
 from gpu_nvml_client import DEVICES_METRIC, GpuNvmlClient
+from wattpush_testing import collected
 
 pytestmark = pytest.mark.gpu
 
