@@ -1,6 +1,6 @@
 """One remote-write attempt over HTTP, and what to do about its result.
 
-Classification (SPEC §3): 2xx sent; connection errors, timeouts and 5xx retried with
+Classification: 2xx sent; connection errors, timeouts and 5xx retried with
 exponential backoff and jitter; 429 retried honouring Retry-After unless RETRY_ON_429=false;
 any other 4xx dropped, counted and never retried.
 """

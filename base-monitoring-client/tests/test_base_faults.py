@@ -1,4 +1,4 @@
-"""Delivery under a misbehaving receiver (SPEC §3 delivery semantics), over real HTTP.
+"""Delivery under a misbehaving receiver (the delivery promises), over real HTTP.
 
 The client is the built-in synthetic collector: its values are a pure function of series and
 timestamp, so "exactly once, in order" is checked per series against the ticks it collected.

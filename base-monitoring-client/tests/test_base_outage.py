@@ -1,4 +1,4 @@
-"""SPEC §3's core promise against a real Prometheus: the receiver is down for two minutes and
+"""The core delivery promise against a real Prometheus: the receiver is down for two minutes and
 the client is restarted during the outage -> zero samples lost, zero duplicates, order kept.
 
 WATTPUSH_OUTAGE_S (default 120) shortens the outage for quick runs. Run with ``-s`` to see the
