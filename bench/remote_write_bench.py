@@ -40,10 +40,10 @@ from base_monitoring_client.config import ClientConfig
 from base_monitoring_client.encoder import SeriesEncoder, compress, encode_with_protobuf
 from base_monitoring_client.pipeline import Pipeline
 from base_monitoring_client.sample import Sample
-from base_monitoring_client.testing import PrometheusProcess, stop_process
 from google.protobuf import __version__ as protobuf_version
 from google.protobuf.internal import api_implementation
 from prometheus_remote_writer import RemoteWriter
+from wattpush_testing import PrometheusProcess, stop_process
 
 DEFAULTS = {"job": "bench", "instance": "bench-host"}
 TICK_MS = 100

@@ -122,36 +122,27 @@ def run_client_main(
     return 0
 
 
-def _synthetic_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--collector",
-        choices=["synthetic"],
-        default="synthetic",
-        help="built-in collector to run (default: synthetic)",
-    )
-    parser.add_argument(
-        "--series", type=int, default=10, help="number of synthetic series (default: 10)"
-    )
-    parser.add_argument(
-        "--metric", default="synthetic_power_watts", help="metric name of the synthetic series"
-    )
-
-
-def _make_synthetic(config: ClientConfig, values: Mapping[str, Any]) -> MonitoringClient:
-    series = int(values.get("series", 10))
-    if series < 1:
-        raise ConfigError(f"--series={series}: expected at least 1 series; pass --series 50")
-    return SyntheticClient(series, str(values.get("metric", "synthetic_power_watts")))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
+def run_client(
+    client_class: type[MonitoringClient],
+    argv: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    **options: Any,
+) -> int:
+    """The console script of a client class: its settings, ``from_settings`` and flags."""
     return run_client_main(
-        _make_synthetic,
-        prog="base-monitoring-client",
-        description="wattpush base client with a built-in synthetic collector (load generator).",
-        add_arguments=_synthetic_arguments,
+        client_class.from_settings,
+        prog=client_class.name,
+        description=client_class.description,
+        settings=client_class.settings,
+        add_arguments=client_class.add_arguments,
         argv=argv,
+        env=env,
+        **options,
     )
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    return run_client(SyntheticClient, argv, env)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,35 +2,78 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import argparse
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Self
 
+from .config import ClientConfig, Setting
 from .sample import Sample
+from .series import Series, SeriesSet, SeriesTable
 
 
 class MonitoringClient:
     """A source of samples. The framework owns threads, batching, retries and shutdown.
 
     Life cycle: ``setup()`` once, then ``collect(now_ns)`` every SAMPLE_INTERVAL_S on the
-    ``sampler`` thread, ``process()`` on the ``processor`` thread for each collected tick, and
-    ``close()`` once at shutdown. ``now_ns`` is the wall-clock time of the tick in nanoseconds;
-    use ``now_ns // 1_000_000`` as the timestamp of what you read at that tick.
+    ``sampler`` thread, and ``close()`` once at shutdown. ``now_ns`` is the wall-clock time of
+    the tick in nanoseconds.
+
+    The fast way to report values: declare handles once (``self.handle(...)``,
+    ``self.handle_set(...)``), then set them in ``collect()`` and return nothing. Returning
+    ``Sample`` objects also works (each is routed through a cached handle); ``process()``, when
+    overridden, gets them on a ``processor`` thread.
     """
 
     #: job label of every series; the console script's name by convention.
     name: str = "monitoring-client"
     #: When True the framework sends a stale marker for any series that was present in the
     #: previous tick and is missing from this one (scrape semantics). Clients that emit some
-    #: series only now and then set this False and send ``Sample.stale`` themselves.
+    #: series only now and then set this False and end series themselves (``handle.stale()``,
+    #: ``Sample.stale``, or a ``StaleTracker``).
     auto_stale: bool = True
+    #: the client's own settings (environment variable + flag each), on top of the base ones
+    settings: ClassVar[tuple[Setting, ...]] = ()
+    #: what ``--help`` says the client does
+    description: ClassVar[str] = ""
+
+    @classmethod
+    def from_settings(cls, config: ClientConfig, values: Mapping[str, Any]) -> Self:
+        """Build the client from parsed settings (keys: lower-case variable names) and
+        extra flags; raise ConfigError naming the setting when something does not fit."""
+        return cls()
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Extra command-line flags that are not settings (none by default)."""
+
+    @property
+    def series_table(self) -> SeriesTable:
+        """This client's handles (made on first use: subclasses need not call __init__)."""
+        table: SeriesTable | None = self.__dict__.get("_series_table")
+        if table is None:
+            table = SeriesTable()
+            self.__dict__["_series_table"] = table
+        return table
+
+    def handle(self, name: str, labels: Mapping[str, str] | None = None) -> Series:
+        """The handle of one series, validated and encoded on first use, then cached."""
+        return self.series_table.series(name, labels)
+
+    def handle_set(
+        self, name: str | Sequence[str], label_sets: Iterable[Mapping[str, str]]
+    ) -> SeriesSet:
+        """Handles of a block of series set together each tick with one array of values."""
+        return self.series_table.series_set(name, label_sets)
 
     def setup(self) -> None:
         """Open devices. Raise ConfigError / DeviceUnavailableError with a fix-it hint."""
 
-    def collect(self, now_ns: int) -> Iterable[Sample]:
+    def collect(self, now_ns: int) -> Iterable[Sample] | None:
         raise NotImplementedError(f"{type(self).__name__} must implement collect()")
 
     def process(self, samples: list[Sample]) -> list[Sample]:
-        """Optional second stage (derive rates, convert units); runs off the sampler thread."""
+        """Optional second stage for Samples (derive rates, convert units); runs off the
+        sampler thread. Values set through handles do not pass here."""
         return samples
 
     def close(self) -> None:

@@ -8,7 +8,11 @@ from typing import Protocol
 
 
 class Clock(Protocol):
+    """The one clock every stage and client is given: monotonic time for intervals (seconds,
+    or integer nanoseconds where sums must be exact), wall time for sample timestamps."""
+
     def monotonic(self) -> float: ...
+    def monotonic_ns(self) -> int: ...
     def time_ns(self) -> int: ...
     def wait(self, event: threading.Event, timeout: float) -> bool:
         """Wait until ``event`` is set or ``timeout`` seconds pass; True when the event is set."""
@@ -18,6 +22,9 @@ class Clock(Protocol):
 class SystemClock:
     def monotonic(self) -> float:
         return time.monotonic()
+
+    def monotonic_ns(self) -> int:
+        return time.monotonic_ns()
 
     def time_ns(self) -> int:
         return time.time_ns()

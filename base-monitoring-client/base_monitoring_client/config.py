@@ -14,7 +14,7 @@ import os
 import re
 import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -182,58 +182,6 @@ class Setting:
         return self.env.lower()
 
 
-BASE_SETTINGS: tuple[Setting, ...] = (
-    Setting("REMOTE_WRITE_URL", "http://localhost:9090/api/v1/write", parse_http_url,
-            "remote-write endpoint",
-            "set it to the receiver's write URL, e.g. http://prometheus:9090/api/v1/write"),
-    Setting("SAMPLE_INTERVAL_S", "0.1", parse_float(0.001, 3600), "collect period in seconds",
-            "use a period between 0.001 and 3600 s, e.g. 0.1 for 10 Hz"),
-    Setting("PUSH_INTERVAL_S", "4", parse_float(0.01, 3600), "max seconds a sample waits",
-            "use a value between 0.01 and 3600 s, e.g. 4"),
-    Setting("MAX_SAMPLES_PER_SEND", "2000", parse_int(1, 1_000_000), "batch size cap",
-            "use a whole number between 1 and 1000000, e.g. 2000"),
-    Setting("QUEUE_CAPACITY", "100000", parse_int(1, 100_000_000),
-            "samples held in memory before spilling to the spool",
-            "use a whole number >= 1, e.g. 100000"),
-    Setting("SPOOL_DIR", "", parse_optional_path, "disk buffer directory (empty = off)",
-            "point it at a writable directory, or leave it empty to disable the spool"),
-    Setting("SPOOL_MAX_BYTES", "256MiB", parse_bytes, "spool size bound",
-            "use a size such as 268435456 or 256MiB"),
-    Setting("MIN_BACKOFF_S", "0.03", parse_float(0.0, 3600), "first retry delay",
-            "use a small non-negative number of seconds, e.g. 0.03"),
-    Setting("MAX_BACKOFF_S", "5", parse_float(0.0, 3600), "retry delay cap",
-            "use a number of seconds >= MIN_BACKOFF_S, e.g. 5"),
-    Setting("RETRY_ON_429", "true", parse_bool, "retry 429 honouring Retry-After",
-            "use true or false"),
-    Setting("REMOTE_WRITE_TIMEOUT_S", "10", parse_float(positive=True, max_value=3600),
-            "per request timeout", "use a number of seconds > 0, e.g. 10"),
-    Setting("REMOTE_WRITE_BEARER_TOKEN", "", parse_optional_str, "bearer token", secret=True),
-    Setting("REMOTE_WRITE_BEARER_TOKEN_FILE", "", parse_optional_path,
-            "file holding the bearer token"),
-    Setting("REMOTE_WRITE_BASIC_AUTH_USER", "", parse_optional_str, "basic auth user"),
-    Setting("REMOTE_WRITE_BASIC_AUTH_PASSWORD", "", parse_optional_str, "basic auth password",
-            secret=True),
-    Setting("REMOTE_WRITE_BASIC_AUTH_PASSWORD_FILE", "", parse_optional_path,
-            "file holding the basic auth password"),
-    Setting("REMOTE_WRITE_CA_FILE", "", parse_optional_path, "CA bundle for TLS"),
-    Setting("REMOTE_WRITE_TLS_INSECURE", "false", parse_bool, "skip TLS verification",
-            "use true or false"),
-    Setting("REMOTE_WRITE_HEADERS", "", parse_headers, "extra headers, e.g. X-Scope-OrgID=team1",
-            "write headers as Name=value[,Name=value]"),
-    Setting("EXTRA_LABELS", "", parse_labels, "k=v,k=v added to every series",
-            "write labels as name=value[,name=value] with valid label names"),
-    Setting("INSTANCE", "", parse_str, "instance label (default: hostname)"),
-    Setting("HEALTH_PORT", "0", parse_int(0, 65535), "port for /healthz and /metrics (0 = off)",
-            "use a port number between 0 and 65535 (0 disables the endpoint)"),
-    Setting("HEALTH_ADDRESS", "0.0.0.0", parse_str, "address the health endpoint listens on"),
-    Setting("SHUTDOWN_TIMEOUT_S", "10", parse_float(0.0, 3600), "flush budget on stop",
-            "use a number of seconds >= 0, e.g. 10"),
-    Setting("LOG_LEVEL", "INFO", parse_choice("debug", "info", "warning", "error", "critical"),
-            "log level"),
-    Setting("LOG_FORMAT", "text", parse_choice("text", "json"), "log format"),
-)  # fmt: skip
-
-
 def _read_secret_file(path: Path | None, setting: str, problems: list[str]) -> str | None:
     if path is None:
         return None
@@ -346,6 +294,81 @@ class ClientConfig:
             log_level=values.get("log_level", cls.log_level),
             log_format=values.get("log_format", cls.log_format),
         )
+
+
+def _default(name: str) -> str:
+    """A ClientConfig field's default as the text of its setting: each default is written
+    once, in ClientConfig."""
+    value = ClientConfig.__dataclass_fields__[name].default
+    if value is MISSING or value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+BASE_SETTINGS: tuple[Setting, ...] = (
+    Setting("REMOTE_WRITE_URL", _default("remote_write_url"), parse_http_url,
+            "remote-write endpoint",
+            "set it to the receiver's write URL, e.g. http://prometheus:9090/api/v1/write"),
+    Setting("SAMPLE_INTERVAL_S", _default("sample_interval_s"), parse_float(0.001, 3600),
+            "collect period in seconds",
+            "use a period between 0.001 and 3600 s, e.g. 0.1 for 10 Hz"),
+    Setting("PUSH_INTERVAL_S", _default("push_interval_s"), parse_float(0.01, 3600),
+            "max seconds a sample waits",
+            "use a value between 0.01 and 3600 s, e.g. 4"),
+    Setting("MAX_SAMPLES_PER_SEND", _default("max_samples_per_send"), parse_int(1, 1_000_000),
+            "batch size cap",
+            "use a whole number between 1 and 1000000, e.g. 2000"),
+    Setting("QUEUE_CAPACITY", _default("queue_capacity"), parse_int(1, 100_000_000),
+            "samples held in memory before spilling to the spool",
+            "use a whole number >= 1, e.g. 100000"),
+    Setting("SPOOL_DIR", "", parse_optional_path, "disk buffer directory (empty = off)",
+            "point it at a writable directory, or leave it empty to disable the spool"),
+    Setting("SPOOL_MAX_BYTES", f"{ClientConfig.spool_max_bytes >> 20}MiB", parse_bytes,
+            "spool size bound",
+            "use a size such as 268435456 or 256MiB"),
+    Setting("MIN_BACKOFF_S", _default("min_backoff_s"), parse_float(0.0, 3600), "first retry delay",
+            "use a small non-negative number of seconds, e.g. 0.03"),
+    Setting("MAX_BACKOFF_S", _default("max_backoff_s"), parse_float(0.0, 3600), "retry delay cap",
+            "use a number of seconds >= MIN_BACKOFF_S, e.g. 5"),
+    Setting("RETRY_ON_429", _default("retry_on_429"), parse_bool, "retry 429 honouring Retry-After",
+            "use true or false"),
+    Setting("REMOTE_WRITE_TIMEOUT_S", _default("remote_write_timeout_s"),
+            parse_float(positive=True, max_value=3600),
+            "per request timeout", "use a number of seconds > 0, e.g. 10"),
+    Setting("REMOTE_WRITE_BEARER_TOKEN", "", parse_optional_str, "bearer token", secret=True),
+    Setting("REMOTE_WRITE_BEARER_TOKEN_FILE", "", parse_optional_path,
+            "file holding the bearer token"),
+    Setting("REMOTE_WRITE_BASIC_AUTH_USER", "", parse_optional_str, "basic auth user"),
+    Setting("REMOTE_WRITE_BASIC_AUTH_PASSWORD", "", parse_optional_str, "basic auth password",
+            secret=True),
+    Setting("REMOTE_WRITE_BASIC_AUTH_PASSWORD_FILE", "", parse_optional_path,
+            "file holding the basic auth password"),
+    Setting("REMOTE_WRITE_CA_FILE", "", parse_optional_path, "CA bundle for TLS"),
+    Setting("REMOTE_WRITE_TLS_INSECURE", _default("tls_insecure"), parse_bool,
+            "skip TLS verification",
+            "use true or false"),
+    Setting("REMOTE_WRITE_HEADERS", "", parse_headers, "extra headers, e.g. X-Scope-OrgID=team1",
+            "write headers as Name=value[,Name=value]"),
+    Setting("EXTRA_LABELS", "", parse_labels, "k=v,k=v added to every series",
+            "write labels as name=value[,name=value] with valid label names"),
+    Setting("INSTANCE", "", parse_str, "instance label (default: hostname)"),
+    Setting("HEALTH_PORT", _default("health_port"), parse_int(0, 65535),
+            "port for /healthz and /metrics (0 = off)",
+            "use a port number between 0 and 65535 (0 disables the endpoint)"),
+    Setting("HEALTH_ADDRESS", _default("health_address"), parse_str,
+            "address the health endpoint listens on"),
+    Setting("SHUTDOWN_TIMEOUT_S", _default("shutdown_timeout_s"), parse_float(0.0, 3600),
+            "flush budget on stop",
+            "use a number of seconds >= 0, e.g. 10"),
+    Setting("LOG_LEVEL", _default("log_level"), parse_choice("debug", "info", "warning", "error",
+            "critical"),
+            "log level"),
+    Setting("LOG_FORMAT", _default("log_format"), parse_choice("text", "json"), "log format"),
+)  # fmt: skip
 
 
 def add_setting_flags(parser: argparse.ArgumentParser, settings: Iterable[Setting]) -> None:

@@ -197,7 +197,7 @@ class SeriesEncoder:
             body += tsb
         return bytes(body)
 
-    def _encode_columns(
+    def encode_columns(
         self,
         keys: Sequence[bytes],
         counts: Sequence[int],
@@ -269,7 +269,7 @@ class SeriesEncoder:
             before = len(flat)
             flat += points
             counts.append(len(flat) - before)
-        return self._encode_columns(keys, counts, list(map(_first, flat)), list(map(_second, flat)))
+        return self.encode_columns(keys, counts, list(map(_first, flat)), list(map(_second, flat)))
 
     def encode(self, samples: Iterable[Sample]) -> bytes:
         """Group samples by series (first appearance order) and serialise."""
@@ -313,7 +313,7 @@ class SeriesEncoder:
             seen.add(key)
             keys.append(key)
         flat = [s for group in order for s in group[2]]
-        return self._encode_columns(
+        return self.encode_columns(
             keys,
             [len(group[2]) for group in order],
             list(map(_value, flat)),

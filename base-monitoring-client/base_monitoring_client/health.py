@@ -6,20 +6,27 @@ import json
 import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .errors import ConfigError
-
-if TYPE_CHECKING:
-    from .pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
 
+class HealthSource(Protocol):
+    """What the endpoint reports; the pipeline is one."""
+
+    def health(self) -> tuple[str, list[str]]: ...
+
+    def pending_samples(self) -> int: ...
+
+    def exposition(self) -> str: ...
+
+
 class HealthServer:
-    def __init__(self, address: str, port: int, pipeline: Pipeline) -> None:
-        self.pipeline = pipeline
-        handler = _make_handler(pipeline)
+    def __init__(self, address: str, port: int, source: HealthSource) -> None:
+        self.source = source
+        handler = _make_handler(source)
         try:
             self.server = ThreadingHTTPServer((address, port), handler)
         except OSError as exc:
@@ -43,26 +50,26 @@ class HealthServer:
         self._thread.join(2.0)
 
 
-def _make_handler(pipeline: Pipeline) -> type[BaseHTTPRequestHandler]:
+def _make_handler(source: HealthSource) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "wattpush"
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/healthz":
-                status, reasons = pipeline.health()
+                status, reasons = source.health()
                 body = json.dumps(
                     {
                         "status": status,
                         "reasons": reasons,
-                        "pending_samples": pipeline.pending_samples(),
+                        "pending_samples": source.pending_samples(),
                     }
                 ).encode()
                 # 200 also when degraded: a receiver outage must not get the client restarted
                 # (it would lose its in-memory queue); the body says what is wrong.
                 self._reply(200, "application/json", body)
             elif path == "/metrics":
-                text = pipeline.metrics.exposition(pipeline.default_labels)
+                text = source.exposition()
                 self._reply(200, "text/plain; version=0.0.4; charset=utf-8", text.encode())
             else:
                 self._reply(404, "text/plain", b"not found: try /healthz or /metrics\n")

@@ -1,6 +1,6 @@
 """One remote-write attempt over HTTP, and what to do about its result.
 
-Classification (SPEC §3): 2xx sent; connection errors, timeouts and 5xx retried with
+Classification: 2xx sent; connection errors, timeouts and 5xx retried with
 exponential backoff and jitter; 429 retried honouring Retry-After unless RETRY_ON_429=false;
 any other 4xx dropped, counted and never retried.
 """
@@ -15,6 +15,7 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 import requests
 import tenacity
@@ -97,6 +98,14 @@ class Backoff:
     def delay(self, attempt: int) -> float:
         cap = min(self.max_s, self.min_s * (2.0 ** min(max(attempt - 1, 0), 60)))
         return max(self.min_s, self._rng.uniform(cap / 2.0, cap))
+
+
+class Transport(Protocol):
+    """Where batches go: one POST per call, never raising for what the receiver answers."""
+
+    def post(self, body: bytes, timeout_s: float | None = None) -> Outcome: ...
+
+    def close(self) -> None: ...
 
 
 class HttpTransport:

@@ -1,4 +1,5 @@
-"""Fakes shared by the base client's unit tests: clocks and a scripted transport."""
+"""Fakes shared by the base client's unit tests: a recording clock and a scripted transport
+(virtual time is base_monitoring_client.clock.FakeClock)."""
 
 from __future__ import annotations
 
@@ -12,29 +13,6 @@ from base_monitoring_client.sample import Sample
 from base_monitoring_client.sender import Outcome
 
 
-class SteppingClock:
-    """Virtual time: wait() jumps straight to the deadline (single-threaded use)."""
-
-    def __init__(self, start: float = 1000.0, epoch_s: float = 1_795_000_000.0) -> None:
-        self.t = start
-        self.epoch_offset = epoch_s - start
-
-    def monotonic(self) -> float:
-        return self.t
-
-    def time_ns(self) -> int:
-        return round((self.t + self.epoch_offset) * 1e9)
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
-
-    def wait(self, event: threading.Event, timeout: float) -> bool:
-        if event.is_set():
-            return True
-        self.t += max(0.0, timeout)
-        return event.is_set()
-
-
 class InstantWaitClock:
     """Real time, but wait() returns at once and records how long it was asked to wait."""
 
@@ -43,6 +21,9 @@ class InstantWaitClock:
 
     def monotonic(self) -> float:
         return time.monotonic()
+
+    def monotonic_ns(self) -> int:
+        return time.monotonic_ns()
 
     def time_ns(self) -> int:
         return time.time_ns()
@@ -71,6 +52,9 @@ class ScriptedTransport:
             if 200 <= status < 300:
                 self.accepted.append(points(body))
             return Outcome(status, None, text, retry_after)
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def points(body: bytes) -> list[tuple[str, float, int]]:

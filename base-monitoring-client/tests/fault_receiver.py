@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from base_monitoring_client.encoder import decode
-from base_monitoring_client.testing import wait_until
+from wattpush_testing import wait_until
 
 Labels = tuple[tuple[str, str], ...]
 

@@ -129,3 +129,8 @@ def test_config_is_frozen() -> None:
     config = ClientConfig()
     with pytest.raises(AttributeError):
         config.sample_interval_s = 1.0  # type: ignore[misc]
+
+
+def test_the_settings_defaults_are_the_client_config_defaults() -> None:
+    config, _ = load_config(env={"INSTANCE": "h"})
+    assert config == ClientConfig(instance="h")

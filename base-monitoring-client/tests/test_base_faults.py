@@ -1,4 +1,4 @@
-"""Delivery under a misbehaving receiver (SPEC §3 delivery semantics), over real HTTP.
+"""Delivery under a misbehaving receiver (the delivery promises), over real HTTP.
 
 The client is the built-in synthetic collector: its values are a pure function of series and
 timestamp, so "exactly once, in order" is checked per series against the ticks it collected.
@@ -27,8 +27,8 @@ from base_monitoring_client.pipeline import Pipeline
 from base_monitoring_client.sample import Sample
 from base_monitoring_client.spool import Spool
 from base_monitoring_client.synthetic import SyntheticClient
-from base_monitoring_client.testing import wait_until
 from fault_receiver import ClientProcess, FaultReceiver, Point, RequestRecord
+from wattpush_testing import wait_until
 
 # Each test takes seconds; a hang fails fast with a stack dump instead of stalling the run.
 pytestmark = pytest.mark.timeout(90)
@@ -46,11 +46,10 @@ class RecordingSynthetic(SyntheticClient):
         self.ticks: list[int] = []
         self._lock = threading.Lock()
 
-    def collect(self, now_ns: int) -> Iterable[Sample]:
-        samples = list(super().collect(now_ns))
+    def collect(self, now_ns: int) -> None:
+        super().collect(now_ns)
         with self._lock:
             self.ticks.append(now_ns // 1_000_000)
-        return samples
 
 
 def by_series(points: Iterable[Point], metric: str = METRIC) -> dict[str, list[tuple[int, float]]]:
@@ -378,16 +377,6 @@ def test_shutdown_with_receiver_down_and_no_spool_counts_drops_as_shutdown(
 
 
 # -- whole processes -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def processes() -> Iterator[list[ClientProcess]]:
-    started: list[ClientProcess] = []
-    try:
-        yield started
-    finally:
-        for p in started:
-            p.kill()
 
 
 def client_env(url: str, **extra: str) -> dict[str, str]:

@@ -16,7 +16,7 @@ from base_monitoring_client.errors import ConfigError
 from base_monitoring_client.logutil import JsonFormatter
 from base_monitoring_client.pipeline import Pipeline
 from base_monitoring_client.synthetic import SyntheticClient
-from base_monitoring_client.testing import free_port, wait_until
+from wattpush_testing import collected, free_port, wait_until
 
 
 def test_health_reports_ok_then_degraded_with_reason_and_serves_metrics() -> None:
@@ -90,7 +90,7 @@ def test_json_log_lines() -> None:
 
 def test_synthetic_values_are_a_function_of_time() -> None:
     client = SyntheticClient(series=3)
-    samples = list(client.collect(1_795_000_000_123_456_789))
+    samples = collected(client, 1_795_000_000_123_456_789)
     assert [s.labels["series"] for s in samples] == ["0", "1", "2"]
     assert all(s.timestamp_ms == 1_795_000_000_123 for s in samples)
     assert samples[2].value == SyntheticClient.value_at(2, 1_795_000_000_123)

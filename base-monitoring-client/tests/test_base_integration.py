@@ -20,7 +20,7 @@ from base_monitoring_client.client import MonitoringClient
 from base_monitoring_client.config import ClientConfig, load_config
 from base_monitoring_client.pipeline import Pipeline
 from base_monitoring_client.sample import Sample
-from base_monitoring_client.testing import (
+from wattpush_testing import (
     PrometheusProcess,
     ReceiverProcess,
     VictoriaMetricsProcess,

@@ -1,4 +1,4 @@
-"""SPEC §3's core promise against a real Prometheus: the receiver is down for two minutes and
+"""The core delivery promise against a real Prometheus: the receiver is down for two minutes and
 the client is restarted during the outage -> zero samples lost, zero duplicates, order kept.
 
 WATTPUSH_OUTAGE_S (default 120) shortens the outage for quick runs. Run with ``-s`` to see the
@@ -14,14 +14,13 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from base_monitoring_client.synthetic import SyntheticClient
-from base_monitoring_client.testing import PrometheusProcess, wait_until
 from fault_receiver import ClientProcess, reserve_port
+from wattpush_testing import PrometheusProcess, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -31,16 +30,6 @@ INTERVAL_MS = 100
 INSTANCE = "outage-test"
 METRIC = "synthetic_power_watts"
 STOPPED_RE = re.compile(r"stopped: (\d+) samples sent, (\d+) dropped, (\d+) in spool")
-
-
-@pytest.fixture
-def processes() -> Iterator[list[ClientProcess]]:
-    started: list[ClientProcess] = []
-    try:
-        yield started
-    finally:
-        for p in started:
-            p.kill()
 
 
 def stopped_totals(client: ClientProcess) -> tuple[int, int, int]:

@@ -14,7 +14,6 @@ from base_fakes import (
     InstantWaitClock,
     PushOnlyClient,
     ScriptedTransport,
-    SteppingClock,
     series,
 )
 from base_monitoring_client.client import MonitoringClient
@@ -22,7 +21,7 @@ from base_monitoring_client.config import ClientConfig
 from base_monitoring_client.pipeline import Pipeline
 from base_monitoring_client.sample import Sample
 from base_monitoring_client.sender import Backoff, Outcome, Verdict, classify, parse_retry_after
-from base_monitoring_client.testing import wait_until
+from wattpush_testing import FakeClock, wait_until
 
 NOW_MS = int(time.time() * 1000)
 
@@ -39,7 +38,7 @@ def data_points(
 class TimedClient(MonitoringClient):
     """collect() takes a scripted amount of (virtual) time."""
 
-    def __init__(self, clock: SteppingClock, durations: list[float]) -> None:
+    def __init__(self, clock: FakeClock, durations: list[float]) -> None:
         self.clock = clock
         self.durations = durations
         self.ticks: list[float] = []
@@ -50,19 +49,19 @@ class TimedClient(MonitoringClient):
         self.clock.advance(self.durations[len(self.ticks) - 1])
         if len(self.ticks) == len(self.durations):
             assert self.pipeline is not None
-            self.pipeline._stop_sampling.set()
+            self.pipeline.lifecycle.stop_sampling.set()
         return [Sample("x", {}, 1.0, now_ns // 1_000_000)]
 
 
 def test_sampler_is_drift_free_and_skips_ticks_after_a_slow_collect() -> None:
-    clock = SteppingClock()
+    clock = FakeClock()
     durations = [0.01, 0.099, 0.02, 0.35, 0.01, 0.0, 0.01]
     client = TimedClient(clock, durations)
     pipeline = Pipeline(client, ClientConfig(sample_interval_s=0.1), clock=clock,
                         transport=ScriptedTransport())  # fmt: skip
     client.pipeline = pipeline
     start = clock.monotonic()
-    pipeline._run_sampler()
+    pipeline.sampler.run()
     offsets = [round((t - start) / 0.1, 9) for t in client.ticks]
     # Ticks stay on the 100 ms grid; the 350 ms collect at tick 3 ends at 0.65 s, so ticks
     # 4, 5, 6 are skipped (counted) and sampling resumes at 0.7 s, not bunched.

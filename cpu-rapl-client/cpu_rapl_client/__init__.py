@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from .client import ENERGY_METRIC, POWER_METRIC, CpuRaplClient
-from .counter import EnergyCounter, Step, Update
 from .errors import (
     CpuRaplError,
     PyJoulesBackendError,
@@ -20,12 +19,9 @@ __all__ = [
     "CpuRaplClient",
     "CpuRaplError",
     "Discovery",
-    "EnergyCounter",
     "PyJoulesBackendError",
     "RaplConfigError",
     "RaplUnavailableError",
-    "Step",
-    "Update",
     "Zone",
     "discover_zones",
     "read_sysfs",

@@ -14,14 +14,24 @@ whole platform) contains the packages. The CPU total is the sum over ``zone=~"pa
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import ModuleType
+from typing import Any, Self
 
-from base_monitoring_client import MonitoringClient, Sample
+from base_monitoring_client import (
+    ClientConfig,
+    MonitoringClient,
+    Setting,
+    parse_bool,
+    parse_choice,
+    parse_float,
+    parse_path,
+)
+from base_monitoring_client.clock import SYSTEM_CLOCK, Clock
+from base_monitoring_client.counter import ResettableCounter, Step
+from base_monitoring_client.series import Series
 
-from .counter import EnergyCounter, Step
 from .errors import PyJoulesBackendError, RaplConfigError, RaplUnavailableError, fixes_text
 from .estimate import CpuPowerModel
 from .sources import EnergySource, EstimatedSource, PyJoulesSource, SysfsSource
@@ -38,8 +48,56 @@ _REMINDER_NS = 600 * 1_000_000_000  # repeat the "estimating" warning every 10 m
 CounterKey = tuple[str, str, str]  # (source, zone, socket)
 
 
+SETTINGS: tuple[Setting, ...] = (
+    Setting("RAPL_POWERCAP_DIR", "/sys/class/powercap", parse_path,
+            "powercap root holding intel-rapl / intel-rapl-mmio / amd-rapl zones",
+            "point it at /sys/class/powercap, or at a read-only bind mount of "
+            "/sys/devices/virtual/powercap such as /host/powercap"),
+    Setting("RAPL_BACKEND", "sysfs", parse_choice(*BACKENDS),
+            "sysfs (own reader), pyjoules (needs the pyjoules extra) or estimated (model only)",
+            "use sysfs unless you need pyJoules"),
+    Setting("HOST_PROC", "/proc", parse_path,
+            "proc root whose stat file feeds the CPU-time estimate",
+            "point it at /proc or a bind mount of the host's /proc"),
+    Setting("ESTIMATE_FALLBACK", "true", parse_bool,
+            "estimate power from CPU time when no RAPL counter is readable (false = exit 3)",
+            "use true or false"),
+    Setting("ESTIMATE_IDLE_WATTS_PER_CORE", "0.74", parse_float(0.0, 1000.0),
+            "estimate: watts per logical CPU when idle",
+            "use watts per logical CPU between 0 and 1000, e.g. 0.74"),
+    Setting("ESTIMATE_DYNAMIC_WATTS_PER_CORE", "2.76", parse_float(0.0, 1000.0),
+            "estimate: extra watts per fully busy logical CPU",
+            "use watts per logical CPU between 0 and 1000, e.g. 2.76"),
+    Setting("RAPL_RESCAN_INTERVAL_S", "30", parse_float(0.0, 86400.0),
+            "look for zones that appear (or become readable) this often; 0 = never",
+            "use a number of seconds >= 0, e.g. 30"),
+    Setting("RAPL_MAX_ZONE_WATTS", "1000", parse_float(positive=True, max_value=1e6),
+            "a backwards step implying more power than this is a counter reset, not a wrap",
+            "use a number of watts above the largest zone's peak power, e.g. 1000"),
+)  # fmt: skip
+
+
 class CpuRaplClient(MonitoringClient):
     name = "cpu-rapl-client"
+    description = (
+        "Push CPU energy and power from RAPL powercap counters (intel-rapl, "
+        "intel-rapl-mmio, amd-rapl) to a Prometheus remote-write receiver."
+    )
+    settings = SETTINGS
+
+    @classmethod
+    def from_settings(cls, config: ClientConfig, values: Mapping[str, Any]) -> Self:
+        return cls(
+            values["rapl_powercap_dir"],
+            values["host_proc"],
+            backend=values["rapl_backend"],
+            estimate_fallback=values["estimate_fallback"],
+            model=CpuPowerModel(
+                values["estimate_idle_watts_per_core"], values["estimate_dynamic_watts_per_core"]
+            ),
+            rescan_interval_s=values["rapl_rescan_interval_s"],
+            max_zone_watts=values["rapl_max_zone_watts"],
+        )
 
     def __init__(
         self,
@@ -52,7 +110,7 @@ class CpuRaplClient(MonitoringClient):
         rescan_interval_s: float = 30.0,
         max_zone_watts: float = 1000.0,
         reader: Reader = read_sysfs,
-        monotonic_ns: Callable[[], int] = time.monotonic_ns,
+        clock: Clock = SYSTEM_CLOCK,
         load_pyjoules: Callable[[], ModuleType] | None = None,
     ) -> None:
         if backend not in BACKENDS:
@@ -66,14 +124,14 @@ class CpuRaplClient(MonitoringClient):
         self.model = model or CpuPowerModel()
         self.max_zone_watts = max_zone_watts
         self._reader = reader
-        self._monotonic_ns = monotonic_ns
+        self._clock = clock
         self._load_pyjoules = load_pyjoules
         self._rescan_ns = int(rescan_interval_s * 1e9)
         self._next_rescan_ns = 0
         self._next_reminder_ns = 0
         self._source: EnergySource | None = None
-        self._counters: dict[CounterKey, EnergyCounter] = {}
-        self._labels: dict[CounterKey, dict[str, str]] = {}
+        self._counters: dict[CounterKey, ResettableCounter] = {}
+        self._handles: dict[CounterKey, tuple[Series, Series]] = {}  # energy, power
         self._failing: dict[CounterKey, str] = {}
 
     # -- life cycle -----------------------------------------------------------------------
@@ -95,18 +153,16 @@ class CpuRaplClient(MonitoringClient):
     def close(self) -> None:
         self._source = None
 
-    def collect(self, now_ns: int) -> Iterable[Sample]:
+    def collect(self, now_ns: int) -> None:
         source = self._source
         if source is None:
-            return []
-        mono = self._monotonic_ns()
+            return
+        mono = self._clock.monotonic_ns()
         if self._rescan_ns > 0 and mono >= self._next_rescan_ns:
             self._next_rescan_ns = mono + self._rescan_ns
             self._rescan(mono)
             source = self._source
             assert source is not None
-        timestamp_ms = now_ns // 1_000_000
-        out: list[Sample] = []
         vanished: list[Zone] = []
         kind = source.source
         for zone, value in source.read(mono):
@@ -121,12 +177,12 @@ class CpuRaplClient(MonitoringClient):
             if counter is None:
                 counter = self._new_counter(key, zone)
             update = counter.update(value, mono)
-            labels = self._labels[key]
-            out.append(Sample(ENERGY_METRIC, labels, update.total_uj / 1e6, timestamp_ms))
-            if update.power_w is not None:
-                out.append(Sample(POWER_METRIC, labels, update.power_w, timestamp_ms))
+            energy, power = self._handles[key]
+            energy.set(update.total / 1e6)
+            if update.has_rate:
+                power.set(update.delta * 1000.0 / update.elapsed_ns)  # uJ/ns * 1000 = W
             if update.step is Step.WRAP:
-                log.debug("%s counter wrapped (+%d uJ)", zone.sysfs_id, update.delta_uj)
+                log.debug("%s counter wrapped (+%d uJ)", zone.sysfs_id, update.delta)
             elif update.step is Step.RESET:
                 log.warning(
                     "%s (%s) energy counter went back to %d uJ, further than a wrap allows in "
@@ -136,12 +192,11 @@ class CpuRaplClient(MonitoringClient):
                     zone.name,
                     value,
                     self.max_zone_watts,
-                    update.delta_uj,
+                    update.delta,
                 )
         if vanished and isinstance(source, SysfsSource):
             gone = {z.key for z in vanished}
             source.set_zones([z for z in source.zones if z.key not in gone])
-        return out
 
     # -- sources ----------------------------------------------------------------------------
 
@@ -221,7 +276,7 @@ class CpuRaplClient(MonitoringClient):
         previous, self._source = self._source, source
         if previous is not None and previous.source != source.source:
             log.warning("switched from source=%s to source=%s", previous.source, source.source)
-        self._next_reminder_ns = self._monotonic_ns() + _REMINDER_NS
+        self._next_reminder_ns = self._clock.monotonic_ns() + _REMINDER_NS
 
     def _rescan(self, mono: int) -> None:
         source = self._source
@@ -247,8 +302,9 @@ class CpuRaplClient(MonitoringClient):
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _new_counter(self, key: CounterKey, zone: Zone) -> EnergyCounter:
-        counter = EnergyCounter(zone.max_energy_range_uj, self.max_zone_watts)
+    def _new_counter(self, key: CounterKey, zone: Zone) -> ResettableCounter:
+        # max_zone_watts in uJ per second: a backwards step needing more is a reset
+        counter = ResettableCounter(zone.max_energy_range_uj, self.max_zone_watts * 1e6)
         if zone.max_energy_range_uj is None and key[0] != "estimated":
             log.warning(
                 "%s (%s) has no readable max_energy_range_uj: a wrap will be counted as a reset",
@@ -256,7 +312,8 @@ class CpuRaplClient(MonitoringClient):
                 zone.name,
             )
         self._counters[key] = counter
-        self._labels[key] = {"zone": key[1], "socket": key[2], "source": key[0]}
+        labels = {"zone": key[1], "socket": key[2], "source": key[0]}
+        self._handles[key] = (self.handle(ENERGY_METRIC, labels), self.handle(POWER_METRIC, labels))
         return counter
 
     def _zone_failed(

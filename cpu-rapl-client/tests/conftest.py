@@ -6,12 +6,13 @@ import logging
 from pathlib import Path
 
 import pytest
-from rapl_fakes import FakeMonotonic, FakePowercap
+from rapl_fakes import FakePowercap
+from wattpush_testing import FakeClock
 
 
 @pytest.fixture
-def clock() -> FakeMonotonic:
-    return FakeMonotonic()
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture

@@ -140,20 +140,6 @@ def denying_reader(
     return read
 
 
-class FakeMonotonic:
-    """A monotonic clock in nanoseconds that only moves when told."""
-
-    def __init__(self, start_ns: int = 1_000_000_000) -> None:
-        self.now_ns = start_ns
-
-    def __call__(self) -> int:
-        return self.now_ns
-
-    def advance(self, seconds: float) -> int:
-        self.now_ns += round(seconds * 1e9)
-        return self.now_ns
-
-
 class ScheduleWriter:
     """Advances zone counters on a fixed schedule in a named thread.
 

@@ -22,8 +22,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path[:0] = [str(HERE), str(ROOT / "base-monitoring-client"), str(ROOT / "cpu-rapl-client")]
 
-from base_monitoring_client.testing import PrometheusProcess, stop_process  # noqa: E402
 from rapl_fakes import intel_single_socket  # noqa: E402
+from wattpush_testing import PrometheusProcess, stop_process  # noqa: E402
 
 WARMUP_S = 10.0
 

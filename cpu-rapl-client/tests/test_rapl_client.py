@@ -16,7 +16,6 @@ from cpu_rapl_client import (
     RaplUnavailableError,
 )
 from rapl_fakes import (
-    FakeMonotonic,
     FakePowercap,
     amd_rapl,
     denying_reader,
@@ -24,6 +23,7 @@ from rapl_fakes import (
     intel_single_socket,
     write_proc_stat,
 )
+from wattpush_testing import FakeClock, collected
 
 T0 = 1_700_000_000_000_000_000  # wall-clock ns of the first tick
 
@@ -34,19 +34,19 @@ def series(samples: Iterable[Sample]) -> dict[tuple[str, str, str, str], float]:
     }
 
 
-def tick(client: CpuRaplClient, clock: FakeMonotonic, n: int, dt: float = 0.1) -> list[Sample]:
+def tick(client: CpuRaplClient, clock: FakeClock, n: int, dt: float = 0.1) -> list[Sample]:
     if n:
         clock.advance(dt)
-    return list(client.collect(T0 + n * round(dt * 1e9)))
+    return collected(client, T0 + n * round(dt * 1e9))
 
 
-def make(tree_root: Path, clock: FakeMonotonic, **kw: object) -> CpuRaplClient:
-    client = CpuRaplClient(tree_root, monotonic_ns=clock, **kw)  # type: ignore[arg-type]
+def make(tree_root: Path, clock: FakeClock, **kw: object) -> CpuRaplClient:
+    client = CpuRaplClient(tree_root, clock=clock, **kw)  # type: ignore[arg-type]
     client.setup()
     return client
 
 
-def test_single_socket_series_labels_and_power(tmp_path: Path, clock: FakeMonotonic) -> None:
+def test_single_socket_series_labels_and_power(tmp_path: Path, clock: FakeClock) -> None:
     tree = intel_single_socket(tmp_path / "sys")
     client = make(tree.root(), clock)
     first = tick(client, clock, 0)
@@ -69,7 +69,7 @@ def test_single_socket_series_labels_and_power(tmp_path: Path, clock: FakeMonoto
     assert len(second) == 8  # 4 zones x 2 metrics: the MMIO mirror is not a fifth zone
 
 
-def test_dual_socket_dram_and_amd(tmp_path: Path, clock: FakeMonotonic) -> None:
+def test_dual_socket_dram_and_amd(tmp_path: Path, clock: FakeClock) -> None:
     dual = make(intel_dual_socket_dram(tmp_path / "a").root("nested"), clock)
     assert set(series(tick(dual, clock, 0))) == {
         ("cpu_energy_joules_total", z, s, "rapl")
@@ -84,7 +84,7 @@ def test_dual_socket_dram_and_amd(tmp_path: Path, clock: FakeMonotonic) -> None:
 
 
 def test_wrap_during_a_run_keeps_the_total_monotonic(
-    powercap: FakePowercap, clock: FakeMonotonic, rapl_logs: pytest.LogCaptureFixture
+    powercap: FakePowercap, clock: FakeClock, rapl_logs: pytest.LogCaptureFixture
 ) -> None:
     top = 9_999_999  # wraps every 10 J
     powercap.add_zone("intel-rapl:0", "package-0", 9_000_000, top)
@@ -106,7 +106,7 @@ def test_wrap_during_a_run_keeps_the_total_monotonic(
 
 
 def test_reset_is_logged_and_never_gives_negative_power(
-    powercap: FakePowercap, clock: FakeMonotonic, rapl_logs: pytest.LogCaptureFixture
+    powercap: FakePowercap, clock: FakeClock, rapl_logs: pytest.LogCaptureFixture
 ) -> None:
     powercap.add_zone("intel-rapl:0", "package-0", 50_000_000_000)
     client = make(powercap.root(), clock)
@@ -126,7 +126,7 @@ def test_reset_is_logged_and_never_gives_negative_power(
 
 
 def test_permission_denied_falls_back_to_an_estimate_loudly(
-    tmp_path: Path, clock: FakeMonotonic, rapl_logs: pytest.LogCaptureFixture
+    tmp_path: Path, clock: FakeClock, rapl_logs: pytest.LogCaptureFixture
 ) -> None:
     tree = intel_single_socket(tmp_path / "sys")
     proc = tmp_path / "proc"
@@ -181,7 +181,7 @@ def test_unreadable_proc_stat_makes_the_fallback_an_error(tmp_path: Path) -> Non
 
 
 def test_zones_appearing_late_replace_the_estimate(
-    powercap: FakePowercap, tmp_path: Path, clock: FakeMonotonic
+    powercap: FakePowercap, tmp_path: Path, clock: FakeClock
 ) -> None:
     proc = tmp_path / "proc"
     write_proc_stat(proc, 100, 100, 2)
@@ -201,7 +201,7 @@ def test_zones_appearing_late_replace_the_estimate(
 
 
 def test_zone_vanishing_and_coming_back_keeps_its_total(
-    powercap: FakePowercap, clock: FakeMonotonic, rapl_logs: pytest.LogCaptureFixture
+    powercap: FakePowercap, clock: FakeClock, rapl_logs: pytest.LogCaptureFixture
 ) -> None:
     powercap.add_zone("intel-rapl:0", "package-0", 1_000_000)
     powercap.add_zone("intel-rapl:1", "package-1", 1_000_000)
@@ -218,7 +218,7 @@ def test_zone_vanishing_and_coming_back_keeps_its_total(
 
 
 def test_transient_read_error_skips_the_zone_for_one_tick(
-    powercap: FakePowercap, clock: FakeMonotonic, rapl_logs: pytest.LogCaptureFixture
+    powercap: FakePowercap, clock: FakeClock, rapl_logs: pytest.LogCaptureFixture
 ) -> None:
     powercap.add_zone("intel-rapl:0", "package-0", 1_000_000)
     fail = {"on": False}
@@ -236,7 +236,7 @@ def test_transient_read_error_skips_the_zone_for_one_tick(
     assert any("readable again" in r.message for r in rapl_logs.records)
 
 
-def test_estimated_backend_by_choice(tmp_path: Path, clock: FakeMonotonic) -> None:
+def test_estimated_backend_by_choice(tmp_path: Path, clock: FakeClock) -> None:
     tree = intel_single_socket(tmp_path / "sys")
     proc = tmp_path / "proc"
     write_proc_stat(proc, 0, 100, 8)
@@ -254,7 +254,7 @@ def test_unknown_backend_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_power_is_never_negative_or_nan_under_random_counters(
-    powercap: FakePowercap, clock: FakeMonotonic
+    powercap: FakePowercap, clock: FakeClock
 ) -> None:
     import random
 

@@ -8,7 +8,6 @@ the schedule passed through, in order, and that the power gauge matches the ener
 from __future__ import annotations
 
 import itertools
-import os
 import signal
 import statistics
 import subprocess
@@ -17,10 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-from base_monitoring_client.testing import PrometheusProcess, wait_until
 from rapl_fakes import FakePowercap, ScheduleWriter
+from wattpush_testing import PrometheusProcess, process_env, wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
 PERIOD_S = 0.005
 TOP_UJ = 199_999_999  # the counter wraps every 200 J
 # (seconds, package watts); the core draws half. Package: 150 J -> 495 J, wrapping at 200 and 400.
@@ -28,12 +26,7 @@ SEGMENTS = [(1.5, 40.0), (1.5, 150.0), (1.0, 60.0)]
 
 
 def client_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAPL_", "ESTIMATE_"))}
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT / "base-monitoring-client"), str(ROOT / "cpu-rapl-client")]
-    )
-    env.update(extra)
-    return env
+    return process_env("cpu-rapl-client", drop_prefixes=("RAPL_", "ESTIMATE_"), **extra)
 
 
 def schedule() -> list[dict[str, int]]:

@@ -8,7 +8,8 @@ from types import ModuleType
 
 import pytest
 from cpu_rapl_client import CpuRaplClient, RaplConfigError, RaplUnavailableError
-from rapl_fakes import FakeMonotonic, FakePowercap, denying_reader, intel_dual_socket_dram
+from rapl_fakes import FakePowercap, denying_reader, intel_dual_socket_dram
+from wattpush_testing import FakeClock, collected
 
 pytest.importorskip("pyJoules")
 
@@ -24,25 +25,23 @@ def _restore_pyjoules_dir() -> object:
     rapl_device.RAPL_API_DIR = saved
 
 
-def _series(
-    client: CpuRaplClient, clock: FakeMonotonic, n: int
-) -> dict[tuple[str, str, str], float]:
+def _series(client: CpuRaplClient, clock: FakeClock, n: int) -> dict[tuple[str, str, str], float]:
     if n:
         clock.advance(0.1)
     return {
         (s.name, s.labels["zone"], s.labels["socket"]): s.value
-        for s in client.collect(T0 + n * 100_000_000)
+        for s in collected(client, T0 + n * 100_000_000)
         if s.labels["source"] == "pyjoules"
     }
 
 
 @pytest.mark.parametrize("layout", ["flat", "nested"])
 def test_pyjoules_reads_packages_and_dram_with_our_wrap_handling(
-    tmp_path: Path, clock: FakeMonotonic, layout: str
+    tmp_path: Path, clock: FakeClock, layout: str
 ) -> None:
     tree = intel_dual_socket_dram(tmp_path / "sys")
     tree.set_energy("intel-rapl:0", 262_143_328_850 - 1_000_000)  # 1 J below the top
-    client = CpuRaplClient(tree.root(layout), backend="pyjoules", monotonic_ns=clock)
+    client = CpuRaplClient(tree.root(layout), backend="pyjoules", clock=clock)
     client.setup()
     assert client.source is not None and client.source.source == "pyjoules"
     first = _series(client, clock, 0)

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any, Self
 
-from base_monitoring_client import MonitoringClient, Sample
+from base_monitoring_client import (
+    ClientConfig,
+    InvalidValue,
+    MonitoringClient,
+    Setting,
+    parse_float,
+    parse_path,
+)
+from base_monitoring_client.counter import SummedCounter
+from base_monitoring_client.series import Series
+from base_monitoring_client.stale import StaleTracker
 
 from .cgroups import CgroupLayout
-from .counters import MonotonicCounter
 from .discovery import Discovery, Snapshot
-from .engine import DockerHost, EngineClient, parse_docker_host
+from .engine import DEFAULT_DOCKER_HOST, DockerHost, EngineClient, parse_docker_host
 from .errors import HostLayoutError
 from .procfs import (
     DEFAULT_ENGINE_PATTERNS,
@@ -34,28 +44,84 @@ HOST_CPU = "host_cpu_seconds_total"
 #: How long the carried counters of a vanished container are kept for a comeback.
 STATE_TTL_NS = 3600 * 1_000_000_000
 
-#: (metric name, label items) of one emitted series, for stale markers.
-SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
-
 
 class _ContainerState:
-    __slots__ = ("cid", "cpu", "cpu_raw", "inactive", "inactive_due_ns", "rx", "seen_ns", "tx")
+    __slots__ = (
+        "cid",
+        "cpu",
+        "cpu_raw",
+        "handles",
+        "inactive",
+        "inactive_due_ns",
+        "rx",
+        "seen_ns",
+        "tx",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, handles: tuple[Series, Series, Series, Series]) -> None:
         self.cid = ""
         self.cpu_raw = 0
         self.inactive = 0
         self.inactive_due_ns = 0
-        self.cpu = MonotonicCounter()
-        self.rx = MonotonicCounter()
-        self.tx = MonotonicCounter()
+        self.cpu = SummedCounter()
+        self.rx = SummedCounter()
+        self.tx = SummedCounter()
         self.seen_ns = 0
+        self.handles = handles  # cpu, memory, receive, transmit
+
+
+def parse_patterns(text: str) -> tuple[str, ...]:
+    patterns = tuple(p.strip() for p in text.split(",") if p.strip())
+    if not patterns:
+        raise InvalidValue("expected a comma-separated list of process names or globs")
+    return patterns
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("DOCKER_HOST", DEFAULT_DOCKER_HOST, parse_docker_host,
+            "Docker Engine endpoint (unix socket or plain-HTTP tcp://host:port)",
+            "use unix:///var/run/docker.sock (mount it read-only into the container) or "
+            "tcp://host:2375"),
+    Setting("HOST_PROC", "/proc", parse_path, "the host's procfs (mounted, e.g. /host/proc)",
+            "mount the host's /proc read-only and point HOST_PROC at it"),
+    Setting("HOST_CGROUP", "/sys/fs/cgroup", parse_path,
+            "the host's cgroup hierarchy (mounted, e.g. /host/sys/fs/cgroup)",
+            "mount the host's /sys/fs/cgroup read-only and point HOST_CGROUP at it"),
+    Setting("CONTAINER_REFRESH_S", "2", parse_float(0.1, 3600),
+            "how often the container list is refreshed from the Engine API",
+            "use a number of seconds between 0.1 and 3600, e.g. 2"),
+    Setting("DOCKER_API_TIMEOUT_S", "5", parse_float(positive=True, max_value=600),
+            "timeout of one Engine API request", "use a number of seconds > 0, e.g. 5"),
+    Setting("MEMORY_STAT_INTERVAL_S", "1", parse_float(0.0, 3600),
+            "how often memory.stat (inactive page cache) is re-read; 0 = every sample",
+            "use a number of seconds >= 0, e.g. 1"),
+    Setting("ENGINE_PROCESSES", ",".join(DEFAULT_ENGINE_PATTERNS), parse_patterns,
+            "runtime processes counted as engine overhead (names or globs)",
+            "list process names or globs, e.g. dockerd,containerd,containerd-shim*,docker-proxy"),
+)  # fmt: skip
 
 
 class DockerOverheadClient(MonitoringClient):
     name = "docker-overhead-client"
+    description = (
+        "Per-container CPU, memory and network (cgroups + /proc), Docker engine overhead "
+        "(dockerd, containerd, shims, docker-proxy) and host CPU, pushed via remote write."
+    )
+    settings = SETTINGS
     # Stale markers are sent here, per series, the tick a container or process disappears.
     auto_stale = False
+
+    @classmethod
+    def from_settings(cls, config: ClientConfig, values: Mapping[str, Any]) -> Self:
+        return cls(
+            docker_host=values["docker_host"],
+            host_proc=values["host_proc"],
+            host_cgroup=values["host_cgroup"],
+            refresh_s=values["container_refresh_s"],
+            api_timeout_s=values["docker_api_timeout_s"],
+            memory_stat_interval_s=values["memory_stat_interval_s"],
+            engine_patterns=values["engine_processes"],
+        )
 
     def __init__(
         self,
@@ -88,10 +154,11 @@ class DockerOverheadClient(MonitoringClient):
         self._engine: EngineClient | None = None
         self._proc_stat = f"{self.host_proc}/stat"
         self._states: dict[tuple[str, str, str], _ContainerState] = {}
-        self._engine_counters: dict[str, MonotonicCounter] = {}
-        self._engine_labels: dict[str, Mapping[str, str]] = {}
-        self._host_labels = [{"mode": m} for m in HOST_CPU_MODES]
-        self._live: dict[SeriesKey, Sample] = {}
+        self._engine_counters: dict[str, SummedCounter] = {}
+        self._engine_handles: dict[str, tuple[Series, Series]] = {}  # cpu, memory
+        self._host_cpu = self.handle_set(HOST_CPU, [{"mode": m} for m in HOST_CPU_MODES])
+        self._stale = StaleTracker()
+        self._emitted: list[int] = []  # handle ids set this tick
         self._incomplete = False
         self._was_incomplete = False
         self._generation = -1
@@ -129,28 +196,25 @@ class DockerOverheadClient(MonitoringClient):
         self._files.close()
 
     # -- sampling -----------------------------------------------------------------------------
-    def collect(self, now_ns: int) -> Iterable[Sample]:
+    def collect(self, now_ns: int) -> None:
         discovery = self.discovery
         if discovery is None:
-            return []
-        ts = now_ns // 1_000_000
+            return
         snap = discovery.snapshot
-        out: list[Sample] = []
+        emitted: list[int] = []
+        self._emitted = emitted
         self._incomplete = False
-        self._collect_host(ts, out)
-        self._collect_containers(snap, discovery, now_ns, ts, out)
-        self._collect_engine(snap, ts, out)
+        self._collect_host()
+        self._collect_containers(snap, discovery, now_ns)
+        self._collect_engine(snap)
         # The emitted series set can only change with a new snapshot or when a read failed
         # (now or the tick before); otherwise skip the bookkeeping for stale markers.
         changed = snap.generation != self._generation or self._incomplete
         if changed or self._was_incomplete:
-            live = {(s.name, tuple(s.labels.items())): s for s in out}
-            out.extend(
-                Sample.stale(old.name, old.labels, ts)
-                for key, old in self._live.items()
-                if key not in live
-            )
-            self._live = live
+            live = set(emitted)
+            handles = self.series_table.handles
+            for sid in sorted(self._stale.update(live)):
+                handles[sid].stale()
         self._was_incomplete = self._incomplete
         if snap.generation != self._generation:
             self._generation = snap.generation
@@ -161,26 +225,22 @@ class DockerOverheadClient(MonitoringClient):
                 if target.net_dev is not None:
                     keep.add(target.net_dev)
             self._files.retain(keep)
-        return out
 
-    def _collect_host(self, ts: int, out: list[Sample]) -> None:
+    def _set(self, handle: Series, value: float) -> None:
+        handle.set(value)
+        self._emitted.append(handle.id)
+
+    def _collect_host(self) -> None:
         data = self._files.read(self._proc_stat, 4096)
         ticks = parse_host_cpu_ticks(data) if data else None
         if ticks is None:
             self._incomplete = True
             return
         hz = self.user_hz
-        for labels, value in zip(self._host_labels, ticks, strict=True):
-            out.append(Sample(HOST_CPU, labels, value / hz, ts))
+        self._host_cpu.set([value / hz for value in ticks])
+        self._emitted += self._host_cpu.idset
 
-    def _collect_containers(
-        self,
-        snap: Snapshot,
-        discovery: Discovery,
-        now_ns: int,
-        ts: int,
-        out: list[Sample],
-    ) -> None:
+    def _collect_containers(self, snap: Snapshot, discovery: Discovery, now_ns: int) -> None:
         states = self._states
         read = self._files.read
         for target in snap.targets:
@@ -196,7 +256,15 @@ class DockerOverheadClient(MonitoringClient):
                 continue
             state = states.get(target.key)
             if state is None:
-                state = states[target.key] = _ContainerState()
+                labels = target.labels
+                state = states[target.key] = _ContainerState(
+                    (
+                        self.handle(CONTAINER_CPU, labels),
+                        self.handle(CONTAINER_MEMORY, labels),
+                        self.handle(CONTAINER_RX, labels),
+                        self.handle(CONTAINER_TX, labels),
+                    )
+                )
             if state.cid != cid:
                 state.inactive_due_ns = 0
             elif cpu_ns < state.cpu_raw:
@@ -208,8 +276,8 @@ class DockerOverheadClient(MonitoringClient):
             state.cid = cid
             state.cpu_raw = cpu_ns
             state.seen_ns = now_ns
-            labels = target.labels
-            out.append(Sample(CONTAINER_CPU, labels, state.cpu.update_one(cid, cpu_ns) / 1e9, ts))
+            cpu_h, memory_h, rx_h, tx_h = state.handles
+            self._set(cpu_h, state.cpu.update_one(cid, cpu_ns) / 1e9)
             usage = target.files.memory_usage_bytes(read)
             if usage is not None:
                 # memory.stat is the costliest file here and inactive page cache moves slowly:
@@ -218,7 +286,7 @@ class DockerOverheadClient(MonitoringClient):
                     state.inactive = target.files.inactive_file_bytes(read)
                     state.inactive_due_ns = now_ns + self.memory_stat_interval_ns
                 memory = max(0, usage - state.inactive)
-                out.append(Sample(CONTAINER_MEMORY, labels, float(memory), ts))
+                self._set(memory_h, float(memory))
             else:
                 self._incomplete = True
             if net_dev is None:
@@ -231,10 +299,10 @@ class DockerOverheadClient(MonitoringClient):
             rx_parts, tx_parts = parse_net_dev(data)
             rx = state.rx.update(cid, rx_parts)
             tx = state.tx.update(cid, tx_parts)
-            out.append(Sample(CONTAINER_RX, labels, float(rx), ts))
-            out.append(Sample(CONTAINER_TX, labels, float(tx), ts))
+            self._set(rx_h, float(rx))
+            self._set(tx_h, float(tx))
 
-    def _collect_engine(self, snap: Snapshot, ts: int, out: list[Sample]) -> None:
+    def _collect_engine(self, snap: Snapshot) -> None:
         lost = False
         ticks_by_name: dict[str, dict[tuple[int, int], int]] = {}
         rss_by_name: dict[str, int] = {}
@@ -255,14 +323,18 @@ class DockerOverheadClient(MonitoringClient):
         for name, parts in ticks_by_name.items():
             counter = self._engine_counters.get(name)
             if counter is None:
-                counter = self._engine_counters[name] = MonotonicCounter()
-            labels = self._engine_labels.get(name)
-            if labels is None:
-                labels = self._engine_labels[name] = {"process": name}
+                counter = self._engine_counters[name] = SummedCounter()
+            handles = self._engine_handles.get(name)
+            if handles is None:
+                labels = {"process": name}
+                handles = self._engine_handles[name] = (
+                    self.handle(ENGINE_CPU, labels),
+                    self.handle(ENGINE_MEMORY, labels),
+                )
             # Dead pids are forgotten; what they used stays in the carried total.
             total = counter.update(name, parts, forget_missing=True)
-            out.append(Sample(ENGINE_CPU, labels, total / hz, ts))
-            out.append(Sample(ENGINE_MEMORY, labels, float(rss_by_name[name] * self.page_size), ts))
+            self._set(handles[0], total / hz)
+            self._set(handles[1], float(rss_by_name[name] * self.page_size))
 
     def _prune(self, now_ns: int) -> None:
         cutoff = now_ns - STATE_TTL_NS

@@ -12,7 +12,6 @@ import contextlib
 import copy
 import http.server
 import json
-import os
 import shutil
 import socket
 import socketserver
@@ -20,6 +19,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from wattpush_testing import process_env
 
 GOLDEN = Path(__file__).parent / "golden"
 PROM_ID = "4f2a9c1e7b3d5a8c0e6f1b2d4a7c9e3f5b8d0a2c4e6f8b1d3a5c7e9f0b2d4a6c"
@@ -315,10 +316,4 @@ class FakeHost:
 
 def client_env(**overrides: str) -> dict[str, str]:
     """Environment for running the console script as a subprocess from this checkout."""
-    root = Path(__file__).resolve().parents[2]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_", "HOST_"))}
-    paths = [str(root / "base-monitoring-client"), str(root / "docker-overhead-client")]
-    env["PYTHONPATH"] = os.pathsep.join([*paths, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(overrides)
-    return env
+    return process_env("docker-overhead-client", drop_prefixes=("DOCKER_", "HOST_"), **overrides)

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 from base_monitoring_client import Sample
-from base_monitoring_client.testing import wait_until
 from docker_fakes import PROM_ID, TRANSCODE_ID, FakeEngine, FakeHost
 from docker_overhead_client import DockerOverheadClient, EngineUnavailableError, HostLayoutError
+from wattpush_testing import collected, wait_until
 
 T0 = 1_716_200_000_000_000_000
 TICK = 100_000_000
@@ -52,7 +52,7 @@ class Ticker:
 
     def __call__(self) -> list[Sample]:
         self.now += TICK
-        out = list(self.client.collect(self.now))
+        out = collected(self.client, self.now)
         assert all(s.timestamp_ms == self.now // 1_000_000 for s in out)
         return out
 
@@ -318,7 +318,7 @@ def test_background_refresher_is_a_named_thread(
 
         def seen() -> bool:
             now[0] += TICK
-            return key("container_cpu_seconds_total", labels) in values(c.collect(now[0]))
+            return key("container_cpu_seconds_total", labels) in values(collected(c, now[0]))
 
         assert wait_until(seen, timeout=10, interval=0.05)
     assert "docker-refresh" not in {t.name for t in threading.enumerate()}

@@ -23,8 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from base_monitoring_client.testing import PrometheusProcess, stop_process, wait_until
 from docker_fakes import client_env
+from wattpush_testing import PrometheusProcess, stop_process, wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.integration]
 

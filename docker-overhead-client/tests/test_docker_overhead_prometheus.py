@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-from base_monitoring_client.testing import PrometheusProcess, stop_process, wait_until
 from docker_fakes import PROM_ID, TRANSCODE_ID, FakeEngine, FakeHost, client_env
+from wattpush_testing import PrometheusProcess, stop_process, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -9,13 +9,17 @@ with stale markers.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TypeVar
+from typing import Any, Self, TypeVar
 
-from base_monitoring_client import MonitoringClient, Sample
+from base_monitoring_client import ClientConfig, InvalidValue, MonitoringClient, Setting, parse_bool
+from base_monitoring_client.clock import SYSTEM_CLOCK, Clock
+from base_monitoring_client.counter import ResettableCounter, Step
+from base_monitoring_client.series import Series
+from base_monitoring_client.stale import StaleTracker
 
 from .errors import (
     NVML_ERROR_DRIVER_NOT_LOADED,
@@ -39,8 +43,6 @@ SOURCE_POWER_INSTANT = "nvml_power_instant"  # field NVML_FI_DEV_POWER_INSTANT
 SOURCE_POWER_USAGE = "nvml_power_usage"  # nvmlDeviceGetPowerUsage (1 s average on Ampere+)
 
 DEVICES_METRIC = "gpu_nvml_devices"
-
-SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 
 
 @dataclass(frozen=True)
@@ -92,9 +94,10 @@ class _Gpu:
     unsupported: set[str] = field(default_factory=set)
     logged: set[tuple[str, int]] = field(default_factory=set)
     lost: bool = False
-    # energy counter: exported total and the last raw reading, both mJ
-    counter_total_mj: int = 0
-    counter_last_mj: int | None = None
+    # energy counter in mJ: a reading below the last one is a driver reload or GPU reset
+    counter: ResettableCounter = field(default_factory=ResettableCounter)
+    # (metric, source) -> handle of this GPU's series
+    handles: dict[tuple[str, str], Series] = field(default_factory=dict)
     # integrated power: joules so far and the last (monotonic s, watts) point
     integrated_j: float = 0.0
     last_power: tuple[float, float] | None = None
@@ -107,13 +110,55 @@ class _Gpu:
         return f"GPU {self.index} ({self.name}, {self.uuid})"
 
 
+_DEVICE_RE = re.compile(r"^(\d+|GPU-[0-9a-fA-F-]+)$")
+
+
+def parse_devices(text: str) -> tuple[str, ...]:
+    """``0,2`` or ``GPU-<uuid>,...``; empty means every GPU."""
+    items = tuple(item.strip() for item in text.split(",") if item.strip())
+    bad = [item for item in items if not _DEVICE_RE.match(item)]
+    if bad:
+        raise InvalidValue(f"{', '.join(bad)} is neither a GPU index nor a GPU-<uuid>")
+    return items
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "GPU_OPTIONAL",
+        "false",
+        parse_bool,
+        "keep running idle (exit code 0) when there is no NVIDIA driver or GPU",
+        "use true or false",
+    ),
+    Setting(
+        "GPU_DEVICES",
+        "",
+        parse_devices,
+        "GPUs to monitor: indices or UUIDs, comma-separated (empty = all)",
+        "list indices or UUIDs as printed by `nvidia-smi -L`, e.g. 0,1 or GPU-5f2c...",
+    ),
+)
+
+
 class GpuNvmlClient(MonitoringClient):
     """One series set per GPU; see README.md for the metrics and what they mean."""
 
     name = "gpu-nvml-client"
-    # collect() sends its own stale markers (lost GPU, metric that stopped): the list of
-    # series each tick returns is then complete, and an all-empty tick still ends series.
+    description = (
+        "Push per-GPU energy, power, utilisation and NVENC/NVDEC load read from NVML "
+        "to a Prometheus remote-write receiver."
+    )
+    settings = SETTINGS
+    # collect() ends its own series (lost GPU, a query that stopped) with a StaleTracker over
+    # the handles it set this tick, so an all-empty tick still ends series.
     auto_stale = False
+
+    @classmethod
+    def from_settings(cls, config: ClientConfig, values: Mapping[str, Any]) -> Self:
+        return cls(
+            optional=bool(values.get("gpu_optional", False)),
+            devices=tuple(values.get("gpu_devices", ())),
+        )
 
     def __init__(
         self,
@@ -121,17 +166,18 @@ class GpuNvmlClient(MonitoringClient):
         *,
         optional: bool = False,
         devices: Sequence[str] = (),
-        monotonic: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
         nvml_factory: Callable[[], NvmlBackend] = PynvmlBackend,
     ) -> None:
         self._nvml = nvml
         self._nvml_factory = nvml_factory
         self._optional = optional
         self._devices = tuple(devices)
-        self._monotonic = monotonic
+        self._clock = clock
         self._initialised = False
         self._gpus: list[_Gpu] = []
-        self._previous: dict[SeriesKey, Sample] = {}
+        self._stale = StaleTracker()
+        self._devices_handle = self.handle(DEVICES_METRIC)
         self.idle = False
 
     @property
@@ -242,15 +288,14 @@ class GpuNvmlClient(MonitoringClient):
 
     # -- sampling -------------------------------------------------------------------------------
 
-    def collect(self, now_ns: int) -> Iterable[Sample]:
-        ts = now_ns // 1_000_000
-        mono = self._monotonic()
-        out: list[Sample] = []
+    def collect(self, now_ns: int) -> None:
+        mono = self._clock.monotonic()
+        values: list[tuple[Series, float]] = []
         for gpu in self._gpus:
             if gpu.lost:
                 continue
             try:
-                out.extend(self._collect_gpu(gpu, ts, mono))
+                values += self._collect_gpu(gpu, mono)
             except NvmlGpuLostError as exc:
                 # What was read of this GPU in this tick is discarded with it.
                 gpu.lost = True
@@ -262,27 +307,38 @@ class GpuNvmlClient(MonitoringClient):
                     exc,
                 )
         active = sum(1 for g in self._gpus if not g.lost)
-        out.append(Sample(DEVICES_METRIC, {}, float(active), ts))
-        out.extend(self._stale_markers(out, ts))
-        return out
+        values.append((self._devices_handle, float(active)))
+        for handle, value in values:
+            handle.set(value)
+        # Series this tick lacks (a lost GPU, a query that stopped) end with a stale marker.
+        handles = self.series_table.handles
+        for sid in sorted(self._stale.update({h.id for h, _ in values})):
+            handles[sid].stale()
 
-    def _collect_gpu(self, gpu: _Gpu, ts: int, mono: float) -> list[Sample]:
+    def _handle(self, gpu: _Gpu, metric: str, source: str = "") -> Series:
+        handle = gpu.handles.get((metric, source))
+        if handle is None:
+            labels = gpu.labels | ({"source": source} if source else {})
+            handle = gpu.handles[(metric, source)] = self.handle(metric, labels)
+        return handle
+
+    def _collect_gpu(self, gpu: _Gpu, mono: float) -> list[tuple[Series, float]]:
         assert self._nvml is not None
-        nvml, handle, labels = self._nvml, gpu.handle, gpu.labels
-        out: list[Sample] = []
+        nvml, handle = self._nvml, gpu.handle
+        out: list[tuple[Series, float]] = []
         power = self._read_power(gpu)
         if power is not None:
             watts, source = power
-            out.append(Sample("gpu_power_watts", {**labels, "source": source}, watts, ts))
+            out.append((self._handle(gpu, "gpu_power_watts", source), watts))
         energy = self._read_energy(gpu, None if power is None else power[0], mono)
         if energy is not None:
             joules, source = energy
-            out.append(Sample("gpu_energy_joules_total", {**labels, "source": source}, joules, ts))
+            out.append((self._handle(gpu, "gpu_energy_joules_total", source), joules))
         for query in _GAUGES:
             values = self._query(gpu, query.key, query.metrics, partial(query.read, nvml, handle))
             if values is not None:
-                out.extend(
-                    Sample(m, labels, v, ts) for m, v in zip(query.metrics, values, strict=True)
+                out += (
+                    (self._handle(gpu, m), v) for m, v in zip(query.metrics, values, strict=True)
                 )
         return out
 
@@ -333,26 +389,20 @@ class GpuNvmlClient(MonitoringClient):
         return gpu.integrated_j, SOURCE_INTEGRATED
 
     def _counter_joules(self, gpu: _Gpu, raw_mj: int) -> float:
-        last = gpu.counter_last_mj
-        if last is None:
-            # Start at the driver's count (energy since it loaded): a client restart then
-            # continues the same counter instead of looking like a reset.
-            gpu.counter_total_mj = raw_mj
-        elif raw_mj >= last:
-            gpu.counter_total_mj += raw_mj - last
-        else:
-            # Driver reload or GPU reset restarted the counter from zero.
+        # The total starts at the driver's count (energy since it loaded): a client restart
+        # then continues the same counter instead of looking like a reset.
+        last = gpu.counter.last_raw
+        update = gpu.counter.update(raw_mj)
+        if update.step is Step.RESET:
             log.warning(
                 "%s: energy counter went back from %d mJ to %d mJ (driver reload or GPU "
                 "reset); gpu_energy_joules_total continues from %.3f J",
                 gpu.describe(),
                 last,
                 raw_mj,
-                gpu.counter_total_mj / 1e3,
+                (update.total - raw_mj) / 1e3,
             )
-            gpu.counter_total_mj += raw_mj
-        gpu.counter_last_mj = raw_mj
-        return gpu.counter_total_mj / 1e3
+        return update.total / 1e3
 
     def _query(
         self,
@@ -391,16 +441,6 @@ class GpuNvmlClient(MonitoringClient):
                     exc,
                 )
             return None
-
-    def _stale_markers(self, samples: list[Sample], ts: int) -> list[Sample]:
-        current: dict[SeriesKey, Sample] = {_key(s): s for s in samples}
-        gone = [old for key, old in self._previous.items() if key not in current]
-        self._previous = current
-        return [Sample.stale(s.name, s.labels, max(ts, s.timestamp_ms + 1)) for s in gone]
-
-
-def _key(sample: Sample) -> SeriesKey:
-    return sample.name, tuple(sorted(sample.labels.items()))
 
 
 _CHECK_HINT = "Fix: run `nvidia-smi` for the driver's own diagnosis"

@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 
 import pytest
-from gpu_helpers import FakeMonotonic, real_nvml_problem
+from gpu_helpers import real_nvml_problem
 from gpu_nvml_client.testing import FakeNvml, fake_gpus
+from wattpush_testing import FakeClock
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -21,8 +22,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.fixture
-def clock() -> FakeMonotonic:
-    return FakeMonotonic()
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture

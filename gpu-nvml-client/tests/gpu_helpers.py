@@ -11,26 +11,15 @@ from base_monitoring_client import Sample
 from gpu_nvml_client.client import GpuNvmlClient
 from gpu_nvml_client.errors import NvmlCallError
 from gpu_nvml_client.nvml import PynvmlBackend
+from wattpush_testing import FakeClock, collected
 
 NOW_NS = 1_795_000_000_000_000_000
-
-
-class FakeMonotonic:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self, start: float = 500.0) -> None:
-        self.t = start
-
-    def __call__(self) -> float:
-        return self.t
 
 
 class Ticker:
     """Drives a client like the sampler would: each tick moves wall and monotonic time."""
 
-    def __init__(
-        self, client: GpuNvmlClient, clock: FakeMonotonic, interval_s: float = 0.1
-    ) -> None:
+    def __init__(self, client: GpuNvmlClient, clock: FakeClock, interval_s: float = 0.1) -> None:
         self.client = client
         self.clock = clock
         self.interval_s = interval_s
@@ -41,9 +30,9 @@ class Ticker:
         return self.now_ns // 1_000_000
 
     def tick(self) -> list[Sample]:
-        samples = list(self.client.collect(self.now_ns))
+        samples = collected(self.client, self.now_ns)
         self.now_ns += round(self.interval_s * 1e9)
-        self.clock.t += self.interval_s
+        self.clock.advance(self.interval_s)
         return samples
 
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 from base_monitoring_client import DeviceUnavailableError
-from gpu_helpers import NOW_NS, FakeMonotonic, Ticker, by_series, labels_of, same, stale, value
+from gpu_helpers import NOW_NS, Ticker, by_series, labels_of, same, stale, value
 from gpu_nvml_client import (
     DEVICES_METRIC,
     SOURCE_ENERGY_COUNTER,
@@ -26,6 +26,7 @@ from gpu_nvml_client.errors import (
     NvmlCallError,
 )
 from gpu_nvml_client.testing import FakeGpu, FakeNvml, fake_gpus
+from wattpush_testing import FakeClock
 
 GAUGES = (
     "gpu_power_limit_watts",
@@ -41,8 +42,8 @@ GAUGES = (
 ALL_METRICS = ("gpu_energy_joules_total", "gpu_power_watts", *GAUGES)
 
 
-def started(nvml: FakeNvml, clock: FakeMonotonic, **kwargs: object) -> Ticker:
-    client = GpuNvmlClient(nvml, monotonic=clock, **kwargs)  # type: ignore[arg-type]
+def started(nvml: FakeNvml, clock: FakeClock, **kwargs: object) -> Ticker:
+    client = GpuNvmlClient(nvml, clock=clock, **kwargs)  # type: ignore[arg-type]
     client.setup()
     return Ticker(client, clock)
 
@@ -50,7 +51,7 @@ def started(nvml: FakeNvml, clock: FakeMonotonic, **kwargs: object) -> Ticker:
 # -- metrics per GPU ----------------------------------------------------------------------------
 
 
-def test_every_metric_per_gpu_with_labels_and_base_units(clock: FakeMonotonic) -> None:
+def test_every_metric_per_gpu_with_labels_and_base_units(clock: FakeClock) -> None:
     gpus = fake_gpus(2)
     gpus[1] = FakeGpu(
         uuid="GPU-11111111-2222-3333-4444-555555555555",
@@ -105,7 +106,7 @@ def test_every_metric_per_gpu_with_labels_and_base_units(clock: FakeMonotonic) -
 
 
 def test_energy_counter_starts_at_driver_count_and_follows_it(
-    two_gpus: FakeNvml, clock: FakeMonotonic
+    two_gpus: FakeNvml, clock: FakeClock
 ) -> None:
     ticker = started(two_gpus, clock)
     first = value(ticker.tick(), "gpu_energy_joules_total")
@@ -117,7 +118,7 @@ def test_energy_counter_starts_at_driver_count_and_follows_it(
 
 
 def test_energy_counter_reset_keeps_the_total_monotonic(
-    two_gpus: FakeNvml, clock: FakeMonotonic, gpu_logs: pytest.LogCaptureFixture
+    two_gpus: FakeNvml, clock: FakeClock, gpu_logs: pytest.LogCaptureFixture
 ) -> None:
     ticker = started(two_gpus, clock)
     ticker.tick()
@@ -135,7 +136,7 @@ def test_energy_counter_reset_keeps_the_total_monotonic(
 
 
 def test_energy_falls_back_to_integrated_power_when_counter_unsupported(
-    clock: FakeMonotonic, gpu_logs: pytest.LogCaptureFixture
+    clock: FakeClock, gpu_logs: pytest.LogCaptureFixture
 ) -> None:
     gpu = FakeGpu(uuid="GPU-old", name="Tesla P4", unsupported={"total_energy_mj"})
     nvml = FakeNvml([gpu])
@@ -156,7 +157,7 @@ def test_energy_falls_back_to_integrated_power_when_counter_unsupported(
 
 
 def test_integration_skips_ticks_without_power_and_bridges_the_gap(
-    clock: FakeMonotonic,
+    clock: FakeClock,
 ) -> None:
     gpu = FakeGpu(uuid="GPU-old", unsupported={"total_energy_mj", "power_instant_mw"})
     nvml = FakeNvml([gpu])
@@ -173,7 +174,7 @@ def test_integration_skips_ticks_without_power_and_bridges_the_gap(
 
 
 def test_power_uses_instant_field_and_falls_back_to_power_usage(
-    clock: FakeMonotonic, gpu_logs: pytest.LogCaptureFixture
+    clock: FakeClock, gpu_logs: pytest.LogCaptureFixture
 ) -> None:
     gpus = fake_gpus(2)
     gpus[0].power_usage_mw = 80_000.0  # a lagging 1 s average
@@ -209,7 +210,7 @@ def test_not_supported_query_drops_only_its_metrics_with_one_log_line(
     method: str,
     metrics: tuple[str, ...],
     two_gpus: FakeNvml,
-    clock: FakeMonotonic,
+    clock: FakeClock,
     gpu_logs: pytest.LogCaptureFixture,
 ) -> None:
     two_gpus.gpus[0].unsupported.add(method)
@@ -227,7 +228,7 @@ def test_not_supported_query_drops_only_its_metrics_with_one_log_line(
 
 
 def test_every_query_unsupported_still_reports_the_gpu_without_crashing(
-    clock: FakeMonotonic, gpu_logs: pytest.LogCaptureFixture
+    clock: FakeClock, gpu_logs: pytest.LogCaptureFixture
 ) -> None:
     methods = {
         "total_energy_mj",
@@ -251,7 +252,7 @@ def test_every_query_unsupported_still_reports_the_gpu_without_crashing(
 
 
 def test_mig_mode_is_named_in_the_unsupported_log_line(
-    clock: FakeMonotonic, gpu_logs: pytest.LogCaptureFixture
+    clock: FakeClock, gpu_logs: pytest.LogCaptureFixture
 ) -> None:
     gpu = FakeGpu(
         uuid="GPU-a100",
@@ -269,7 +270,7 @@ def test_mig_mode_is_named_in_the_unsupported_log_line(
 
 
 def test_transient_failure_skips_one_tick_logs_once_and_recovers(
-    two_gpus: FakeNvml, clock: FakeMonotonic, gpu_logs: pytest.LogCaptureFixture
+    two_gpus: FakeNvml, clock: FakeClock, gpu_logs: pytest.LogCaptureFixture
 ) -> None:
     ticker = started(two_gpus, clock)
     ticker.tick()
@@ -293,7 +294,7 @@ def test_transient_failure_skips_one_tick_logs_once_and_recovers(
 
 
 def test_gpu_lost_mid_run_ends_its_series_with_stale_markers_once(
-    two_gpus: FakeNvml, clock: FakeMonotonic, gpu_logs: pytest.LogCaptureFixture
+    two_gpus: FakeNvml, clock: FakeClock, gpu_logs: pytest.LogCaptureFixture
 ) -> None:
     ticker = started(two_gpus, clock)
     before = ticker.tick()
@@ -325,7 +326,7 @@ def test_gpu_lost_mid_run_ends_its_series_with_stale_markers_once(
 
 
 def test_lost_in_the_middle_of_a_tick_discards_that_gpus_partial_reading(
-    two_gpus: FakeNvml, clock: FakeMonotonic
+    two_gpus: FakeNvml, clock: FakeClock
 ) -> None:
     ticker = started(two_gpus, clock)
     ticker.tick()
@@ -338,7 +339,7 @@ def test_lost_in_the_middle_of_a_tick_discards_that_gpus_partial_reading(
 
 
 def test_every_gpu_lost_leaves_a_running_client_reporting_zero_devices(
-    clock: FakeMonotonic,
+    clock: FakeClock,
 ) -> None:
     nvml = FakeNvml(fake_gpus(1))
     ticker = started(nvml, clock)
@@ -363,9 +364,9 @@ def test_every_gpu_lost_leaves_a_running_client_reporting_zero_devices(
     ],
 )
 def test_missing_driver_is_a_device_error_with_exit_code_3_and_a_fix(
-    code: int, hint: str, clock: FakeMonotonic
+    code: int, hint: str, clock: FakeClock
 ) -> None:
-    client = GpuNvmlClient(FakeNvml(fake_gpus(1), init_error=code), monotonic=clock)
+    client = GpuNvmlClient(FakeNvml(fake_gpus(1), init_error=code), clock=clock)
     with pytest.raises(NvmlUnavailableError) as info:
         client.setup()
     assert isinstance(info.value, DeviceUnavailableError)
@@ -375,22 +376,22 @@ def test_missing_driver_is_a_device_error_with_exit_code_3_and_a_fix(
     client.close()  # safe after a failed setup
 
 
-def test_no_gpu_is_a_device_error(clock: FakeMonotonic) -> None:
+def test_no_gpu_is_a_device_error(clock: FakeClock) -> None:
     nvml = FakeNvml([])
-    client = GpuNvmlClient(nvml, monotonic=clock)
+    client = GpuNvmlClient(nvml, clock=clock)
     with pytest.raises(NvmlUnavailableError, match="found no GPU.*GPU_OPTIONAL=true"):
         client.setup()
     client.close()
     assert nvml.shutdowns == 1
 
 
-def test_missing_pynvml_module_names_the_extra(clock: FakeMonotonic) -> None:
+def test_missing_pynvml_module_names_the_extra(clock: FakeClock) -> None:
     def no_module() -> FakeNvml:
         raise NvmlCallError(
             NVML_ERROR_LIBRARY_NOT_FOUND, "pip install 'wattpush[gpu]'", "import pynvml"
         )
 
-    client = GpuNvmlClient(nvml_factory=no_module, monotonic=clock)
+    client = GpuNvmlClient(nvml_factory=no_module, clock=clock)
     with pytest.raises(NvmlUnavailableError, match=r"wattpush\[gpu\]"):
         client.setup()
 
@@ -399,9 +400,9 @@ def test_missing_pynvml_module_names_the_extra(clock: FakeMonotonic) -> None:
     "nvml", [FakeNvml([], init_error=NVML_ERROR_LIBRARY_NOT_FOUND), FakeNvml([])]
 )
 def test_gpu_optional_runs_idle_and_reports_zero_devices(
-    nvml: FakeNvml, clock: FakeMonotonic, gpu_logs: pytest.LogCaptureFixture
+    nvml: FakeNvml, clock: FakeClock, gpu_logs: pytest.LogCaptureFixture
 ) -> None:
-    client = GpuNvmlClient(nvml, optional=True, monotonic=clock)
+    client = GpuNvmlClient(nvml, optional=True, clock=clock)
     client.setup()
     assert client.idle
     ticker = Ticker(client, clock)
@@ -412,14 +413,14 @@ def test_gpu_optional_runs_idle_and_reports_zero_devices(
     assert "GPU_OPTIONAL=true" in gpu_logs.text
 
 
-def test_gpu_optional_does_not_hide_a_working_gpu(two_gpus: FakeNvml, clock: FakeMonotonic) -> None:
+def test_gpu_optional_does_not_hide_a_working_gpu(two_gpus: FakeNvml, clock: FakeClock) -> None:
     ticker = started(two_gpus, clock, optional=True)
     assert not ticker.client.idle
     assert value(ticker.tick(), DEVICES_METRIC, "") == 2.0
 
 
 def test_unopenable_gpu_is_skipped_and_others_monitored(
-    clock: FakeMonotonic, gpu_logs: pytest.LogCaptureFixture
+    clock: FakeClock, gpu_logs: pytest.LogCaptureFixture
 ) -> None:
     gpus = fake_gpus(3)
     gpus[1].failures["handle"] = NVML_ERROR_NO_PERMISSION
@@ -432,16 +433,16 @@ def test_unopenable_gpu_is_skipped_and_others_monitored(
 # -- GPU_DEVICES --------------------------------------------------------------------------------
 
 
-def test_devices_select_by_index_and_uuid(clock: FakeMonotonic) -> None:
+def test_devices_select_by_index_and_uuid(clock: FakeClock) -> None:
     gpus = fake_gpus(3)
     ticker = started(FakeNvml(gpus), clock, devices=(gpus[2].uuid.upper(), "0", "0"))
     assert [g.index for g in ticker.client.gpus] == [0, 2]
     assert {gpu for (_, gpu) in by_series(ticker.tick()) if gpu} == {"0", "2"}
 
 
-def test_devices_naming_an_absent_gpu_lists_the_available_ones(clock: FakeMonotonic) -> None:
+def test_devices_naming_an_absent_gpu_lists_the_available_ones(clock: FakeClock) -> None:
     gpus = fake_gpus(2)
-    client = GpuNvmlClient(FakeNvml(gpus), devices=("5",), monotonic=clock)
+    client = GpuNvmlClient(FakeNvml(gpus), devices=("5",), clock=clock)
     with pytest.raises(NvmlUnavailableError, match=f"GPU_DEVICES.*5.*{gpus[1].uuid}"):
         client.setup()
 
@@ -454,7 +455,7 @@ def test_client_sends_its_own_stale_markers() -> None:
     assert GpuNvmlClient.name == "gpu-nvml-client"
 
 
-def test_close_shuts_nvml_down_once(two_gpus: FakeNvml, clock: FakeMonotonic) -> None:
+def test_close_shuts_nvml_down_once(two_gpus: FakeNvml, clock: FakeClock) -> None:
     ticker = started(two_gpus, clock)
     ticker.tick()
     ticker.client.close()

@@ -9,7 +9,6 @@ The process tests use the real NVML, which is missing here: that is what they te
 from __future__ import annotations
 
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -21,24 +20,16 @@ import pytest
 import requests
 from base_monitoring_client.config import ClientConfig
 from base_monitoring_client.pipeline import Pipeline
-from base_monitoring_client.testing import PrometheusProcess, free_port, wait_until
 from gpu_helpers import real_nvml_problem
 from gpu_nvml_client import GpuNvmlClient
 from gpu_nvml_client.testing import FakeNvml, fake_gpus
-
-ROOT = Path(__file__).resolve().parents[2]
+from wattpush_testing import PrometheusProcess, free_port, process_env, wait_until
 
 pytestmark = pytest.mark.integration
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT / "base-monitoring-client"), str(ROOT / "gpu-nvml-client")]
-    )
-    env.pop("GPU_OPTIONAL", None)
-    env.update(extra)
-    return env
+    return process_env("gpu-nvml-client", drop_prefixes=("GPU_OPTIONAL",), **extra)
 
 
 def _values(result: list[dict]) -> list[float]:  # type: ignore[type-arg]

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 from base_monitoring_client import Sample
 from gpu_nvml_client import DEVICES_METRIC, GpuNvmlClient
+from wattpush_testing import collected
 
 pytestmark = pytest.mark.gpu
 
@@ -30,9 +31,9 @@ def _of(samples: list[Sample], name: str, gpu: str) -> list[Sample]:
 
 
 def test_every_gpu_reports_energy_power_and_sane_gauges(real_client: GpuNvmlClient) -> None:
-    first = list(real_client.collect(time.time_ns()))
+    first = collected(real_client, time.time_ns())
     threading.Event().wait(1.0)
-    second = list(real_client.collect(time.time_ns()))
+    second = collected(real_client, time.time_ns())
     count = len(real_client.gpus)
     assert count >= 1
     assert [s.value for s in second if s.name == DEVICES_METRIC] == [float(count)]
@@ -81,7 +82,7 @@ def test_nvenc_transcode_shows_encoder_load_and_rising_energy(
 
     def sample() -> None:
         while not stop.wait(0.1):
-            seen.extend(real_client.collect(time.time_ns()))
+            seen.extend(collected(real_client, time.time_ns()))
 
     sampler = threading.Thread(target=sample, name="test-gpu-sampler", daemon=True)
     sampler.start()

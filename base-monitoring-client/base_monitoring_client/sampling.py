@@ -1,0 +1,145 @@
+"""Sampler: calls collect() on a drift-free schedule and turns each tick into a Frame.
+
+A slow collect() skips ticks and counts them; it never bunches them. Samples returned by
+collect() join the frame through the client's handle cache; ``auto_stale`` clients get stale
+markers for the series missing from this tick (set arithmetic on handle ids).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+from .client import MonitoringClient
+from .clock import Clock
+from .errors import MonitoringClientError
+from .handoff import Handoff
+from .lifecycle import Lifecycle
+from .sample import STALE_NAN, Sample
+from .selfmetrics import SelfMetrics
+from .series import Frame, SeriesTable
+from .stale import StaleTracker
+
+log = logging.getLogger(__name__)
+
+DropFn = Callable[[str, int], None]
+LogOnceFn = Callable[..., None]
+
+
+class FrameBuilder:
+    """Samples into a frame (invalid ones dropped and counted), then stale markers."""
+
+    def __init__(
+        self, table: SeriesTable, auto_stale: bool, drop: DropFn, log_once: LogOnceFn
+    ) -> None:
+        self.table = table
+        self.auto_stale = auto_stale
+        self._drop = drop
+        self._log_once = log_once
+        self._stale = StaleTracker()
+        self._last_ts = 0
+
+    def add_samples(self, frame: Frame, samples: list[Sample]) -> None:
+        for _, why in self.table.add_samples(frame, samples):
+            self._drop("invalid_series", 1)
+            self._log_once(f"invalid:{why}", "dropping invalid sample: %s", why)
+
+    def finish_tick(self, frame: Frame) -> None:
+        """Stale markers for the series the previous tick had and this one lacks."""
+        if not self.auto_stale:
+            return
+        gone = self._stale.update(frame.live_ids())
+        newest = max(frame.stamps, default=frame.timestamp_ms)
+        for _, _, ts in frame.sets:
+            newest = max(newest, ts)
+        if gone:
+            stamp = max(newest, self._last_ts + 1)
+            for sid in sorted(gone):
+                frame.add(sid, STALE_NAN, stamp)
+            newest = stamp
+        self._last_ts = max(self._last_ts, newest)
+
+
+class Sampler:
+    def __init__(
+        self,
+        client: MonitoringClient,
+        interval_s: float,
+        clock: Clock,
+        lifecycle: Lifecycle,
+        *,
+        metrics: SelfMetrics,
+        builder: FrameBuilder,
+        out: Handoff,
+        to_processor: bool,
+        drop: DropFn,
+        log_once: LogOnceFn,
+    ) -> None:
+        self.client = client
+        self.interval_s = interval_s
+        self.clock = clock
+        self.life = lifecycle
+        self.metrics = metrics
+        self.builder = builder
+        self.out = out
+        self.to_processor = to_processor
+        self._drop = drop
+        self._log_once = log_once
+
+    def run(self) -> None:
+        interval = self.interval_s
+        clock = self.clock
+        table = self.builder.table
+        start = clock.monotonic()
+        tick = 0
+        while True:
+            deadline = start + tick * interval
+            if clock.wait(self.life.stop_sampling, deadline - clock.monotonic()):
+                return
+            began = clock.monotonic()
+            self.metrics.observe_lag(max(0.0, began - deadline))
+            now_ns = clock.time_ns()
+            frame = table.begin(now_ns // 1_000_000)
+            samples = self._collect(now_ns)
+            finished = clock.monotonic()
+            self.metrics.inc("monitoring_client_collect_duration_seconds_sum", finished - began)
+            self.metrics.inc("monitoring_client_collect_duration_seconds_count")
+            if samples is not None:
+                self._hand_on(frame, samples)
+            next_tick = tick + 1
+            if start + next_tick * interval <= finished:
+                # Overran: resume at the first deadline still ahead, never bunch ticks.
+                next_tick = math.floor((finished - start) / interval) + 1
+                self.metrics.inc("monitoring_client_skipped_ticks_total", next_tick - tick - 1)
+            tick = next_tick
+
+    def _collect(self, now_ns: int) -> list[Sample] | None:
+        """What collect() returned; None when it failed (the tick is then not sent at all)."""
+        try:
+            result = self.client.collect(now_ns)
+            return [] if result is None else list(result)
+        except MonitoringClientError as exc:
+            self._log_once(f"collect:{exc}", "collect() failed: %s", exc)
+        except Exception:
+            self._log_once(
+                "collect:exception", "collect() raised; sampling goes on (logged once)", exc=True
+            )
+        return None
+
+    def _hand_on(self, frame: Frame, samples: list[Sample]) -> None:
+        collected = len(frame) + len(samples)
+        if not collected:
+            return
+        self.metrics.inc("monitoring_client_samples_collected_total", collected)
+        if self.to_processor:
+            item: Any = (frame, samples, True)
+        else:
+            if samples:
+                self.builder.add_samples(frame, samples)
+            self.builder.finish_tick(frame)
+            item = frame
+        # A tick does not wake the batcher (it drains at its deadline); the processor it does.
+        if not self.out.put(item, collected, wake=self.to_processor):
+            self._drop("processor_queue_full", collected)

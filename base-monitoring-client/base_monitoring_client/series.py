@@ -1,0 +1,322 @@
+"""Series handles: a series is validated and its label bytes encoded once, not per sample.
+
+A client declares a series once (``client.handle(name, labels)``) or a whole block at once
+(``client.handle_set(name, label_sets)``), the way prometheus/client_python caches a
+``labels()`` child. Each tick it only sets values; the framework keeps them in columns
+(``Frame``) and encodes each batch with the cached label bytes.
+
+Every handle has a process-wide integer id; the members of a ``SeriesSet`` have consecutive
+ids, so per-series bookkeeping (last timestamp, staleness) is array slicing and set arithmetic.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+from array import array
+from collections.abc import Iterable, Mapping, Sequence
+from math import isnan
+from typing import Any
+
+from .encoder import LABEL_NAME_RE, METRIC_NAME_RE, canonical_labels, label_bytes
+from .errors import EncodeError
+from .sample import STALE_NAN, Sample, is_stale_marker
+
+_INT64_MIN = -(1 << 63)
+_INT64_MAX = (1 << 63) - 1
+_ids = itertools.count()
+_ids_lock = threading.Lock()
+
+
+def _allocate(count: int) -> int:
+    """First of ``count`` consecutive ids, unique in this process."""
+    with _ids_lock:
+        first = next(_ids)
+        for _ in range(count - 1):
+            next(_ids)
+    return first
+
+
+def validate_series(name: str, labels: Mapping[str, str]) -> dict[str, str]:
+    """Raise EncodeError for anything remote write cannot carry; returns a private copy."""
+    if not isinstance(name, str) or not METRIC_NAME_RE.match(name):
+        raise EncodeError(f"invalid metric name {name!r}: must match [a-zA-Z_:][a-zA-Z0-9_:]*")
+    out: dict[str, str] = {}
+    for key, value in labels.items():
+        if key == "__name__":
+            raise EncodeError(f"series {name!r}: pass the metric name as the name, not a label")
+        if not isinstance(key, str) or not LABEL_NAME_RE.match(key):
+            raise EncodeError(
+                f"series {name!r}: invalid label name {key!r}: must match [a-zA-Z_][a-zA-Z0-9_]*"
+            )
+        if not isinstance(value, str):
+            raise EncodeError(f"series {name!r}: label {key!r} has a non-string value {value!r}")
+        out[key] = value
+    return out
+
+
+class Series:
+    """Handle of one series. ``set()`` records a value in the current tick's frame."""
+
+    __slots__ = ("_table", "id", "key", "labels", "name", "owner")
+
+    def __init__(
+        self, table: SeriesTable, sid: int, name: str, labels: dict[str, str], key: bytes
+    ) -> None:
+        self._table = table
+        self.id = sid
+        self.name = name
+        self.labels = labels
+        self.key = key  # wire label bytes (default labels included): the series' identity
+        self.owner: SeriesSet | None = None
+
+    def set(self, value: float, timestamp_ms: int | None = None) -> None:
+        """Record ``value`` at the tick's time (or ``timestamp_ms``). For use in collect()."""
+        self._table.frame.add(self.id, value, timestamp_ms)
+
+    def stale(self, timestamp_ms: int | None = None) -> None:
+        """End the series now: Prometheus' stale marker."""
+        self._table.frame.add(self.id, STALE_NAN, timestamp_ms)
+
+    def __repr__(self) -> str:
+        return f"Series({self.name!r}, {self.labels!r})"
+
+
+class SeriesSet:
+    """A fixed, ordered block of series set together: ``set(values)`` takes one value each.
+
+    Values are copied into the frame as one ``array('d')``: no Python object per sample.
+    """
+
+    __slots__ = ("_fill", "_table", "idset", "members", "start", "stop")
+
+    def __init__(self, table: SeriesTable, members: list[Series]) -> None:
+        self._table = table
+        self.members = tuple(members)
+        self.start = members[0].id if members else 0
+        self.stop = self.start + len(members)
+        self.idset = frozenset(range(self.start, self.stop))
+        self._fill = array("q", [0])
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def __iter__(self) -> Any:
+        return iter(self.members)
+
+    def __getitem__(self, index: int) -> Series:
+        return self.members[index]
+
+    @property
+    def keys(self) -> list[bytes]:
+        return [m.key for m in self.members]
+
+    def set(self, values: Sequence[float] | array[float], timestamp_ms: int | None = None) -> None:
+        """One value per member, in member order, at the tick's time (or ``timestamp_ms``)."""
+        column = values if isinstance(values, array) and values.typecode == "d" else None
+        column = array("d", values) if column is None else array("d", column)
+        if len(column) != len(self.members):
+            raise ValueError(
+                f"{len(column)} values for a set of {len(self.members)} series; "
+                "pass one value per member"
+            )
+        self._table.frame.add_set(self, column, timestamp_ms)
+
+    def stale(self, timestamp_ms: int | None = None) -> None:
+        """End every member now."""
+        self.set(array("d", [STALE_NAN]) * len(self.members), timestamp_ms)
+
+
+class Frame:
+    """The values of one tick (or one push), in columns.
+
+    ``ids``/``values``/``stamps`` hold the series set one at a time; ``sets`` holds whole
+    ``SeriesSet`` columns ``(set, values, timestamp_ms)``.
+    """
+
+    __slots__ = ("ids", "sets", "stale_ids", "stamps", "timestamp_ms", "values")
+
+    def __init__(self, timestamp_ms: int) -> None:
+        self.timestamp_ms = timestamp_ms
+        self.ids: array[int] = array("q")
+        self.values: array[float] = array("d")
+        self.stamps: array[int] = array("q")
+        self.sets: list[tuple[SeriesSet, array[float], int]] = []
+        self.stale_ids: set[int] = set()
+
+    def add(self, sid: int, value: float, timestamp_ms: int | None = None) -> None:
+        self.values.append(value)
+        try:
+            self.stamps.append(self.timestamp_ms if timestamp_ms is None else timestamp_ms)
+        except (TypeError, OverflowError):
+            self.values.pop()  # keep the columns aligned
+            raise
+        self.ids.append(sid)
+        if isnan(value) and is_stale_marker(value):
+            self.stale_ids.add(sid)
+
+    def add_set(
+        self, series_set: SeriesSet, values: array[float], timestamp_ms: int | None
+    ) -> None:
+        self.sets.append(
+            (series_set, values, self.timestamp_ms if timestamp_ms is None else timestamp_ms)
+        )
+
+    def __len__(self) -> int:
+        return len(self.ids) + sum(len(s) for s, _, _ in self.sets)
+
+    def live_ids(self) -> frozenset[int] | set[int]:
+        """Ids of the series this frame carries a (non-stale) value for."""
+        if not self.ids and len(self.sets) == 1:
+            return self.sets[0][0].idset  # the common case: no copy
+        out: set[int] = set(self.ids)
+        out -= self.stale_ids
+        for series_set, values, _ in self.sets:
+            if values and math.isnan(values[0]) and is_stale_marker(values[0]):
+                continue  # SeriesSet.stale() ended the whole set
+            out |= series_set.idset
+        return out
+
+
+class SeriesTable:
+    """The handles of one client: interned by (name, labels), keys with the default labels.
+
+    Creating a handle takes a lock; looking one up for a ``Sample`` is a dict hit on the
+    identity of the sample's label dict. ``bind()`` sets the default labels (job, instance,
+    EXTRA_LABELS) and re-encodes the keys of handles made before.
+    """
+
+    def __init__(self, default_labels: Mapping[str, str] | None = None) -> None:
+        self._defaults = dict(default_labels or {})
+        self._lock = threading.Lock()
+        self._interned: dict[tuple[str, tuple[tuple[str, str], ...]], Series] = {}
+        # id(labels dict) -> (that dict, a snapshot of it, {metric name: Series}). Holding the
+        # dict keeps its id unique; the snapshot catches a dict mutated since it was cached.
+        self._by_id: dict[int, tuple[Mapping[str, str], dict[str, str], dict[str, Series]]] = {}
+        #: handle id -> handle, for every handle of this table
+        self.handles: dict[int, Series] = {}
+        self.frame = Frame(0)
+
+    @property
+    def default_labels(self) -> dict[str, str]:
+        return dict(self._defaults)
+
+    def bind(self, default_labels: Mapping[str, str]) -> None:
+        with self._lock:
+            self._defaults = dict(default_labels)
+            for handle in self._interned.values():
+                handle.key = self._key(handle.name, handle.labels)
+
+    def _key(self, name: str, labels: Mapping[str, str]) -> bytes:
+        return label_bytes(canonical_labels(name, labels, self._defaults))
+
+    @staticmethod
+    def _identity(name: str, labels: Mapping[str, str]) -> tuple[str, tuple[tuple[str, str], ...]]:
+        return name, tuple(sorted((k, v) for k, v in labels.items() if v != ""))
+
+    def series(self, name: str, labels: Mapping[str, str] | None = None) -> Series:
+        """The handle of a series, created (and validated) on first use."""
+        clean = validate_series(name, labels or {})
+        ident = self._identity(name, clean)
+        handle = self._interned.get(ident)
+        if handle is not None:
+            return handle
+        with self._lock:
+            handle = self._interned.get(ident)
+            if handle is None:
+                handle = Series(self, _allocate(1), name, clean, self._key(name, clean))
+                self._interned[ident] = handle
+                self.handles[handle.id] = handle
+        return handle
+
+    def series_set(
+        self, name: str | Sequence[str], label_sets: Iterable[Mapping[str, str]]
+    ) -> SeriesSet:
+        """A block of new series with consecutive ids. ``name`` is one metric name for all, or
+        one per label set. A series that already has a handle cannot join a set."""
+        raw = list(label_sets)
+        names = [name] * len(raw) if isinstance(name, str) else list(name)
+        if len(names) != len(raw):
+            raise ValueError(f"{len(names)} names for {len(raw)} label sets")
+        labels = [validate_series(n, ls) for n, ls in zip(names, raw, strict=True)]
+        idents = [self._identity(n, ls) for n, ls in zip(names, labels, strict=True)]
+        if len(set(idents)) != len(idents):
+            raise EncodeError(f"series set of {names[0]!r}: a series appears twice")
+        with self._lock:
+            taken = [i for i in idents if i in self._interned]
+            if taken:
+                raise EncodeError(
+                    f"series {taken[0][0]} {dict(taken[0][1])} already has a handle; "
+                    "a series belongs to one handle"
+                )
+            first = _allocate(len(labels))
+            members = [
+                Series(self, first + k, n, ls, self._key(n, ls))
+                for k, (n, ls) in enumerate(zip(names, labels, strict=True))
+            ]
+            result = SeriesSet(self, members)
+            for ident, member in zip(idents, members, strict=True):
+                member.owner = result
+                self._interned[ident] = member
+                self.handles[member.id] = member
+        return result
+
+    def lookup(self, name: str, labels: Mapping[str, str]) -> Series:
+        """The handle for a Sample's (name, labels); cached on the label dict's identity."""
+        hit = self._by_id.get(id(labels))
+        if hit is not None and hit[0] is labels and hit[1] == labels:
+            handle = hit[2].get(name)
+            if handle is not None:
+                return handle
+        handle = self.series(name, labels)
+        if type(labels) is dict:
+            if hit is None or hit[0] is not labels or hit[1] != labels:
+                # Bounded, so clients that build fresh label dicts each tick cannot pile them up.
+                if len(self._by_id) >= max(1024, 2 * len(self._interned)):
+                    self._by_id.clear()
+                hit = (labels, dict(labels), {})
+                self._by_id[id(labels)] = hit
+            hit[2][name] = handle
+        return handle
+
+    def samples(self, frame: Frame) -> list[Sample]:
+        """The frame as Sample objects (for tests and debugging; not the hot path)."""
+        out: list[Sample] = []
+        for series_set, values, ts in frame.sets:
+            out += (
+                Sample(m.name, m.labels, v, ts)
+                for m, v in zip(series_set.members, values, strict=True)
+            )
+        handles = self.handles
+        for sid, value, ts in zip(frame.ids, frame.values, frame.stamps, strict=True):
+            handle = handles[sid]
+            out.append(Sample(handle.name, handle.labels, value, ts))
+        return out
+
+    def begin(self, timestamp_ms: int) -> Frame:
+        """Start the frame that ``set()`` calls write into until the next ``begin``."""
+        frame = Frame(timestamp_ms)
+        self.frame = frame
+        return frame
+
+    def add_samples(self, frame: Frame, samples: Iterable[Sample]) -> list[tuple[Sample, str]]:
+        """Append Samples to ``frame`` through their handles; returns the invalid ones."""
+        bad: list[tuple[Sample, str]] = []
+        lookup = self.lookup
+        add = frame.add
+        for s in samples:
+            try:
+                handle = lookup(s.name, s.labels)
+            except EncodeError as exc:
+                bad.append((s, str(exc)))
+                continue
+            ts = s.timestamp_ms
+            if type(ts) is not int or not _INT64_MIN <= ts <= _INT64_MAX:
+                bad.append((s, f"series {s.name!r}: timestamp {ts!r} is not an int64"))
+                continue
+            try:
+                add(handle.id, s.value, ts)
+            except TypeError:
+                bad.append((s, f"series {s.name!r}: value {s.value!r} is not a number"))
+        return bad

@@ -1,0 +1,218 @@
+"""Series handles, frames, the columnar batcher and the stale tracker (no network)."""
+
+from __future__ import annotations
+
+import math
+import struct
+import time
+
+import pytest
+from base_fakes import ScriptedTransport
+from base_monitoring_client.batching import Batcher
+from base_monitoring_client.client import MonitoringClient
+from base_monitoring_client.config import ClientConfig
+from base_monitoring_client.encoder import decompress, encode_with_protobuf
+from base_monitoring_client.errors import EncodeError
+from base_monitoring_client.pipeline import Pipeline
+from base_monitoring_client.sample import STALE_NAN, Sample, float_bits, is_stale_marker
+from base_monitoring_client.series import SeriesTable
+from base_monitoring_client.spool import Batch
+from base_monitoring_client.stale import StaleTracker
+from wattpush_testing import wait_until
+
+NOW_MS = int(time.time() * 1000)
+DEFAULTS = {"job": "j", "instance": "h"}
+SUBNORMAL = struct.unpack("<d", struct.pack("<Q", 1))[0]
+ODD_VALUES = [1.7976931348623157e308, SUBNORMAL, -0.0, math.inf, -math.inf, 0.0, STALE_NAN]
+
+
+class Collector:
+    """A Batcher with its emitted batches and drops."""
+
+    def __init__(self, table: SeriesTable, max_samples: int = 100_000) -> None:
+        self.batches: list[Batch] = []
+        self.drops: dict[str, int] = {}
+        self.batcher = Batcher(
+            table.handles,
+            self.batches.append,
+            max_samples=max_samples,
+            drop=self.drop,
+            log_once=lambda *a, **k: None,
+        )
+
+    def drop(self, reason: str, count: int) -> None:
+        self.drops[reason] = self.drops.get(reason, 0) + count
+
+
+# -- handles --------------------------------------------------------------------------------
+
+
+def test_a_handle_is_validated_once_and_interned() -> None:
+    table = SeriesTable(DEFAULTS)
+    a = table.series("m", {"zone": "pkg", "empty": ""})
+    assert table.series("m", {"zone": "pkg"}) is a  # an empty value is no label at all
+    assert table.lookup("m", {"zone": "pkg"}) is a
+    assert b"empty" not in a.key and b"zone" in a.key
+    for name, labels in [("bad-name", {}), ("m", {"__name__": "x"}), ("m", {"1x": "v"})]:
+        with pytest.raises(EncodeError):
+            table.series(name, labels)
+    with pytest.raises(EncodeError):
+        table.series("m", {"zone": 3})  # type: ignore[dict-item]
+
+
+def test_a_set_has_consecutive_ids_and_a_series_belongs_to_one_handle() -> None:
+    table = SeriesTable(DEFAULTS)
+    block = table.series_set("m", [{"i": str(i)} for i in range(4)])
+    assert [h.id for h in block] == list(range(block.start, block.start + 4))
+    assert table.lookup("m", {"i": "2"}) is block[2]  # Samples of a member find it
+    with pytest.raises(EncodeError, match="already has a handle"):
+        table.series_set("m", [{"i": "9"}, {"i": "1"}])
+    with pytest.raises(ValueError, match="one value per member"):
+        table.begin(NOW_MS)
+        block.set([1.0, 2.0])
+
+
+def test_bind_re_encodes_handles_made_before_it() -> None:
+    table = SeriesTable()
+    handle = table.series("m", {"zone": "pkg"})
+    before = handle.key
+    table.bind(DEFAULTS)
+    assert handle.key != before and b"instance" in handle.key
+
+
+# -- batcher: the wire format ---------------------------------------------------------------
+
+
+def test_columns_and_singles_encode_byte_identical_to_protobuf() -> None:
+    table = SeriesTable(DEFAULTS)
+    block = table.series_set("power_watts", [{"zone": "pkg"}, {"zone": "core", "e": ""}])
+    single = table.series("temp_celsius", {"gpu": "0"})
+    out = Collector(table)
+    reference: list[Sample] = []
+    for tick, value in enumerate(ODD_VALUES):
+        ts = NOW_MS + tick
+        frame = table.begin(ts)
+        block.set([value, -value])
+        single.set(value)
+        out.batcher.add(frame, NOW_MS)
+        reference += [Sample("power_watts", {"zone": "pkg"}, value, ts)]
+        reference += [Sample("power_watts", {"zone": "core"}, -value, ts)]
+        reference += [Sample("temp_celsius", {"gpu": "0"}, value, ts)]
+    out.batcher.flush()
+    assert len(out.batches) == 1 and out.batches[0].samples == 3 * len(ODD_VALUES)
+    assert decompress(out.batches[0].payload) == encode_with_protobuf(reference, DEFAULTS)
+
+
+def test_exact_value_bits_survive_the_columns() -> None:
+    from base_monitoring_client.encoder import decode
+
+    table = SeriesTable(DEFAULTS)
+    block = table.series_set("v", [{"k": str(i)} for i in range(len(ODD_VALUES))])
+    out = Collector(table)
+    frame = table.begin(NOW_MS)
+    block.set(ODD_VALUES)
+    out.batcher.add(frame, NOW_MS)
+    out.batcher.flush()
+    got = [s.value for ts in decode(out.batches[0].payload).timeseries for s in ts.samples]
+    assert [float_bits(v) for v in got] == [float_bits(v) for v in ODD_VALUES]
+    assert is_stale_marker(got[-1])
+
+
+def test_a_repeated_timestamp_in_a_column_is_dropped_per_sample_and_counted() -> None:
+    table = SeriesTable(DEFAULTS)
+    block = table.series_set("m", [{"i": str(i)} for i in range(3)])
+    out = Collector(table)
+    for ts in (NOW_MS, NOW_MS, NOW_MS - 1, 0, NOW_MS + 24 * 3600 * 1000, NOW_MS + 1):
+        frame = table.begin(ts)
+        block.set([1.0, 2.0, 3.0])
+        out.batcher.add(frame, NOW_MS)
+    out.batcher.flush()
+    assert out.drops == {"out_of_order": 6, "invalid_timestamp": 6}
+    assert sum(b.samples for b in out.batches) == 6
+
+
+def test_a_set_larger_than_a_batch_is_split_and_batches_never_exceed_the_cap() -> None:
+    from base_fakes import points
+
+    table = SeriesTable(DEFAULTS)
+    block = table.series_set("m", [{"i": str(i)} for i in range(25)])
+    out = Collector(table, max_samples=10)
+    for tick in range(3):
+        frame = table.begin(NOW_MS + tick)
+        block.set([float(i) for i in range(25)])
+        out.batcher.add(frame, NOW_MS)
+    out.batcher.flush()
+    assert all(b.samples <= 10 for b in out.batches)
+    got = [p for b in out.batches for p in points(b.payload)]
+    assert sorted((k, t) for k, _, t in got) == sorted(
+        (f"m,i={i},instance=h,job=j", NOW_MS + tick) for i in range(25) for tick in range(3)
+    )
+    per_series: dict[str, list[int]] = {}
+    for key, _, t in got:
+        per_series.setdefault(key, []).append(t)
+    assert all(stamps == sorted(stamps) for stamps in per_series.values())
+
+
+def test_a_single_value_of_a_set_member_keeps_its_order_within_a_batch() -> None:
+    from base_fakes import points
+
+    table = SeriesTable(DEFAULTS)
+    block = table.series_set("m", [{"i": "0"}, {"i": "1"}])
+    out = Collector(table)
+    frame = table.begin(NOW_MS)
+    block.set([1.0, 2.0])
+    block[0].set(3.0, NOW_MS + 5)
+    out.batcher.add(frame, NOW_MS)
+    out.batcher.flush()
+    got = [(k, v, t) for b in out.batches for k, v, t in points(b.payload) if "i=0" in k]
+    assert got == [
+        ("m,i=0,instance=h,job=j", 1.0, NOW_MS),
+        ("m,i=0,instance=h,job=j", 3.0, NOW_MS + 5),
+    ]
+
+
+# -- staleness ------------------------------------------------------------------------------
+
+
+def test_stale_tracker_is_set_arithmetic_on_ids() -> None:
+    tracker = StaleTracker()
+    first = frozenset({1, 2, 3})
+    assert tracker.update(first) == frozenset()
+    assert tracker.update(first) == frozenset()  # the same set: no work
+    assert tracker.update({1, 3}) == {2}
+    tracker.forget({3})
+    assert tracker.update({4}) == {1}
+
+
+class BlinkingHandles(MonitoringClient):
+    """A handle set every tick, one handle only for the first three ticks."""
+
+    name = "blinking"
+
+    def __init__(self) -> None:
+        self.tick = 0
+        self.block = self.handle_set("kept", [{"i": "0"}, {"i": "1"}])
+        self.gone = self.handle("gone", {"gpu": "0"})
+
+    def collect(self, now_ns: int) -> None:
+        self.tick += 1
+        self.block.set([1.0, 2.0])
+        if self.tick <= 3:
+            self.gone.set(5.0)
+
+
+def test_auto_stale_with_handles_ends_a_missing_series_once() -> None:
+    from base_fakes import points
+
+    transport = ScriptedTransport()
+    config = ClientConfig(sample_interval_s=0.02, push_interval_s=60, instance="h")
+    client = BlinkingHandles()
+    with Pipeline(client, config, transport=transport) as pipeline:
+        assert wait_until(lambda: client.tick >= 8, timeout=5)
+        assert pipeline.flush(timeout=5)
+    got = [p for body in transport.requests for p in points(body) if p[0].startswith("gone,")]
+    values = [v for _, v, _ in got]
+    assert values[:3] == [5.0, 5.0, 5.0] and len(values) == 4
+    assert is_stale_marker(values[3]) and got[3][2] > got[2][2]
+    kept = [p for body in transport.requests for p in points(body) if p[0].startswith("kept,")]
+    assert not any(is_stale_marker(v) for _, v, _ in kept)
