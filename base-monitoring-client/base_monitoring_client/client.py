@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Self
 
 from .config import ClientConfig, Setting
+from .hostinfo import HostInfo, read_host_info
 from .sample import Sample
 from .series import Series, SeriesSet, SeriesTable
 
@@ -75,6 +76,12 @@ class MonitoringClient:
         """Optional second stage for Samples (derive rates, convert units); runs off the
         sampler thread. Values set through handles do not pass here."""
         return samples
+
+    def host_info(self) -> HostInfo:
+        """What machine this is, pushed as ``wattpush_host_info`` after ``setup()``.
+
+        Override to add what only this client knows (the GPU client adds the GPU model)."""
+        return read_host_info()
 
     def close(self) -> None:
         """Release devices. Called once, also after a failed setup."""

@@ -1,6 +1,7 @@
 """What machine a client runs on: the ``wattpush_host_info`` series.
 
-Pushed with every client's own metrics so that the advisor can say which node type a figure
+Pushed with every client's own metrics (``MonitoringClient.host_info()``, read after
+``setup()``) so that the advisor can say which node type a figure
 came from (CPU model, logical cores, GPU model, virtualised or not) from Prometheus alone.
 Read once at start: none of it changes while a process lives. The roots are parameters so
 tests build fake trees.
@@ -13,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 HOST_INFO_METRIC = "wattpush_host_info"
+HOST_INFO_LABELS = ("cpu_model", "cores", "virtualized", "hypervisor", "gpu_model")
 
 # DMI vendor/product strings of the common hypervisors, lower case, matched as substrings.
 _HYPERVISORS = (

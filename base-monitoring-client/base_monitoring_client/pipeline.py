@@ -138,6 +138,7 @@ class Pipeline:
                             self._spool.samples,
                         )
                 self.client.setup()
+                self.metrics.set_host(self.client.host_info())
                 if self.config.health_port:
                     self._health = HealthServer(
                         self.config.health_address, self.config.health_port, self

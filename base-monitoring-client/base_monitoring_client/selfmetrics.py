@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from .hostinfo import HOST_INFO_LABELS, HOST_INFO_METRIC, HostInfo
 from .sample import Sample
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -57,6 +58,9 @@ class SelfMetrics:
         MetricFamily("process_resident_memory_bytes", "gauge", "Resident memory of this process."),
         MetricFamily("monitoring_client_info", "gauge", "Always 1; labels say the version.",
                      ("version",)),
+        MetricFamily(HOST_INFO_METRIC, "gauge",
+                     "Always 1; labels say what machine this is (set once the client is set up).",
+                     HOST_INFO_LABELS),
     )  # fmt: skip
 
     def __init__(self, version: str) -> None:
@@ -68,6 +72,13 @@ class SelfMetrics:
         for fam in self.FAMILIES:
             if not fam.label_names:
                 self._values.setdefault((fam.name, ()), 0.0)
+
+    def set_host(self, host: HostInfo) -> None:
+        """``wattpush_host_info``: one series, replaced if the host facts change."""
+        with self._lock:
+            for key in [k for k in self._values if k[0] == HOST_INFO_METRIC]:
+                del self._values[key]
+        self.set(HOST_INFO_METRIC, 1.0, **host.labels())
 
     def _key(self, name: str, labels: dict[str, str]) -> tuple[str, tuple[str, ...]]:
         fam = self._families[name]

@@ -71,3 +71,17 @@ def test_gpu_model_is_added_by_the_gpu_client(tmp_path: Path) -> None:
     proc, sys = fake_host(tmp_path)
     info = read_host_info(proc, sys, cores=2).with_gpu("NVIDIA H200")
     assert info.labels()["gpu_model"] == "NVIDIA H200" and info.cpu_model == XEON
+
+
+def test_self_metrics_hold_one_host_info_series_replaced_when_set_again() -> None:
+    from base_monitoring_client.selfmetrics import SelfMetrics
+
+    metrics = SelfMetrics("1.0")
+    metrics.set_host(HostInfo("CPU A", 4, virtualized=True, hypervisor="kvm"))
+    metrics.set_host(HostInfo("CPU A", 4, virtualized=True, hypervisor="kvm", gpu_model="L4"))
+    text = metrics.exposition({"job": "j", "instance": "i"})
+    lines = [line for line in text.splitlines() if line.startswith("wattpush_host_info{")]
+    assert lines == [
+        'wattpush_host_info{cores="4",cpu_model="CPU A",gpu_model="L4",hypervisor="kvm",'
+        'instance="i",job="j",virtualized="true"} 1.0'
+    ]

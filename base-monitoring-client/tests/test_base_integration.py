@@ -18,6 +18,7 @@ import pytest
 from base_monitoring_client import __version__
 from base_monitoring_client.client import MonitoringClient
 from base_monitoring_client.config import ClientConfig, load_config
+from base_monitoring_client.hostinfo import read_host_info
 from base_monitoring_client.pipeline import Pipeline
 from base_monitoring_client.sample import Sample
 from wattpush_testing import (
@@ -248,6 +249,11 @@ def test_self_metrics_arrive_with_the_data(prometheus: PrometheusProcess) -> Non
         'monitoring_client_samples_collected_total{job="it-push",instance="selfm"}'
     )
     assert [r["value"][1] for r in collected] == ["1"]
+    host = prometheus.query('wattpush_host_info{job="it-push",instance="selfm"}')
+    facts = read_host_info()
+    assert [(r["metric"]["cpu_model"], r["metric"]["cores"]) for r in host] == [
+        (facts.cpu_model, str(facts.cores))
+    ]
 
 
 class Vanishing(MonitoringClient):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -18,6 +19,7 @@ from typing import Any, Self, TypeVar
 from base_monitoring_client import ClientConfig, InvalidValue, MonitoringClient, Setting, parse_bool
 from base_monitoring_client.clock import SYSTEM_CLOCK, Clock
 from base_monitoring_client.counter import ResettableCounter, Step
+from base_monitoring_client.hostinfo import HostInfo
 from base_monitoring_client.series import Series
 from base_monitoring_client.stale import StaleTracker
 
@@ -183,6 +185,12 @@ class GpuNvmlClient(MonitoringClient):
     @property
     def gpus(self) -> list[_Gpu]:
         return list(self._gpus)
+
+    def host_info(self) -> HostInfo:
+        """The framework's host facts plus the GPU model: ``NVIDIA L4``, ``8x NVIDIA H200``."""
+        counts = Counter(g.name for g in self._gpus)
+        models = ", ".join(name if n == 1 else f"{n}x {name}" for name, n in sorted(counts.items()))
+        return super().host_info().with_gpu(models)
 
     # -- life cycle -----------------------------------------------------------------------------
 

@@ -461,3 +461,15 @@ def test_close_shuts_nvml_down_once(two_gpus: FakeNvml, clock: FakeClock) -> Non
     ticker.client.close()
     ticker.client.close()
     assert two_gpus.shutdowns == 1
+
+
+def test_host_info_names_the_gpu_models_with_counts(clock: FakeClock) -> None:
+    mixed = [*fake_gpus(2, "NVIDIA H200"), FakeGpu(uuid="GPU-t4", name="NVIDIA T4")]
+    client = GpuNvmlClient(FakeNvml(mixed), clock=clock)
+    client.setup()
+    info = client.host_info()
+    assert info.gpu_model == "2x NVIDIA H200, NVIDIA T4"
+    assert info.cpu_model  # the framework's facts stay
+    one = GpuNvmlClient(FakeNvml(fake_gpus(1, "NVIDIA L4")), clock=clock)
+    one.setup()
+    assert one.host_info().gpu_model == "NVIDIA L4"
