@@ -22,6 +22,7 @@ import pytest
 import requests
 import yaml
 from base_monitoring_client import encoder
+from base_monitoring_client.hostinfo import HOST_INFO_METRIC, HostInfo
 from base_monitoring_client.sample import Sample
 from base_monitoring_client.selfmetrics import SelfMetrics
 from base_monitoring_client.testing import PrometheusProcess
@@ -31,6 +32,7 @@ DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 DATASOURCE_UID = "wattpush-prometheus"
 
 INSTANCE = "wp-test-host"
+HOST = HostInfo("Test CPU 9000", 2, virtualized=True, hypervisor="kvm")
 RUN_ID = "20261123T101500Z-3f9a"
 SPAN_S = 20 * 60
 STEP_S = 1
@@ -78,6 +80,7 @@ METRIC_PREFIXES = (
     "ffmpeg_",
     "monitoring_client_",
     "process_",
+    "wattpush_",
 )
 TOKEN_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
@@ -101,6 +104,9 @@ def iter_targets(dashboard: dict[str, Any]) -> Iterator[tuple[dict[str, Any], di
 def metric_names(expr: str) -> set[str]:
     # Label values and legend text are inside quotes: strip them before tokenising.
     bare = re.sub(r'"[^"]*"', '""', expr)
+    # Grouping lists and label matchers name labels (cpu_model, gpu_model), not metrics.
+    bare = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", bare)
+    bare = re.sub(r"\{[^}]*\}", "{}", bare)
     return {t for t in TOKEN_RE.findall(bare) if t.startswith(METRIC_PREFIXES)}
 
 
@@ -397,6 +403,7 @@ def generate(start_s: int) -> dict[str, Series]:
                 series.add("monitoring_client_sampling_lag_seconds", {}, rng.uniform(0, 0.004), ts)
                 series.add("process_resident_memory_bytes", {}, 4.2e7, ts)
                 series.add("monitoring_client_info", {"version": "0.1.0"}, 1.0, ts)
+                series.add(HOST_INFO_METRIC, HOST.labels(), 1.0, ts)
     return jobs
 
 

@@ -759,8 +759,14 @@ def component_settings(component: str) -> list[Any]:
     if component == "ffmpeg-runner":
         runner = pytest.importorskip("ffmpeg_runner.cli")
         return [*config.BASE_SETTINGS, *runner.RUNNER_SETTINGS]
-    module = pytest.importorskip(component.replace("-", "_") + ".cli")
-    return [*config.BASE_SETTINGS, *module.SETTINGS]
+    # A client class declares its own settings; the framework adds the base ones.
+    module = pytest.importorskip(component.replace("-", "_") + ".client")
+    (client_class,) = [
+        obj
+        for obj in vars(module).values()
+        if isinstance(obj, type) and obj.__module__ == module.__name__ and hasattr(obj, "settings")
+    ]
+    return [*config.BASE_SETTINGS, *client_class.settings]
 
 
 @pytest.mark.parametrize(
