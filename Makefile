@@ -47,6 +47,7 @@ unit: venv
 
 bench: setup
 	$(PY) bench/remote_write_bench.py
+	$(PY) bench/client_cpu_bench.py --repeats 2
 	$(PY) bench/advisor_bench.py
 
 demo: setup
