@@ -41,7 +41,7 @@ RUNGS = (("720p", 1280 * 720), ("360p", 640 * 360))
 # Mean scores each preset's outputs get (psnr dB, ssim, vmaf), pushed once at the window end.
 QUALITY = {"fast": (40.0, 0.97, 93.0), "veryfast": (38.0, 0.95, 88.0)}
 
-# Metric names by producer, as in SPEC §4-§5 and the base client's self-metrics.
+# Metric names by producer: the clients, the runner and the base client's self-metrics.
 DATA_METRICS = {
     "cpu_energy_joules_total",
     "cpu_power_watts",

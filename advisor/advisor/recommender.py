@@ -519,7 +519,7 @@ class TranscodingRecommender:
         row = valid.loc[valid[col].idxmax() if higher else valid[col].idxmin()]
         return {str(k): v for k, v in row.items()}
 
-    # -- the API of SPEC §6 -----------------------------------------------------------------
+    # -- the public API (analyze_and_rank, get_best_configuration, get_top_n, summary) --------
 
     def analyze_and_rank(
         self,
