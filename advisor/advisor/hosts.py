@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from base_monitoring_client.hostinfo import HOST_INFO_METRIC
-from scipy import stats
 
 from .analysis import SCORE_DIRECTIONS, welch_verdict
+from .energy import mean_ci95
 from .prom import Series
 
 __all__ = ["HOST_INFO_METRIC", "compare_hosts", "describe_host", "host_facts"]
@@ -61,16 +61,6 @@ def describe_host(instance: str, facts: Mapping[str, str] | None) -> str:
     return f"{instance} ({', '.join(parts)})"
 
 
-def _mean_ci(values: np.ndarray[Any, Any]) -> tuple[float, float]:
-    v = values[np.isfinite(values)]
-    if v.size == 0:
-        return float("nan"), float("nan")
-    if v.size < 2:
-        return float(v.mean()), float("nan")
-    half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
-    return float(v.mean()), half
-
-
 def compare_hosts(
     windows: pd.DataFrame,
     *,
@@ -99,19 +89,19 @@ def compare_hosts(
             mine = group[group["host"] == host]
             score = mine[rank_by].to_numpy(dtype=float)
             scores[host] = score
-            mean, ci = _mean_ci(score)
+            mean, ci, n_ok = mean_ci95(score)
             row: dict[str, Any] = {
                 "scenario": scenario,
                 "ladder": ladder,
                 "host": host,
                 "host_description": describe_host(host, facts.get(host)),
-                "n_ok": int(np.isfinite(score).sum()),
+                "n_ok": n_ok,
                 f"{rank_by}_mean": mean,
                 f"{rank_by}_ci95": ci,
             }
             for figure in HOST_FIGURES:
                 if figure != rank_by:
-                    m, c = _mean_ci(mine[figure].to_numpy(dtype=float))
+                    m, c, _ = mean_ci95(mine[figure].to_numpy(dtype=float))
                     row[f"{figure}_mean"], row[f"{figure}_ci95"] = m, c
             for key in FACT_LABELS:
                 row[key] = (facts.get(host) or {}).get(key, "")
