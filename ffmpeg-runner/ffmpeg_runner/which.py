@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from importlib import metadata
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -48,4 +49,18 @@ def which(binary: str) -> str | None:
             )
             continue
         return found
+    return None
+
+
+def installed_file(distribution: str, relative: str) -> Path | None:
+    """A file an installed distribution ships (``relative`` as in its RECORD), found through
+    its file list without importing it; None when it or the file is not installed."""
+    try:
+        dist = metadata.distribution(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+    for entry in dist.files or ():
+        if str(entry).replace("\\", "/") == relative:
+            path = Path(str(dist.locate_file(entry)))
+            return path if path.is_file() else None
     return None
