@@ -130,8 +130,11 @@ class HostComparison:
             )
         lines = []
         for v in self.verdicts:
-            best = self.table[
-                (self.table["scenario"] == v["scenario"]) & (self.table["host"] == v["best_host"])
+            t = self.table
+            best = t[
+                (t["scenario"] == v["scenario"])
+                & (t["ladder"] == v["ladder"])
+                & (t["host"] == v["best_host"])
             ].iloc[0]
             lines.append(
                 f"{v['scenario']}: least energy on {best['host_description']} "
