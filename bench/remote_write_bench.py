@@ -38,6 +38,7 @@ from base_monitoring_client import remote_write_pb2 as pb
 from base_monitoring_client.client import MonitoringClient
 from base_monitoring_client.config import ClientConfig
 from base_monitoring_client.encoder import SeriesEncoder, compress, encode_with_protobuf
+from base_monitoring_client.hostinfo import read_host_info
 from base_monitoring_client.pipeline import Pipeline
 from base_monitoring_client.sample import Sample
 from google.protobuf import __version__ as protobuf_version
@@ -444,16 +445,6 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([head, line, *fmt])
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--parts", default="a,b,c", help="which parts to run (default a,b,c)")
@@ -474,7 +465,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"wattpush {wattpush_version} remote-write benchmark")
     print(
         f"python {platform.python_version()}, protobuf {protobuf_version} "
-        f"({api_implementation.Type()}), {os.cpu_count()} CPUs: {cpu_model()}, "
+        f"({api_implementation.Type()}), {os.cpu_count()} CPUs: {read_host_info().cpu_model}, "
         f"load average {os.getloadavg()[0]:.2f} at start"
     )
     print("figures are medians of interleaved repeats; other load on the machine shifts them")

@@ -62,16 +62,18 @@ def _read(path: Path) -> str:
         return ""
 
 
-def cpu_model(proc_root: Path = Path("/proc")) -> str:
-    """``model name`` (x86), ``Model`` or ``Hardware`` (Arm) from cpuinfo; "unknown" if none."""
-    for line in _read(proc_root / "cpuinfo").splitlines():
+def _cpuinfo_field(cpuinfo: str, *keys: str) -> str:
+    """The first non-empty value of one of ``keys`` (the first CPU's block comes first)."""
+    for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
-        if key.strip() in ("model name", "Model", "Hardware") and value.strip():
+        if key.strip() in keys and value.strip():
             return " ".join(value.split())
-    return "unknown"
+    return ""
 
 
-def _hypervisor(proc_root: Path, sys_root: Path) -> tuple[bool, str]:
+def _hypervisor(cpuinfo: str, proc_root: Path, sys_root: Path) -> tuple[bool, str]:
+    # x86 guests see the CPUID hypervisor bit as the "hypervisor" flag.
+    flagged = "hypervisor" in _cpuinfo_field(cpuinfo, "flags").split()
     dmi = sys_root / "class" / "dmi" / "id"
     vendor = " ".join(
         _read(dmi / name).strip().lower() for name in ("sys_vendor", "product_name", "bios_vendor")
@@ -79,31 +81,24 @@ def _hypervisor(proc_root: Path, sys_root: Path) -> tuple[bool, str]:
     for needle, name in _HYPERVISORS:
         # Hyper-V's vendor string is also Microsoft's Surface hardware: trust it only with
         # the CPU's hypervisor flag.
-        if needle in vendor and (name != "hyperv" or _cpu_flag_hypervisor(proc_root)):
+        if needle in vendor and (name != "hyperv" or flagged):
             return True, name
     if _read(proc_root / "xen" / "capabilities") or (sys_root / "hypervisor" / "type").is_file():
         return True, _read(sys_root / "hypervisor" / "type").strip() or "xen"
-    if _cpu_flag_hypervisor(proc_root):
+    if flagged:
         return True, "unknown"
     return False, ""
-
-
-def _cpu_flag_hypervisor(proc_root: Path) -> bool:
-    # x86 guests see the CPUID hypervisor bit as the "hypervisor" flag.
-    for line in _read(proc_root / "cpuinfo").splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "flags":
-            return "hypervisor" in value.split()
-    return False
 
 
 def read_host_info(
     proc_root: Path = Path("/proc"), sys_root: Path = Path("/sys"), cores: int | None = None
 ) -> HostInfo:
     """The host facts of this machine (or of the fake trees under the given roots)."""
-    virtualized, hypervisor = _hypervisor(proc_root, sys_root)
+    cpuinfo = _read(proc_root / "cpuinfo")
+    virtualized, hypervisor = _hypervisor(cpuinfo, proc_root, sys_root)
     return HostInfo(
-        cpu_model=cpu_model(proc_root),
+        # model name (x86), Model or Hardware (Arm)
+        cpu_model=_cpuinfo_field(cpuinfo, "model name", "Model", "Hardware") or "unknown",
         cores=cores if cores is not None else (os.cpu_count() or 0),
         virtualized=virtualized,
         hypervisor=hypervisor,
