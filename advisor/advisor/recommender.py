@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -480,7 +481,6 @@ class TranscodingRecommender:
         reports: dict[str, AdvisorReport] = {}
         for host in sorted({w.hostname for w in windows}):
             sub = self._for_host(host)
-            sub.runs = [r for r in self.runs if r.hostname == host]
             mine = [
                 s for s in series if s.name not in DATA_METRICS or s.labels.get("instance") == host
             ]
@@ -495,23 +495,13 @@ class TranscodingRecommender:
         return HostComparison(facts, table, verdicts, reports, self.api.query_count)
 
     def _for_host(self, host: str) -> TranscodingRecommender:
-        return TranscodingRecommender(
-            api=self.api,
-            allow_estimated=self.allow_estimated,
-            query_mode=self.query_mode,
-            step_s=self.step_s,
-            matchers=self.matchers,
-            instance=host,
-            rank_by=self.rank_by,
-            alpha=self.alpha,
-            max_gap_s=self.max_gap_s,
-            max_edge_gap_s=self.max_edge_gap_s,
-            predict=False,  # per-host models from a handful of windows each would mislead
-            seed=self.seed,
-            clock=self.clock,
-            target_quality=self.target_quality,
-            quality_metric=self.quality_metric,
-        )
+        """This recommender's settings (and its API client) for one host's windows."""
+        sub = copy.copy(self)
+        sub.instance = host
+        sub.predict = False  # per-host models from a handful of windows each would mislead
+        sub.runs = [r for r in self.runs if r.hostname == host]
+        sub._report = None
+        return sub
 
     def _best(self, scenarios: pd.DataFrame) -> dict[str, Any] | None:
         col = f"{self.rank_by}_mean"
