@@ -16,6 +16,7 @@ from base_monitoring_client import (
     parse_path,
 )
 from base_monitoring_client.counter import SummedCounter
+from base_monitoring_client.openfiles import OpenFiles
 from base_monitoring_client.series import Series
 from base_monitoring_client.stale import StaleTracker
 
@@ -26,7 +27,6 @@ from .errors import HostLayoutError
 from .procfs import (
     DEFAULT_ENGINE_PATTERNS,
     HOST_CPU_MODES,
-    OpenFiles,
     parse_host_cpu_ticks,
     parse_net_dev,
     parse_proc_pid_stat,
