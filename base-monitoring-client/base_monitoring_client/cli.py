@@ -90,7 +90,7 @@ def run_client_main(
         signal.signal(signal.SIGINT, on_signal)
     pipeline = Pipeline(client, config)
     try:
-        pipeline.start()
+        _start(pipeline, block_signals=handle_signals)
     except ConfigError as exc:
         log.error("%s", exc)
         return exc.exit_code
@@ -108,7 +108,9 @@ def run_client_main(
     if ready is not None:
         ready(pipeline)
     try:
-        while not stop.wait(1.0):
+        # Only this thread takes SIGTERM/SIGINT (see _start), and a signal interrupts this
+        # wait: no periodic wake-up needed. Without our handlers, poll as a safety net.
+        while not stop.wait(None if handle_signals else 1.0):
             pass
     finally:
         if signals_seen:
@@ -120,6 +122,20 @@ def run_client_main(
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
     return 0
+
+
+def _start(pipeline: Pipeline, *, block_signals: bool) -> None:
+    """Start the pipeline with SIGTERM/SIGINT blocked, so that its threads (which inherit
+    the mask) never take them: the kernel then delivers them to the main thread, which runs
+    the handlers."""
+    if not block_signals:
+        pipeline.start()
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    try:
+        pipeline.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def run_client(
