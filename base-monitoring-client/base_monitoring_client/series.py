@@ -164,7 +164,10 @@ class Frame:
         )
 
     def __len__(self) -> int:
-        return len(self.ids) + sum(len(s) for s, _, _ in self.sets)
+        n = len(self.ids)
+        for series_set, _, _ in self.sets:
+            n += len(series_set.members)
+        return n
 
     def live_ids(self) -> frozenset[int] | set[int]:
         """Ids of the series this frame carries a (non-stale) value for."""
