@@ -117,3 +117,59 @@ def test_bounded_and_retained_by_path() -> None:
     assert len(files) == 1
     files.close()
     assert len(files) == 0
+
+
+def test_watched_regular_files_are_checked_once_per_round(tmp_path: Path) -> None:
+    a, b, c = (tmp_path / name for name in ("a", "b", "c"))
+    for path in (a, b, c):
+        path.write_text("1\n")
+    (tmp_path / "alias").symlink_to(a)  # two paths, one inode: both must notice
+    files = OpenFiles(watch=True)
+    paths = [str(p) for p in (a, b, c, tmp_path / "alias")]
+    files.refresh()
+    assert [files.read(p, 64) for p in paths] == [b"1\n"] * 4
+    a.write_text("2\n")  # in place: no event needed, the descriptor sees it
+    tmp = tmp_path / ".b"
+    tmp.write_text("3\n")
+    os.replace(tmp, b)  # renamed over
+    c.unlink()
+    files.refresh()  # the round starts: b and c are forgotten, a and alias kept
+    assert len(files) == 2
+    assert [files.read(p, 64) for p in paths] == [b"2\n", b"3\n", None, b"2\n"]
+    a.unlink()
+    a.write_text("4\n")  # recreated: a new inode behind both paths
+    files.refresh()
+    assert files.read(paths[0], 64) == b"4\n"
+    assert files.read(paths[3], 64) == b"4\n"
+    files.close()
+
+
+def test_without_inotify_regular_files_fall_back_to_an_fstat_per_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from base_monitoring_client import openfiles
+
+    def unavailable() -> None:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(openfiles, "_Inotify", unavailable)
+    path = tmp_path / "memory.current"
+    path.write_text("10\n")
+    files = OpenFiles(watch=True)
+    files.refresh()
+    assert files.read(str(path), 64) == b"10\n"
+    tmp = tmp_path / ".new"
+    tmp.write_text("20\n")
+    os.replace(tmp, path)
+    assert files.read(str(path), 64) == b"20\n"  # noticed without a refresh()
+    files.close()
+
+
+def test_watched_pseudo_files_need_no_watch() -> None:
+    files = OpenFiles(watch=True)
+    files.refresh()
+    assert files.read("/proc/self/stat", 4096)
+    assert files.read("/proc/self/statm", 4096)
+    before = len(os.listdir("/proc/self/fd"))
+    files.close()
+    assert len(os.listdir("/proc/self/fd")) == before - 2  # no inotify was made for them

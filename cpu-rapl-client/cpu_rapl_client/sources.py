@@ -46,7 +46,9 @@ class SysfsSource:
 
     def __init__(self, zones: Sequence[Zone], reader: Reader | None = None) -> None:
         self._reader = reader or read_sysfs
-        self._files = OpenFiles() if reader is None else None
+        # Watched (refresh() at each read()): sysfs attributes report a size, which would
+        # otherwise cost an fstat per zone per tick to notice a replaced file.
+        self._files = OpenFiles(watch=True) if reader is None else None
         self._zones: list[Zone] = []
         self._paths: list[tuple[Zone, Path, str]] = []
         self.set_zones(zones)
@@ -64,6 +66,8 @@ class SysfsSource:
     def read(self, monotonic_ns: int) -> list[Reading]:
         out: list[Reading] = []
         files, reader = self._files, self._reader
+        if files is not None:
+            files.refresh()
         for zone, path, name in self._paths:
             try:
                 raw = files.pread(name, 64) if files is not None else reader(path)

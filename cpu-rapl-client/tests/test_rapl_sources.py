@@ -32,13 +32,13 @@ def test_sysfs_source_reads_fresh_values_through_kept_descriptors(
     before = open_fds()
     source = SysfsSource(discover_zones(powercap.root()).zones)
     assert readings(source) == {"intel-rapl:0": 1_000, "intel-rapl:1": 5_000}
-    assert open_fds() == before + 2  # kept open for the next tick
+    assert open_fds() == before + 3  # kept open for the next tick, and the inotify watching them
     powercap.set_energy("intel-rapl:0", 9_000)  # written by rename: a new inode
     (powercap.zone_dir("intel-rapl:1") / "energy_uj").write_text("6000\n")  # in place
     assert readings(source) == {"intel-rapl:0": 9_000, "intel-rapl:1": 6_000}
     powercap.set_energy("intel-rapl:0", 200)  # wrapped: the raw value goes back, as read
     assert readings(source)["intel-rapl:0"] == 200
-    assert open_fds() == before + 2
+    assert open_fds() == before + 3
     source.close()
     assert open_fds() == before
 
