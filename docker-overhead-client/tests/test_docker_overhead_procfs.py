@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from docker_fakes import FakeHost
 from docker_overhead_client.procfs import (
     DEFAULT_ENGINE_PATTERNS,
     HOST_CPU_MODES,
@@ -16,6 +15,7 @@ from docker_overhead_client.procfs import (
     parse_proc_pid_stat,
     scan_engine_processes,
 )
+from wattpush_testing.docker import FakeHost
 
 
 def test_host_cpu_line_in_mode_order() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -73,8 +74,6 @@ REPO = Path(__file__).resolve().parents[2]
 
 def runner_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment for ``python -m ffmpeg_runner`` from the checkout."""
-    import os
-
     env = dict(os.environ)
     paths = [str(REPO / "base-monitoring-client"), str(REPO / "ffmpeg-runner")]
     if env.get("PYTHONPATH"):
