@@ -121,16 +121,8 @@ class HttpTransport:
             "X-Prometheus-Remote-Write-Version": "0.1.0",
             "User-Agent": user_agent,
         }
-        headers.update(config.headers)
-        if config.bearer_token:
-            headers["Authorization"] = f"Bearer {config.bearer_token}"
         self.session.headers.update(headers)
-        if config.basic_auth_user:
-            self.session.auth = (config.basic_auth_user, config.basic_auth_password or "")
-        if config.ca_file is not None:
-            self.session.verify = str(config.ca_file)
-        elif config.tls_insecure:
-            self.session.verify = False
+        config.auth.apply(self.session)
 
     def post(self, body: bytes, timeout_s: float | None = None) -> Outcome:
         start = time.monotonic()

@@ -37,6 +37,7 @@ from ffmpeg_runner.quality import (
     score,
 )
 from ffmpeg_runner.scenario import parse_batch, parse_scenario
+from wattpush_testing import collected
 
 PSNR_LOG = """\
 n:1 mse_avg:13.81 mse_y:18.15 mse_u:7.57 mse_v:2.71 psnr_avg:36.73 psnr_y:35.54 psnr_u:39.34 psnr_v:43.79
@@ -237,7 +238,7 @@ def test_client_pushes_quality_once_at_the_window_end() -> None:
     window = {"run_id": "r", "scenario": "s", "repeat": "0"}
     client.record_quality(window, [output, output], ts_ms=1_000)
     assert not client.wait_idle(timeout=0)  # not sent yet
-    samples = list(client.collect(5_000_000_000))
+    samples = collected(client, 5_000_000_000)
     assert client.wait_idle(timeout=0)
     assert {(s.name, s.labels.get("metric"), s.value, s.timestamp_ms) for s in samples} == {
         (OUTPUT_BITRATE_METRIC, None, 790_000.0, 1_000),
@@ -247,7 +248,7 @@ def test_client_pushes_quality_once_at_the_window_end() -> None:
     assert len(samples) == 3  # the duplicate rung is pushed once
     assert all(s.labels["rung"] == "640x360@800k" and s.labels["run_id"] == "r" for s in samples)
     assert not any(math.isnan(s.value) for s in samples)  # no stale marker
-    assert list(client.collect(6_000_000_000)) == []  # once
+    assert collected(client, 6_000_000_000) == []  # once
 
 
 def test_shipped_demo_and_codecs_batches_measure_quality_on_real_content() -> None:
