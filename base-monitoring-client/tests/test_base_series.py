@@ -19,7 +19,7 @@ from base_monitoring_client.series import SeriesTable
 from base_monitoring_client.spool import Batch
 from base_monitoring_client.stale import StaleTracker
 from wattpush_testing import wait_until
-from wattpush_testing.base import ScriptedTransport
+from wattpush_testing.base import ScriptedTransport, points
 
 NOW_MS = int(time.time() * 1000)
 DEFAULTS = {"job": "j", "instance": "h"}
@@ -133,7 +133,6 @@ def test_a_repeated_timestamp_in_a_column_is_dropped_per_sample_and_counted() ->
 
 
 def test_a_set_larger_than_a_batch_is_split_and_batches_never_exceed_the_cap() -> None:
-    from wattpush_testing.base import points
 
     table = SeriesTable(DEFAULTS)
     block = table.series_set("m", [{"i": str(i)} for i in range(25)])
@@ -155,7 +154,6 @@ def test_a_set_larger_than_a_batch_is_split_and_batches_never_exceed_the_cap() -
 
 
 def test_a_single_value_of_a_set_member_keeps_its_order_within_a_batch() -> None:
-    from wattpush_testing.base import points
 
     table = SeriesTable(DEFAULTS)
     block = table.series_set("m", [{"i": "0"}, {"i": "1"}])
@@ -203,7 +201,6 @@ class BlinkingHandles(MonitoringClient):
 
 
 def test_auto_stale_with_handles_ends_a_missing_series_once() -> None:
-    from wattpush_testing.base import points
 
     transport = ScriptedTransport()
     config = ClientConfig(sample_interval_s=0.02, push_interval_s=60, instance="h")
@@ -283,8 +280,6 @@ class Ephemeral(MonitoringClient):
 def test_released_handles_are_forgotten_once_sent_and_every_series_still_ends(
     auto_stale: bool,
 ) -> None:
-    from base_fakes import points
-
     transport = ScriptedTransport()
     config = ClientConfig(sample_interval_s=0.005, push_interval_s=0.05, instance="h")
     client = Ephemeral(auto_stale)
