@@ -15,11 +15,10 @@ from ffmpeg_runner.contract import (
     FPS_METRIC,
     FRAMES_METRIC,
     INFO_METRIC,
-    MetricScore,
-    OutputQuality,
 )
 from ffmpeg_runner.progress import ProgressSnapshot
 from wattpush_testing import wait_until
+from wattpush_testing.ffmpeg import output_quality
 
 Point = tuple[str, str, float, int]  # metric, the label that tells series apart, value, ms
 
@@ -47,20 +46,6 @@ def held(client: RunnerClient) -> int:
     """Handles of the runner's series (the pipeline's self-metrics have theirs too)."""
     handles = list(client.series_table.handles.values())
     return sum(h.name.startswith("ffmpeg_") for h in handles)
-
-
-def quality(rung: str) -> OutputQuality:
-    return OutputQuality(
-        rung=rung,
-        name=rung,
-        stream=0,
-        target_bitrate_bps=800_000,
-        achieved_bitrate_bps=790_000.0,
-        size_bytes=1000,
-        duration_s=10.0,
-        frames=250,
-        scores={"psnr": MetricScore(38.0, 36.0)},
-    )
 
 
 def test_window_edges_are_exact_and_the_marker_follows_1_ms_later() -> None:
@@ -157,7 +142,7 @@ def test_progress_per_rung_ends_with_final_counts_and_markers_then_is_released()
 
 def test_quality_is_one_sample_at_the_window_end_with_no_marker_and_released() -> None:
     client = RunnerClient()
-    client.record_quality({"run_id": "r", "repeat": "0"}, [quality("640x360@800k")], 1_234)
+    client.record_quality({"run_id": "r", "repeat": "0"}, [output_quality("640x360@800k")], 1_234)
     got = tick(client, 5_000, "rung")
     assert sorted(got) == [
         ("ffmpeg_output_bitrate_bits_per_second", "640x360@800k", 790_000.0, 1_234),
@@ -205,7 +190,7 @@ def test_a_long_batch_through_the_pipeline_keeps_no_handle_of_finished_windows()
             end = time.time_ns() // 1_000_000 + 50
             client.end_window(end)
             client.end_stream(stream, [12, 12])
-            client.record_quality({"repeat": str(n)}, [quality("160x90@200k")], end)
+            client.record_quality({"repeat": str(n)}, [output_quality("160x90@200k")], end)
             windows.append((str(n), start, end))
             assert client.wait_idle(timeout=5)
             sizes.append(held(client))
