@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -15,7 +16,7 @@ from .config import BASE_SETTINGS, ClientConfig, Setting, add_setting_flags, con
 from .errors import ConfigError, MonitoringClientError
 from .logutil import configure_logging
 from .pipeline import Pipeline
-from .signals import StopSignals
+from .signals import STOP_SIGNALS, StopSignals
 from .synthetic import SyntheticClient
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def run_client_main(
     ) as signals:
         pipeline = Pipeline(client, config)
         try:
-            pipeline.start()
+            _start(pipeline, block_signals=signals.installed)
         except MonitoringClientError as exc:
             log.error("%s", exc)
             return exc.exit_code
@@ -97,13 +98,29 @@ def run_client_main(
         if ready is not None:
             ready(pipeline)
         try:
-            while not stop.wait(1.0):
+            # Only this thread takes SIGTERM/SIGINT (see _start), and a signal interrupts this
+            # wait: no periodic wake-up needed. Without our handlers, poll as a safety net.
+            while not stop.wait(None if signals.installed else 1.0):
                 pass
         finally:
             if signals.received:
                 log.info("signal %s received: flushing", signals.first_name)
             pipeline.stop()
     return 0
+
+
+def _start(pipeline: Pipeline, *, block_signals: bool) -> None:
+    """Start the pipeline with SIGTERM/SIGINT blocked, so that its threads (which inherit
+    the mask) never take them: the kernel then delivers them to the main thread, which runs
+    the handlers."""
+    if not block_signals:
+        pipeline.start()
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, set(STOP_SIGNALS))
+    try:
+        pipeline.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def run_client(

@@ -28,7 +28,9 @@ class Handoff:
         self._urgent = False
         #: monotonic time of the oldest item queued since the last take (None: empty)
         self.first_at: float | None = None
-        self._cond = threading.Condition()
+        # Entered through the lock itself (C), not the Condition's Python __enter__.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
 
     @property
     def samples(self) -> int:
@@ -37,7 +39,7 @@ class Handoff:
 
     def put(self, item: Any, samples: int = 0, *, wake: bool = True, timeout: float = 0.0) -> bool:
         """Queue ``item``; False when the queue stayed full for ``timeout`` seconds."""
-        with self._cond:
+        with self._lock:
             if len(self._items) >= self.capacity and not self._cond.wait_for(
                 lambda: len(self._items) < self.capacity, timeout
             ):
@@ -55,7 +57,7 @@ class Handoff:
     def take(self, timeout: float | None) -> tuple[list[Any], float | None]:
         """Everything queued and when the oldest of it was queued, after waiting up to
         ``timeout`` seconds unless something urgent (a woken put, a full batch) is there."""
-        with self._cond:
+        with self._lock:
             if not self._urgent:
                 self._cond.wait(timeout)
             items = list(self._items)

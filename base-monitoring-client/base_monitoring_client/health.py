@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import selectors
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Protocol
@@ -36,18 +38,31 @@ class HealthServer:
             ) from exc
         self.server.daemon_threads = True
         self.port = int(self.server.server_address[1])
-        self._thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.5}, name="health"
-        )
-        self._thread.daemon = True
+        # stop() writes to this pipe: the thread sleeps in select() until a request or stop,
+        # where serve_forever() would wake every poll interval to look for a shutdown.
+        self._wake_read, self._wake_write = os.pipe()
+        self._thread = threading.Thread(target=self._serve, name="health", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
+    def _serve(self) -> None:
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.server, selectors.EVENT_READ)
+            selector.register(self._wake_read, selectors.EVENT_READ)
+            while True:
+                for key, _ in selector.select():
+                    if key.fileobj is not self.server:
+                        return
+                    self.server.handle_request()  # a connection is waiting: accepts at once
+
     def stop(self) -> None:
-        self.server.shutdown()
+        os.write(self._wake_write, b"\0")
+        if self._thread.ident is not None:
+            self._thread.join(2.0)
         self.server.server_close()
-        self._thread.join(2.0)
+        os.close(self._wake_read)
+        os.close(self._wake_write)
 
 
 def _make_handler(source: HealthSource) -> type[BaseHTTPRequestHandler]:

@@ -3,21 +3,25 @@
 The pushing clients talk to REMOTE_WRITE_URL with ``REMOTE_WRITE_*`` settings, the advisor to a
 query API with ``ADVISOR_*`` ones: the same settings under another prefix (``auth_settings``),
 the same checks and messages (``HttpAuth.from_values``) and the same request set-up
-(``HttpAuth.apply``).
+(``HttpAuth.apply`` for a requests session, ``request_headers`` and ``ssl_context`` for
+``http.client``).
 """
 
 from __future__ import annotations
 
+import base64
+import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import requests
+import requests.utils
 
 from .errors import ConfigError
 from .settings import Setting, parse_bool, parse_headers, parse_optional_path, parse_optional_str
-
-if TYPE_CHECKING:
-    import requests
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,40 @@ class HttpAuth:
             session.verify = str(self.ca_file)
         elif self.tls_insecure:
             session.verify = False
+
+    def request_headers(self) -> dict[str, str]:
+        """The extra headers and ``Authorization`` as ``apply`` makes requests send them
+        (basic auth encoded the way requests does: each part in latin-1)."""
+        headers = dict(self.headers)
+        if self.bearer_token:
+            headers["Authorization"] = f"Bearer {self.bearer_token}"
+        elif self.basic_auth_user:
+            pair = b":".join(
+                part.encode("latin1")
+                for part in (self.basic_auth_user, self.basic_auth_password or "")
+            )
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+        return headers
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The TLS trust ``apply`` gives a requests session: the CA file, no verification
+        with ``tls_insecure``, else requests' own bundle unless the environment names one."""
+        if self.ca_file is not None:
+            return ssl.create_default_context(cafile=str(self.ca_file))
+        if self.tls_insecure:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            return context
+        bundle = (
+            os.environ.get("REQUESTS_CA_BUNDLE")
+            or os.environ.get("CURL_CA_BUNDLE")
+            or requests.utils.DEFAULT_CA_BUNDLE_PATH
+        )
+        return ssl.create_default_context(
+            cafile=bundle if os.path.isfile(bundle) else None,
+            capath=bundle if os.path.isdir(bundle) else None,
+        )
 
 
 def auth_settings(prefix: str, *, short_flags: bool = False) -> tuple[Setting, ...]:

@@ -25,7 +25,7 @@ from .outbox import FlushMarker, Outbox
 from .sample import Sample
 from .sampling import FrameBuilder, Sampler
 from .selfmetrics import SelfMetrics
-from .sender import Backoff, HttpTransport, Transport
+from .sender import Backoff, Transport, make_transport
 from .series import Frame, Series
 from .spool import Spool
 
@@ -58,7 +58,7 @@ class Pipeline:
             "job": client.name,
             "instance": config.instance,
         }
-        self.transport: Transport = transport or HttpTransport(config, f"wattpush/{__version__}")
+        self.transport: Transport = transport or make_transport(config, f"wattpush/{__version__}")
         self.backoff = backoff or Backoff(config.min_backoff_s, config.max_backoff_s)
         self.lifecycle = Lifecycle()
         self.table = client.series_table

@@ -35,6 +35,11 @@ class StopSignals:
         self.received: list[int] = []
 
     @property
+    def installed(self) -> bool:
+        """True while this object's handlers are in place (main thread, ``install=True``)."""
+        return bool(self._previous)
+
+    @property
     def first(self) -> int | None:
         return self.received[0] if self.received else None
 

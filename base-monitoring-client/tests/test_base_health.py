@@ -12,6 +12,7 @@ import requests
 from base_monitoring_client.cli import run_client_main
 from base_monitoring_client.config import ClientConfig
 from base_monitoring_client.errors import ConfigError
+from base_monitoring_client.health import HealthServer
 from base_monitoring_client.logutil import JsonFormatter
 from base_monitoring_client.pipeline import Pipeline
 from base_monitoring_client.synthetic import SyntheticClient
@@ -79,6 +80,31 @@ def test_busy_health_port_is_a_config_error() -> None:
             second.start()
     finally:
         blocker.stop()
+
+
+class _Source:
+    def health(self) -> tuple[str, list[str]]:
+        return "ok", []
+
+    def pending_samples(self) -> int:
+        return 0
+
+    def exposition(self) -> str:
+        return "up 1\n"
+
+
+def test_health_server_stop_ends_its_thread_and_closes_the_port() -> None:
+    before = set(threading.enumerate())
+    server = HealthServer("127.0.0.1", 0, _Source())
+    server.start()
+    url = f"http://127.0.0.1:{server.port}"
+    assert requests.get(url + "/metrics", timeout=5).text == "up 1\n"
+    threads = [t for t in threading.enumerate() if t.name == "health" and t not in before]
+    server.stop()
+    assert threads and not any(t.is_alive() for t in threads)
+    with pytest.raises(requests.ConnectionError):
+        requests.get(url + "/healthz", timeout=5)
+    HealthServer("127.0.0.1", 0, _Source()).stop()  # never started: stops all the same
 
 
 def test_json_log_lines() -> None:

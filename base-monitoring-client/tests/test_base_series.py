@@ -104,6 +104,34 @@ def test_columns_and_singles_encode_byte_identical_to_protobuf() -> None:
     assert decompress(out.batches[0].payload) == encode_with_protobuf(reference, DEFAULTS)
 
 
+def test_frame_extend_is_a_run_of_adds() -> None:
+    from array import array
+
+    table = SeriesTable(DEFAULTS)
+    handles = [table.series("m", {"i": str(i)}) for i in range(len(ODD_VALUES))]
+    ids = [h.id for h in handles]
+    one_by_one = table.begin(NOW_MS)
+    for h, v in zip(handles, ODD_VALUES, strict=True):
+        h.set(v)
+    at_once = table.begin(NOW_MS)
+    at_once.extend(ids, ODD_VALUES)
+    assert at_once.ids == one_by_one.ids and at_once.stamps == one_by_one.stamps
+    assert [float_bits(v) for v in at_once.values] == [float_bits(v) for v in ODD_VALUES]
+    assert at_once.stale_ids == one_by_one.stale_ids == {ids[-1]}
+    assert at_once.live_ids() == one_by_one.live_ids()
+    later = table.begin(NOW_MS)
+    later.extend(ids[:2], [math.inf, -math.inf], NOW_MS + 5)  # NaN sum, yet no stale marker
+    assert later.stale_ids == set() and list(later.stamps) == [NOW_MS + 5] * 2
+    for bad_ids, bad_values in [
+        (ids[:2], [1.0, "x"]),
+        (ids[:2], [1.0]),
+        ([ids[0], None], [1.0, 2.0]),
+    ]:
+        with pytest.raises((TypeError, ValueError)):
+            later.extend(bad_ids, bad_values)  # type: ignore[arg-type]
+    assert len(later) == 2 and later.values == array("d", [math.inf, -math.inf])  # unchanged
+
+
 def test_exact_value_bits_survive_the_columns() -> None:
     from base_monitoring_client.encoder import decode
 

@@ -109,7 +109,7 @@ class CpuRaplClient(MonitoringClient):
         model: CpuPowerModel | None = None,
         rescan_interval_s: float = 30.0,
         max_zone_watts: float = 1000.0,
-        reader: Reader = read_sysfs,
+        reader: Reader | None = None,
         clock: Clock = SYSTEM_CLOCK,
         load_pyjoules: Callable[[], ModuleType] | None = None,
     ) -> None:
@@ -123,7 +123,10 @@ class CpuRaplClient(MonitoringClient):
         self.estimate_fallback = estimate_fallback
         self.model = model or CpuPowerModel()
         self.max_zone_watts = max_zone_watts
-        self._reader = reader
+        # Discovery opens and closes each file; the sources keep their files open and pread
+        # them every tick unless a reader is injected (tests deny or fake reads through it).
+        self._reader = reader or read_sysfs
+        self._tick_reader = reader
         self._clock = clock
         self._load_pyjoules = load_pyjoules
         self._rescan_ns = int(rescan_interval_s * 1e9)
@@ -151,7 +154,9 @@ class CpuRaplClient(MonitoringClient):
         self._use(source)
 
     def close(self) -> None:
-        self._source = None
+        source, self._source = self._source, None
+        if source is not None:
+            source.close()
 
     def collect(self, now_ns: int) -> None:
         source = self._source
@@ -233,7 +238,7 @@ class CpuRaplClient(MonitoringClient):
         for what, why in found.unreadable:
             log.warning("RAPL zone %s is not readable: %s", what, why)
         self._log_zones(found.zones, str(self.powercap_dir))
-        return SysfsSource(found.zones, self._reader), ""
+        return SysfsSource(found.zones, self._tick_reader), ""
 
     def _fallback(self, reason: str) -> EnergySource:
         if self.backend != "estimated" and not self.estimate_fallback:
@@ -241,7 +246,7 @@ class CpuRaplClient(MonitoringClient):
                 f"{reason}. Fix one of: {fixes_text()}. Or set ESTIMATE_FALLBACK=true to "
                 'model power from CPU time instead (series marked source="estimated").'
             )
-        estimated = EstimatedSource(self.proc_dir, self.model, self._reader)
+        estimated = EstimatedSource(self.proc_dir, self.model, self._tick_reader)
         try:
             times = estimated.energy.check()
         except (OSError, ValueError) as exc:
@@ -274,8 +279,10 @@ class CpuRaplClient(MonitoringClient):
 
     def _use(self, source: EnergySource) -> None:
         previous, self._source = self._source, source
-        if previous is not None and previous.source != source.source:
-            log.warning("switched from source=%s to source=%s", previous.source, source.source)
+        if previous is not None and previous is not source:
+            previous.close()
+            if previous.source != source.source:
+                log.warning("switched from source=%s to source=%s", previous.source, source.source)
         self._next_reminder_ns = self._clock.monotonic_ns() + _REMINDER_NS
 
     def _rescan(self, mono: int) -> None:

@@ -14,13 +14,18 @@ machine: every series carries ``source="estimated"`` and the log says so.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .zones import Reader
+from base_monitoring_client.openfiles import OpenFiles
+
+from .zones import Reader, read_sysfs
 
 # Fields of the aggregate "cpu" line, after the label.
 _USER, _NICE, _SYSTEM, _IDLE, _IOWAIT, _IRQ, _SOFTIRQ, _STEAL = range(8)
+# A "cpuN" line after the first: a literal prefix, which the regex engine finds fast.
+_CPU_LINE = re.compile(r"\ncpu\d")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,28 +46,38 @@ class CpuTimes:
 
 def parse_proc_stat(text: str) -> CpuTimes:
     """Aggregate busy/total jiffies and the number of online CPUs; ValueError if malformed."""
-    first, _, rest = text.partition("\n")
-    fields = first.split()
+    return CpuTimes(*_parse(text))
+
+
+def _parse(text: str) -> tuple[int, int, int]:
+    fields = text.partition("\n")[0].split()
     if len(fields) < 5 or fields[0] != "cpu":
         raise ValueError("the first line of /proc/stat is not the aggregate 'cpu' line")
-    values = [int(v) for v in fields[1:9]]
+    values = list(map(int, fields[1:9]))
     values += [0] * (8 - len(values))  # old kernels lack steal
     busy = values[_USER] + values[_NICE] + values[_SYSTEM] + values[_IRQ] + values[_SOFTIRQ]
     total = busy + values[_IDLE] + values[_IOWAIT] + values[_STEAL]
-    cpus = sum(1 for line in rest.split("\n") if line.startswith("cpu") and line[3:4].isdigit())
+    # One pass in C instead of a Python loop over every line (the first is "cpu ", not "\ncpuN").
+    cpus = len(_CPU_LINE.findall(text))
     if cpus == 0:
         raise ValueError("/proc/stat lists no cpuN lines")
-    return CpuTimes(busy, total, cpus)
+    return busy, total, cpus
 
 
 class EstimatedEnergy:
-    """A cumulative energy 'counter' in µJ, integrated from the model at every read."""
+    """A cumulative energy 'counter' in µJ, integrated from the model at every read.
 
-    def __init__(self, proc_root: Path, model: CpuPowerModel, reader: Reader) -> None:
+    Without an injected reader /proc/stat stays open and is read with ``pread`` at each tick
+    (procfs regenerates it at every read from offset 0).
+    """
+
+    def __init__(self, proc_root: Path, model: CpuPowerModel, reader: Reader | None = None) -> None:
         self.stat_path = proc_root / "stat"
         self.model = model
-        self._reader = reader
-        self._last: CpuTimes | None = None
+        self._reader = reader or read_sysfs
+        self._files = OpenFiles() if reader is None else None
+        self._stat_name = str(self.stat_path)
+        self._last: tuple[int, int, int] | None = None
         self._last_ns = 0
         self._busy_cpus = 0.0
         self._energy_uj = 0.0
@@ -72,16 +87,26 @@ class EstimatedEnergy:
         return parse_proc_stat(self._reader(self.stat_path))
 
     def read(self, monotonic_ns: int) -> int:
-        times = parse_proc_stat(self._reader(self.stat_path))
+        files = self._files
+        if files is not None:
+            text = files.pread(self._stat_name, 4096).decode("ascii", "replace")
+        else:
+            text = self._reader(self.stat_path)
+        times = _parse(text)
         last, self._last = self._last, times
         if last is not None:
-            total = times.total - last.total
+            busy_now, total_now, cpus = times
+            total = total_now - last[1]
             if total > 0:  # no tick yet (reads faster than USER_HZ): keep the last utilisation
-                busy = min(max(times.busy - last.busy, 0), total)
-                self._busy_cpus = times.cpus * busy / total
+                busy = min(max(busy_now - last[0], 0), total)
+                self._busy_cpus = cpus * busy / total
             elapsed_s = (monotonic_ns - self._last_ns) / 1e9
             if elapsed_s > 0:
-                watts = self.model.power_watts(times.cpus, self._busy_cpus)
+                watts = self.model.power_watts(cpus, self._busy_cpus)
                 self._energy_uj += watts * elapsed_s * 1e6
         self._last_ns = monotonic_ns
         return round(self._energy_uj)
+
+    def close(self) -> None:
+        if self._files is not None:
+            self._files.close()

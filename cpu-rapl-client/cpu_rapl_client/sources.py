@@ -12,9 +12,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
+from base_monitoring_client.openfiles import OpenFiles
+
 from .errors import PyJoulesBackendError, RaplConfigError
 from .estimate import CpuPowerModel, EstimatedEnergy
-from .zones import Reader, Zone, describe_os_error
+from .zones import Reader, Zone, describe_os_error, read_sysfs
 
 Reading = tuple[Zone, int | Exception]
 
@@ -27,15 +29,29 @@ class EnergySource(Protocol):
 
     def read(self, monotonic_ns: int) -> list[Reading]: ...
 
+    def close(self) -> None:
+        """Release what the source keeps open (it is not read again)."""
+        ...
+
 
 class SysfsSource:
-    """The default: ``energy_uj`` of each discovered zone, read with the injectable reader."""
+    """The default: ``energy_uj`` of each discovered zone.
+
+    Without an injected reader each file stays open and is read with ``pread`` (sysfs
+    regenerates it at every read from offset 0): a vanished zone fails the read (ENODEV),
+    then the reopen (FileNotFoundError), exactly as a fresh open would.
+    """
 
     source = "rapl"
 
-    def __init__(self, zones: Sequence[Zone], reader: Reader) -> None:
-        self._zones = list(zones)
-        self._reader = reader
+    def __init__(self, zones: Sequence[Zone], reader: Reader | None = None) -> None:
+        self._reader = reader or read_sysfs
+        # Watched (refresh() at each read()): sysfs attributes report a size, which would
+        # otherwise cost an fstat per zone per tick to notice a replaced file.
+        self._files = OpenFiles(watch=True) if reader is None else None
+        self._zones: list[Zone] = []
+        self._paths: list[tuple[Zone, Path, str]] = []
+        self.set_zones(zones)
 
     @property
     def zones(self) -> Sequence[Zone]:
@@ -43,16 +59,26 @@ class SysfsSource:
 
     def set_zones(self, zones: Sequence[Zone]) -> None:
         self._zones = list(zones)
+        self._paths = [(z, z.energy_path, str(z.energy_path)) for z in self._zones]
+        if self._files is not None:
+            self._files.retain({path for _, _, path in self._paths})
 
     def read(self, monotonic_ns: int) -> list[Reading]:
         out: list[Reading] = []
-        reader = self._reader
-        for zone in self._zones:
+        files, reader = self._files, self._reader
+        if files is not None:
+            files.refresh()
+        for zone, path, name in self._paths:
             try:
-                out.append((zone, int(reader(zone.energy_path))))
+                raw = files.pread(name, 64) if files is not None else reader(path)
+                out.append((zone, int(raw)))
             except (OSError, ValueError) as exc:
                 out.append((zone, exc))
         return out
+
+    def close(self) -> None:
+        if self._files is not None:
+            self._files.close()
 
 
 class EstimatedSource:
@@ -60,7 +86,7 @@ class EstimatedSource:
 
     source = "estimated"
 
-    def __init__(self, proc_root: Path, model: CpuPowerModel, reader: Reader) -> None:
+    def __init__(self, proc_root: Path, model: CpuPowerModel, reader: Reader | None = None) -> None:
         self.energy = EstimatedEnergy(proc_root, model, reader)
         self._zones = [Zone("package", "all", "model", (), proc_root, "estimated", None)]
 
@@ -73,6 +99,9 @@ class EstimatedSource:
             return [(self._zones[0], self.energy.read(monotonic_ns))]
         except (OSError, ValueError) as exc:
             return [(self._zones[0], exc)]
+
+    def close(self) -> None:
+        self.energy.close()
 
 
 def _import_pyjoules_rapl() -> ModuleType:
@@ -154,6 +183,9 @@ class PyJoulesSource:
         except (OSError, ValueError) as exc:
             return [(zone, exc) for zone in self._zones]
         return [(zone, int(value)) for zone, value in zip(self._zones, values, strict=True)]
+
+    def close(self) -> None:
+        """Nothing of its own to release: pyJoules opens the files at each read."""
 
 
 __all__ = [

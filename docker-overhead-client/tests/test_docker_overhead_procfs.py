@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from docker_overhead_client.procfs import (
     DEFAULT_ENGINE_PATTERNS,
     HOST_CPU_MODES,
-    OpenFiles,
     engine_process_name,
     parse_host_cpu_ticks,
     parse_net_dev,
@@ -80,42 +77,3 @@ def test_scan_finds_runtime_processes_only(fake_host: FakeHost) -> None:
 
 def test_scan_of_missing_proc_is_empty(tmp_path: object) -> None:
     assert scan_engine_processes("/nonexistent/proc", DEFAULT_ENGINE_PATTERNS) == []
-
-
-def test_open_files_keep_pseudo_files_open_and_reread_them() -> None:
-    files = OpenFiles()
-    first = files.read("/proc/self/stat", 4096)
-    assert first is not None and len(files) == 1  # procfs: kept open
-    sum(range(200_000))  # burn a little CPU so utime can move
-    again = files.read("/proc/self/stat", 4096)
-    assert again is not None and again.startswith(first.split(b")")[0])
-    files.forget("/proc/self/stat")
-    assert len(files) == 0
-    files.close()
-
-
-def test_open_files_notice_removed_and_recreated_regular_files(tmp_path: Path) -> None:
-    path = tmp_path / "cpuacct.usage"
-    path.write_text("100\n")
-    files = OpenFiles()
-    assert files.read(str(path), 64) == b"100\n"
-    assert len(files) == 1
-    path.write_text("250\n")  # rewritten in place: the kept descriptor sees it
-    assert files.read(str(path), 64) == b"250\n"
-    path.unlink()  # an unlinked file would still read through the old descriptor
-    assert files.read(str(path), 64) is None
-    assert len(files) == 0
-    path.write_text("5\n")  # recreated, as a restarted container's cgroup
-    assert files.read(str(path), 64) == b"5\n"
-    files.close()
-
-
-def test_open_files_are_bounded_and_retained_by_path() -> None:
-    files = OpenFiles(max_open=2)
-    for p in ("/proc/self/stat", "/proc/self/statm", "/proc/self/status"):
-        assert files.read(p, 4096)
-    assert len(files) == 2
-    files.retain({"/proc/self/statm"})
-    assert len(files) == 1
-    files.close()
-    assert len(files) == 0
