@@ -2,10 +2,12 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PACKAGES := base-monitoring-client/base_monitoring_client cpu-rapl-client/cpu_rapl_client \
-	gpu-nvml-client/gpu_nvml_client docker-overhead-client/docker_overhead_client \
-	ffmpeg-runner/ffmpeg_runner advisor/advisor
-MYPYPATH := base-monitoring-client:cpu-rapl-client:gpu-nvml-client:docker-overhead-client:ffmpeg-runner:advisor
+# The components are listed once, in pyproject.toml ([tool.wattpush]); the system python3 (3.11+,
+# tomllib) reads them, so this works before the venv exists. Expanded only where used.
+WATTPUSH_TOML := import tomllib; w = tomllib.load(open("pyproject.toml", "rb"))["tool"]["wattpush"]
+PACKAGES = $(shell python3 -c '$(WATTPUSH_TOML); print(*(c["dir"] + "/" + c["package"] for c in w["components"]))')
+MYPYPATH = $(shell python3 -c '$(WATTPUSH_TOML); print(":".join(c["dir"] for c in w["components"]))')
+TEST_SUPPORT = $(shell python3 -c '$(WATTPUSH_TOML); print(w["test-support"])')
 PYTEST_ARGS ?=
 
 .PHONY: help setup system-deps venv lint deploy-check test unit bench demo e2e-docker e2e-multi-host wheels proto clean
@@ -31,7 +33,9 @@ venv: $(PY)
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	MYPYPATH=$(MYPYPATH) $(VENV)/bin/mypy --strict $(PACKAGES)
+	@packages='$(PACKAGES)' test_support='$(TEST_SUPPORT)'; [[ -n $$packages && -n $$test_support ]] || \
+	  { echo "make: python3 (3.11+) could not read [tool.wattpush] in pyproject.toml" >&2; exit 1; }
+	MYPYPATH=$(MYPYPATH) $(VENV)/bin/mypy --strict $(PACKAGES) $(TEST_SUPPORT)
 
 deploy-check:
 	shellcheck docker-compose_helper.sh prometheus/*.sh AppArmor/install.sh e2e/*.sh .ci/run

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 from advisor.synthetic import Experiment, ladder, noisy, scaling_law_power
-from base_monitoring_client.testing import PrometheusProcess, VictoriaMetricsProcess
+from wattpush_testing import PrometheusProcess, VictoriaMetricsProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 PRESET_FACTOR = {"ultrafast": 0.7, "veryfast": 0.85, "fast": 1.0, "medium": 1.2, "slow": 1.5}

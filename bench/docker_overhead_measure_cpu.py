@@ -12,7 +12,7 @@ cgroups made under HOST_CGROUP/<controller>/wattpush-bench/ and the runtime proc
 `sleep` processes named like the runtime, read through the real /proc; only the Engine API is
 fake. That is the cost on a real host, where cgroup/proc files are kept open and pread.
 
-    .venv/bin/python docker-overhead-client/bench/measure_cpu.py --containers 20 --seconds 60
+    .venv/bin/python bench/docker_overhead_measure_cpu.py --containers 20 --seconds 60
 """
 
 from __future__ import annotations
@@ -28,12 +28,8 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "docker-overhead-client" / "tests"))
-sys.path.insert(0, str(ROOT / "base-monitoring-client"))
-
-from docker_fakes import FakeEngine, FakeHost, client_env  # noqa: E402
-from wattpush_testing import PrometheusProcess, stop_process  # noqa: E402
+from wattpush_testing import PrometheusProcess, stop_process
+from wattpush_testing.docker import FakeEngine, FakeHost, client_env
 
 
 def cpu_seconds(pid: int) -> float:

@@ -25,7 +25,7 @@ from base_monitoring_client import encoder
 from base_monitoring_client.hostinfo import HOST_INFO_METRIC, HostInfo
 from base_monitoring_client.sample import Sample
 from base_monitoring_client.selfmetrics import SelfMetrics
-from base_monitoring_client.testing import PrometheusProcess
+from wattpush_testing import PrometheusProcess
 
 GRAFANA = Path(__file__).resolve().parent.parent / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))

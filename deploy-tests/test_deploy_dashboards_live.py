@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from base_monitoring_client.config import ClientConfig
 from base_monitoring_client.pipeline import Pipeline
-from base_monitoring_client.testing import PrometheusProcess, wait_until
+from wattpush_testing import PrometheusProcess, wait_until
 
 GRAFANA = Path(__file__).resolve().parent.parent / "grafana"
 INSTANCE = "wp-live-host"
@@ -57,7 +57,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PrometheusP
     if shutil.which("prometheus") is None:
         pytest.skip("prometheus is not installed (apt-get install prometheus, or `make setup`)")
     gpu_client = pytest.importorskip("gpu_nvml_client.client")
-    gpu_testing = pytest.importorskip("gpu_nvml_client.testing")
+    gpu_testing = pytest.importorskip("wattpush_testing.nvml")
     nvml = gpu_testing.FakeNvml(
         [
             gpu_testing.FakeGpu(

@@ -14,7 +14,7 @@ import requests
 import yaml
 from base_monitoring_client import encoder
 from base_monitoring_client.sample import Sample
-from base_monitoring_client.testing import free_port, wait_until
+from wattpush_testing import free_port, wait_until
 
 PROM_DIR = Path(__file__).resolve().parent.parent / "prometheus"
 RULES = sorted((PROM_DIR / "rules").glob("*.yml"))

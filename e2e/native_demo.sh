@@ -44,7 +44,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-port=$("$bin/python" -c 'from base_monitoring_client.testing import free_port; print(free_port())')
+port=$("$bin/python" -c 'from wattpush_testing import free_port; print(free_port())')
 prom_url="http://127.0.0.1:$port"
 PROMETHEUS_RULES_DIR="$root/prometheus/rules" \
 PROMETHEUS_RENDER_DIR="$demo/prometheus" \

@@ -6,15 +6,28 @@ import argparse
 import json
 import logging
 import math
-import os
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from base_monitoring_client import ConfigError, MonitoringClientError
-from base_monitoring_client.config import InvalidValue
+from base_monitoring_client.config import LOG_SETTINGS
+from base_monitoring_client.httpauth import HttpAuth, auth_settings
+from base_monitoring_client.logutil import configure_logging
+from base_monitoring_client.settings import (
+    InvalidValue,
+    Setting,
+    add_setting_flags,
+    parse_bool,
+    parse_choice,
+    parse_float,
+    parse_http_url,
+    settings_from_args,
+)
 from ffmpeg_runner.contract import QUALITY_METRICS, parse_bitrate
 
 from .analysis import SCORE_DIRECTIONS, finite_or_none
@@ -27,6 +40,9 @@ from .render import CSV_TABLES, FORMATS, markdown_table, render, text_table
 from .render_hosts import render_host_comparison
 
 log = logging.getLogger("advisor")
+PROG = "advisor"
+ENV_PREFIX = "ADVISOR_"
+QUERY_COMMANDS = ("report", "compare")
 _DURATION_RE = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+$|^\d+(?:\.\d+)?$")
 _PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)?")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -60,67 +76,77 @@ def _positive_seconds(flag: str, *, allow_zero: bool = False) -> Callable[[str],
     return parse
 
 
-def _read_secret(value: str | None, file: str | None, name: str) -> str | None:
-    if value and file:
-        raise AdvisorConfigError(f"{name} and {name}_FILE are both set; keep one of them")
-    if file:
+def _parse_query_url(text: str) -> str | None:
+    return parse_http_url(text) if text.strip() else None
+
+
+#: Where ``report`` and ``compare`` query, and how: each an ADVISOR_* variable and a flag.
+QUERY_SETTINGS: tuple[Setting, ...] = (
+    Setting("ADVISOR_PROMETHEUS_URL", "", _parse_query_url,
+            "query API root, e.g. http://localhost:9090",
+            "pass the Prometheus-compatible query root, e.g. http://localhost:9090",
+            cli_flag="--prometheus-url"),
+    *auth_settings(ENV_PREFIX, short_flags=True),
+    Setting("ADVISOR_TIMEOUT_S", "60", parse_float(positive=True, max_value=3600),
+            "seconds per query", "use a number of seconds > 0, e.g. 60", cli_flag="--timeout"),
+    Setting("ADVISOR_HTTP_COMPRESSION", "false", parse_bool,
+            "ask for gzip responses (slow links; costs receiver CPU)", "use true or false",
+            cli_flag="--http-compression", flag_kind="switch"),
+    Setting("ADVISOR_QUERY_MODE", "raw", parse_choice("raw", "range"),
+            "raw: every stored sample; range: query_range at --step", "use raw or range",
+            cli_flag="--query-mode"),
+)  # fmt: skip
+
+
+def command_settings(command: str) -> tuple[Setting, ...]:
+    """The settings a subcommand reads (``predict`` queries nothing)."""
+    return (*LOG_SETTINGS, *(QUERY_SETTINGS if command in QUERY_COMMANDS else ()))
+
+
+@dataclass(frozen=True)
+class QueryConfig:
+    """The query API's settings, parsed and checked together."""
+
+    url: str
+    auth: HttpAuth
+    timeout_s: float
+    compression: bool
+    query_mode: str
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> QueryConfig:
+        """From the parsed QUERY_SETTINGS; one ConfigError names every problem and its fix."""
+        problems: list[str] = []
+        url = values["advisor_prometheus_url"]
+        if url is None:
+            problems.append(
+                "no Prometheus URL: pass --prometheus-url or set ADVISOR_PROMETHEUS_URL to the "
+                "Prometheus-compatible query root, e.g. http://localhost:9090"
+            )
+        auth = HttpAuth()
         try:
-            return Path(file).read_text().strip()
-        except OSError as exc:
-            raise AdvisorConfigError(
-                f"{name}_FILE={file}: cannot read it ({exc.strerror}); fix the path or permissions"
-            ) from exc
-    return value or None
+            auth = HttpAuth.from_values(values, ENV_PREFIX)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+        if problems:
+            raise AdvisorConfigError(problems)
+        return cls(
+            url,
+            auth,
+            values["advisor_timeout_s"],
+            values["advisor_http_compression"],
+            values["advisor_query_mode"],
+        )
 
-
-def _headers(items: Sequence[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items:
-        for part in item.split(","):
-            if not part.strip():
-                continue
-            key, sep, value = part.partition("=")
-            if not sep or not key.strip():
-                raise AdvisorConfigError(
-                    f"header {part!r}: write headers as Name=value, e.g. X-Scope-OrgID=team1"
-                )
-            out[key.strip()] = value.strip()
-    return out
+    def api(self) -> PrometheusAPI:
+        return PrometheusAPI(
+            self.url, auth=self.auth, timeout_s=self.timeout_s, compression=self.compression
+        )
 
 
 def build_api(args: argparse.Namespace, env: Mapping[str, str]) -> PrometheusAPI:
-    url = args.prometheus_url or env.get("ADVISOR_PROMETHEUS_URL")
-    if not url or not re.match(r"^https?://[^/]+", url):
-        raise AdvisorConfigError(
-            f"--prometheus-url {url!r}: pass the Prometheus-compatible query root, e.g. "
-            "http://localhost:9090 (or set ADVISOR_PROMETHEUS_URL)"
-        )
-    token = _read_secret(
-        args.bearer_token or env.get("ADVISOR_BEARER_TOKEN"),
-        args.bearer_token_file or env.get("ADVISOR_BEARER_TOKEN_FILE"),
-        "ADVISOR_BEARER_TOKEN",
-    )
-    user = args.basic_auth_user or env.get("ADVISOR_BASIC_AUTH_USER")
-    password = _read_secret(
-        env.get("ADVISOR_BASIC_AUTH_PASSWORD"),
-        args.basic_auth_password_file or env.get("ADVISOR_BASIC_AUTH_PASSWORD_FILE"),
-        "ADVISOR_BASIC_AUTH_PASSWORD",
-    )
-    if token and user:
-        raise AdvisorConfigError("both bearer token and basic auth are set; configure one")
-    if password and not user:
-        raise AdvisorConfigError("a basic auth password is set without ADVISOR_BASIC_AUTH_USER")
-    headers = _headers([env.get("ADVISOR_HEADERS", ""), *(args.header or [])])
-    return PrometheusAPI(
-        url,
-        bearer_token=token,
-        basic_auth=(user, password or "") if user else None,
-        headers=headers,
-        timeout_s=args.timeout,
-        ca_file=args.ca_file,
-        tls_insecure=args.tls_insecure,
-        compression=args.http_compression,
-    )
+    """The query API from the flags and the ADVISOR_* variables (a flag wins)."""
+    return QueryConfig.from_values(settings_from_args(args, QUERY_SETTINGS, env)).api()
 
 
 def _write(text: str, output: str | None) -> None:
@@ -136,12 +162,12 @@ def _write(text: str, output: str | None) -> None:
 
 
 def _recommender(
-    args: argparse.Namespace, api: PrometheusAPI, **kw: object
+    args: argparse.Namespace, query: QueryConfig, api: PrometheusAPI, **kw: object
 ) -> TranscodingRecommender:
     return TranscodingRecommender(
         api=api,
         allow_estimated=args.allow_estimated,
-        query_mode=args.query_mode,
+        query_mode=query.query_mode,
         step_s=args.step,
         matchers=args.match or [],
         instance=args.instance,
@@ -157,12 +183,13 @@ def _windows_source(args: argparse.Namespace) -> float | None:
     return parse_duration(args.since) if args.since else None
 
 
-def cmd_report(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+def cmd_report(args: argparse.Namespace, query: QueryConfig) -> int:
     since = _windows_source(args)
     target = parse_target(args.target_quality) if args.target_quality else None
-    api = build_api(args, env)
+    api = query.api()
     rec = _recommender(
         args,
+        query,
         api,
         rank_by=args.rank_by,
         alpha=args.alpha,
@@ -205,10 +232,10 @@ def cmd_report(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0
 
 
-def cmd_compare(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+def cmd_compare(args: argparse.Namespace, query: QueryConfig) -> int:
     since = _windows_source(args)
-    api = build_api(args, env)
-    rec = _recommender(args, api, predict=False, quality_metric=args.metric)
+    api = query.api()
+    rec = _recommender(args, query, api, predict=False, quality_metric=args.metric)
     try:
         windows = rec.load_windows(args.results, since_s=since, run_id=args.run_id)
         report = rec.analyze(windows)
@@ -244,7 +271,7 @@ def _resolution_rungs(text: str) -> list[tuple[int, int]]:
     return rungs
 
 
-def cmd_predict(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+def cmd_predict(args: argparse.Namespace) -> int:
     model = PowerPredictor.load(args.model)
     try:
         streams = [int(s) for s in args.streams.split(",") if s.strip()]
@@ -300,7 +327,6 @@ def cmd_predict(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def _add_window_args(p: argparse.ArgumentParser) -> None:
     """Where windows and power come from: shared by report and compare."""
-    p.add_argument("--prometheus-url", help="query API root (env ADVISOR_PROMETHEUS_URL)")
     src = p.add_argument_group("windows (one of)")
     src.add_argument(
         "--results", nargs="+", action="extend", metavar="MANIFEST", help="ffmpeg-runner manifests"
@@ -311,11 +337,6 @@ def _add_window_args(p: argparse.ArgumentParser) -> None:
         "--allow-estimated",
         action="store_true",
         help='use source="estimated" power (CPU-time model) when nothing better',
-    )
-    p.add_argument(
-        "--query-mode",
-        choices=("raw", "range"),
-        default=os.environ.get("ADVISOR_QUERY_MODE", "raw"),
     )
     p.add_argument(
         "--step",
@@ -344,34 +365,16 @@ def _add_window_args(p: argparse.ArgumentParser) -> None:
         "worst-case error reported; longer makes the window missing; 0 never interpolates "
         f"(default {DEFAULT_MAX_EDGE_GAP_S:g})",
     )
-    auth = p.add_argument_group("receiver auth (env ADVISOR_* as named)")
-    auth.add_argument("--bearer-token", help="prefer --bearer-token-file / env")
-    auth.add_argument("--bearer-token-file")
-    auth.add_argument("--basic-auth-user")
-    auth.add_argument("--basic-auth-password-file")
-    auth.add_argument(
-        "--header",
-        action="append",
-        metavar="NAME=VALUE",
-        help="extra header, e.g. X-Scope-OrgID=team1 (env ADVISOR_HEADERS)",
-    )
-    auth.add_argument("--ca-file")
-    auth.add_argument("--tls-insecure", action="store_true")
-    auth.add_argument("--timeout", type=float, default=60.0, help="seconds per query")
-    auth.add_argument(
-        "--http-compression",
-        action="store_true",
-        help="ask for gzip responses (slow links; costs receiver CPU)",
-    )
+    add_setting_flags(p, QUERY_SETTINGS)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="advisor",
+        prog=PROG,
         description="Recommend the FFmpeg configuration with the least energy at a target "
         "quality, rank configurations by measured energy efficiency, and predict power.",
     )
-    parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
+    add_setting_flags(parser, LOG_SETTINGS)
     sub = parser.add_subparsers(dest="command", required=True)
 
     rep = sub.add_parser("report", help="analyse windows and print/write a report")
@@ -442,20 +445,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    env = os.environ if env is None else env
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
     try:
+        values = settings_from_args(args, command_settings(args.command), env)
+        query = QueryConfig.from_values(values) if args.command in QUERY_COMMANDS else None
+    except ConfigError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    configure_logging(values["log_level"], values["log_format"], PROG)
+    try:
+        if query is None:
+            return cmd_predict(args)
         if args.command == "report":
-            return cmd_report(args, env)
-        if args.command == "compare":
-            return cmd_compare(args, env)
-        return cmd_predict(args, env)
+            return cmd_report(args, query)
+        return cmd_compare(args, query)
     except ConfigError as exc:
         log.error("%s", exc)
         return 2

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import requests
+from base_monitoring_client.httpauth import HttpAuth
 
 from .errors import QueryError
 
@@ -71,18 +72,15 @@ def _format_duration_ms(seconds: float) -> str:
 
 
 class PrometheusAPI:
-    """Minimal Prometheus HTTP API client (``requests``), with auth like the pushing clients."""
+    """Minimal Prometheus HTTP API client (``requests``); ``auth`` is the pushing clients'
+    HttpAuth, read from the ADVISOR_* settings."""
 
     def __init__(
         self,
         url: str,
         *,
-        bearer_token: str | None = None,
-        basic_auth: tuple[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
+        auth: HttpAuth | None = None,
         timeout_s: float = 60.0,
-        ca_file: str | None = None,
-        tls_insecure: bool = False,
         session: requests.Session | None = None,
         compression: bool = False,
     ) -> None:
@@ -98,15 +96,7 @@ class PrometheusAPI:
         # Prometheus spends seconds gzipping tens of MB of samples; on a LAN the plain
         # response is faster end to end. Turn compression on for slow links.
         self._session.headers["Accept-Encoding"] = "gzip" if compression else "identity"
-        self._session.headers.update(dict(headers or {}))
-        if bearer_token:
-            self._session.headers["Authorization"] = f"Bearer {bearer_token}"
-        elif basic_auth:
-            self._session.auth = basic_auth
-        if ca_file:
-            self._session.verify = ca_file
-        elif tls_insecure:
-            self._session.verify = False
+        (auth or HttpAuth()).apply(self._session)
 
     @property
     def query_count(self) -> int:

@@ -33,7 +33,7 @@ from advisor.synthetic import (  # noqa: E402
     noisy,
     scaling_law_power,
 )
-from base_monitoring_client.testing import (  # noqa: E402
+from wattpush_testing import (  # noqa: E402
     PrometheusProcess,
     ReceiverProcess,
     VictoriaMetricsProcess,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from advisor.synthetic import Experiment, ladder
-from base_monitoring_client.testing import PrometheusProcess
+from wattpush_testing import PrometheusProcess
 
 from advisor import TranscodingRecommender
 

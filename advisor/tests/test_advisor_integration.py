@@ -13,7 +13,7 @@ import pytest
 from advisor.cli import main
 from advisor.recommender import AdvisorReport
 from advisor.synthetic import SynthWindow
-from base_monitoring_client.testing import ReceiverProcess
+from wattpush_testing import ReceiverProcess
 
 from advisor import TranscodingRecommender
 

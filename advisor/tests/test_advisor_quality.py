@@ -24,7 +24,7 @@ from advisor.quality import (
     rate_curve,
 )
 from advisor.recommender import _predict_block, drop_unusable_predictions
-from base_monitoring_client.testing import ReceiverProcess
+from wattpush_testing import ReceiverProcess
 
 from .conftest import QUALITY_AT_93, QUALITY_FAMILIES, QUALITY_FRONTIER, World
 

@@ -8,7 +8,6 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from types import FrameType
 from typing import Any
 
 from . import __version__
@@ -17,6 +16,7 @@ from .config import BASE_SETTINGS, ClientConfig, Setting, add_setting_flags, con
 from .errors import ConfigError, MonitoringClientError
 from .logutil import configure_logging
 from .pipeline import Pipeline
+from .signals import STOP_SIGNALS, StopSignals
 from .synthetic import SyntheticClient
 
 log = logging.getLogger(__name__)
@@ -76,51 +76,36 @@ def run_client_main(
         log.error("%s", exc)
         return exc.exit_code
     stop = stop_event or threading.Event()
-    signals_seen: list[int] = []
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        signals_seen.append(signum)
-        stop.set()
-
-    handle_signals = install_signal_handlers and (
-        threading.current_thread() is threading.main_thread()
-    )
-    if handle_signals:
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-    pipeline = Pipeline(client, config)
-    try:
-        _start(pipeline, block_signals=handle_signals)
-    except ConfigError as exc:
-        log.error("%s", exc)
-        return exc.exit_code
-    except MonitoringClientError as exc:
-        log.error("%s", exc)
-        return exc.exit_code
-    log.info(
-        "%s %s pushing to %s every %gs, sampling every %gs",
-        prog,
-        __version__,
-        config.remote_write_url,
-        config.push_interval_s,
-        config.sample_interval_s,
-    )
-    if ready is not None:
-        ready(pipeline)
-    try:
-        # Only this thread takes SIGTERM/SIGINT (see _start), and a signal interrupts this
-        # wait: no periodic wake-up needed. Without our handlers, poll as a safety net.
-        while not stop.wait(None if handle_signals else 1.0):
-            pass
-    finally:
-        if signals_seen:
-            log.info("signal %s received: flushing", signal.Signals(signals_seen[0]).name)
-        pipeline.stop()
-        if handle_signals:
-            # Shutdown is done: a repeated SIGTERM must not turn exit 0 into 143 while the
-            # interpreter finalises (it restores default handlers, but leaves SIG_IGN alone).
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Once shut down the signals are ignored: the interpreter restores default handlers while
+    # it finalises, but leaves SIG_IGN alone.
+    with StopSignals(
+        lambda _: stop.set(), install=install_signal_handlers, ignore_after=True
+    ) as signals:
+        pipeline = Pipeline(client, config)
+        try:
+            _start(pipeline, block_signals=signals.installed)
+        except MonitoringClientError as exc:
+            log.error("%s", exc)
+            return exc.exit_code
+        log.info(
+            "%s %s pushing to %s every %gs, sampling every %gs",
+            prog,
+            __version__,
+            config.remote_write_url,
+            config.push_interval_s,
+            config.sample_interval_s,
+        )
+        if ready is not None:
+            ready(pipeline)
+        try:
+            # Only this thread takes SIGTERM/SIGINT (see _start), and a signal interrupts this
+            # wait: no periodic wake-up needed. Without our handlers, poll as a safety net.
+            while not stop.wait(None if signals.installed else 1.0):
+                pass
+        finally:
+            if signals.received:
+                log.info("signal %s received: flushing", signals.first_name)
+            pipeline.stop()
     return 0
 
 
@@ -131,7 +116,7 @@ def _start(pipeline: Pipeline, *, block_signals: bool) -> None:
     if not block_signals:
         pipeline.start()
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, set(STOP_SIGNALS))
     try:
         pipeline.start()
     finally:

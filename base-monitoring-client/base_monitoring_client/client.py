@@ -20,7 +20,8 @@ class MonitoringClient:
     the tick in nanoseconds.
 
     The fast way to report values: declare handles once (``self.handle(...)``,
-    ``self.handle_set(...)``), then set them in ``collect()`` and return nothing. Returning
+    ``self.handle_set(...)``), then set them in ``collect()`` and return nothing; release a
+    handle (``self.release(...)``) once its series has ended for good. Returning
     ``Sample`` objects also works (each is routed through a cached handle); ``process()``, when
     overridden, gets them on a ``processor`` thread.
     """
@@ -65,6 +66,11 @@ class MonitoringClient:
     ) -> SeriesSet:
         """Handles of a block of series set together each tick with one array of values."""
         return self.series_table.series_set(name, label_sets)
+
+    def release(self, handle: Series | SeriesSet) -> None:
+        """Forget a series that has ended for good (in ``collect()``, after its last value or
+        stale marker): clients that make series as they go stay bounded in memory."""
+        self.series_table.release(handle)
 
     def setup(self) -> None:
         """Open devices. Raise ConfigError / DeviceUnavailableError with a fix-it hint."""

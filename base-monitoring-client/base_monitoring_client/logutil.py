@@ -23,8 +23,14 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler configure_logging() installs (and replaces when called again)."""
+
+
 def configure_logging(level: str = "info", fmt: str = "text", prog: str = "wattpush") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    """Log to stderr at ``level`` as text or JSON lines (LOG_LEVEL / LOG_FORMAT). Calling it
+    again replaces its own handler; handlers others installed (a test's capture) stay."""
+    handler = _StderrHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
@@ -33,7 +39,8 @@ def configure_logging(level: str = "info", fmt: str = "text", prog: str = "wattp
         )
     root = logging.getLogger()
     for old in list(root.handlers):
-        root.removeHandler(old)
+        if isinstance(old, _StderrHandler):
+            root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
     # urllib3 logs every retry of a refused connection at WARNING; our sender reports those.

@@ -26,7 +26,7 @@ from .sample import Sample
 from .sampling import FrameBuilder, Sampler
 from .selfmetrics import SelfMetrics
 from .sender import Backoff, Transport, make_transport
-from .series import Frame
+from .series import Frame, Series
 from .spool import Spool
 
 __all__ = ["MAX_FUTURE_MS", "Pipeline", "State"]
@@ -344,10 +344,17 @@ class Pipeline:
         push_interval = self.config.push_interval_s
         oldest: float | None = None
 
+        # Released handles whose frames are all with the batcher: dropped at the next batch,
+        # which encodes every frame added before it.
+        released: list[Series] = []
+
         def emit(batch: Any) -> None:
             nonlocal oldest
             oldest = None
             self.outbox.put(batch)
+            if released:
+                self.table.forget(released)
+                released.clear()
 
         batcher = Batcher(
             self.table.handles,
@@ -373,6 +380,8 @@ class Pipeline:
                     self.outbox.put(item)
                 else:
                     batcher.add(item, clock.time_ns() // 1_000_000)
+                    if item.tick:
+                        released += self.table.released_before(item.tick)
             if stop or now >= next_report:
                 next_report = now + push_interval
                 last_report_ms = self._report_self(batcher, last_report_ms)

@@ -7,13 +7,11 @@ any other 4xx dropped, counted and never retried.
 
 from __future__ import annotations
 
-import base64
 import email.utils
 import enum
 import http.client
 import logging
 import math
-import os
 import random
 import select
 import socket
@@ -134,16 +132,8 @@ class HttpTransport:
             "X-Prometheus-Remote-Write-Version": "0.1.0",
             "User-Agent": user_agent,
         }
-        headers.update(config.headers)
-        if config.bearer_token:
-            headers["Authorization"] = f"Bearer {config.bearer_token}"
         self.session.headers.update(headers)
-        if config.basic_auth_user:
-            self.session.auth = (config.basic_auth_user, config.basic_auth_password or "")
-        if config.ca_file is not None:
-            self.session.verify = str(config.ca_file)
-        elif config.tls_insecure:
-            self.session.verify = False
+        config.auth.apply(self.session)
 
     def post(self, body: bytes, timeout_s: float | None = None) -> Outcome:
         start = time.monotonic()
@@ -206,35 +196,9 @@ class HttpClientTransport:
             "Content-Type": "application/x-protobuf",
             "X-Prometheus-Remote-Write-Version": "0.1.0",
         }
-        headers.update(config.headers)
-        if config.bearer_token:
-            headers["Authorization"] = f"Bearer {config.bearer_token}"
-        if config.basic_auth_user:
-            # As requests encodes it: each part in latin-1.
-            pair = b":".join(
-                part.encode("latin1")
-                for part in (config.basic_auth_user, config.basic_auth_password or "")
-            )
-            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+        headers.update(config.auth.request_headers())
         self._headers = headers
-        self._context: ssl.SSLContext | None = None
-        if self._https:
-            if config.ca_file is not None:
-                self._context = ssl.create_default_context(cafile=str(config.ca_file))
-            elif config.tls_insecure:
-                self._context = ssl.create_default_context()
-                self._context.check_hostname = False
-                self._context.verify_mode = ssl.CERT_NONE
-            else:  # what requests verifies against: its CA bundle unless the environment names one
-                bundle = (
-                    os.environ.get("REQUESTS_CA_BUNDLE")
-                    or os.environ.get("CURL_CA_BUNDLE")
-                    or requests.utils.DEFAULT_CA_BUNDLE_PATH
-                )
-                self._context = ssl.create_default_context(
-                    cafile=bundle if os.path.isfile(bundle) else None,
-                    capath=bundle if os.path.isdir(bundle) else None,
-                )
+        self._context = config.auth.ssl_context() if self._https else None
         self._conn: http.client.HTTPConnection | None = None
 
     def _connection(self, timeout: float) -> http.client.HTTPConnection:

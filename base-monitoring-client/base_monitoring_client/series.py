@@ -7,6 +7,11 @@ A client declares a series once (``client.handle(name, labels)``) or a whole blo
 
 Every handle has a process-wide integer id; the members of a ``SeriesSet`` have consecutive
 ids, so per-series bookkeeping (last timestamp, staleness) is array slicing and set arithmetic.
+
+A series that has ended for good (a finished window, a removed container) is released
+(``client.release(handle)``) after its last value or stale marker: its name and labels can be
+declared again, and the pipeline drops the handle once every frame that may carry it is encoded,
+so clients that make series as they go do not grow without bound.
 """
 
 from __future__ import annotations
@@ -56,6 +61,21 @@ def validate_series(name: str, labels: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
+class _Released:
+    """Stands in for the table of a released handle: setting it again is an error."""
+
+    __slots__ = ("what",)
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    @property
+    def frame(self) -> Frame:
+        raise EncodeError(
+            f"{self.what} was released; declare the series again with handle() to set it"
+        )
+
+
 class Series:
     """Handle of one series. ``set()`` records a value in the current tick's frame."""
 
@@ -64,7 +84,7 @@ class Series:
     def __init__(
         self, table: SeriesTable, sid: int, name: str, labels: dict[str, str], key: bytes
     ) -> None:
-        self._table = table
+        self._table: SeriesTable | _Released = table
         self.id = sid
         self.name = name
         self.labels = labels
@@ -92,7 +112,7 @@ class SeriesSet:
     __slots__ = ("_fill", "_table", "idset", "members", "start", "stop")
 
     def __init__(self, table: SeriesTable, members: list[Series]) -> None:
-        self._table = table
+        self._table: SeriesTable | _Released = table
         self.members = tuple(members)
         self.start = members[0].id if members else 0
         self.stop = self.start + len(members)
@@ -132,13 +152,15 @@ class Frame:
     """The values of one tick (or one push), in columns.
 
     ``ids``/``values``/``stamps`` hold the series set one at a time; ``sets`` holds whole
-    ``SeriesSet`` columns ``(set, values, timestamp_ms)``.
+    ``SeriesSet`` columns ``(set, values, timestamp_ms)``. ``tick`` numbers the frames of
+    ``SeriesTable.begin()`` (1, 2, ...); other frames (pushes) have 0.
     """
 
-    __slots__ = ("ids", "sets", "stale_ids", "stamps", "timestamp_ms", "values")
+    __slots__ = ("ids", "sets", "stale_ids", "stamps", "tick", "timestamp_ms", "values")
 
-    def __init__(self, timestamp_ms: int) -> None:
+    def __init__(self, timestamp_ms: int, tick: int = 0) -> None:
         self.timestamp_ms = timestamp_ms
+        self.tick = tick
         self.ids: array[int] = array("q")
         self.values: array[float] = array("d")
         self.stamps: array[int] = array("q")
@@ -216,9 +238,12 @@ class SeriesTable:
         # id(labels dict) -> (that dict, a snapshot of it, {metric name: Series}). Holding the
         # dict keeps its id unique; the snapshot catches a dict mutated since it was cached.
         self._by_id: dict[int, tuple[Mapping[str, str], dict[str, str], dict[str, Series]]] = {}
-        #: handle id -> handle, for every handle of this table
+        #: handle id -> handle, for every handle of this table (released ones until forgotten)
         self.handles: dict[int, Series] = {}
         self.frame = Frame(0)
+        self._tick = 0
+        # (tick it was released in, handle), oldest first
+        self._released: list[tuple[int, Series]] = []
 
     @property
     def default_labels(self) -> dict[str, str]:
@@ -318,9 +343,51 @@ class SeriesTable:
 
     def begin(self, timestamp_ms: int) -> Frame:
         """Start the frame that ``set()`` calls write into until the next ``begin``."""
-        frame = Frame(timestamp_ms)
+        self._tick += 1
+        frame = Frame(timestamp_ms, self._tick)
         self.frame = frame
         return frame
+
+    # -- releasing handles ------------------------------------------------------------------------
+
+    def release(self, handle: Series | SeriesSet) -> None:
+        """The series (every member of a set) has ended: call it in ``collect()`` after its
+        last ``set()``/``stale()``. Its name and labels can be declared again (as a new series
+        to the batcher, which then no longer checks its timestamps against the old one's);
+        setting the released handle raises EncodeError. The handle itself stays in
+        ``handles`` until ``forget()``: frames made before may still carry it."""
+        members = list(handle.members) if isinstance(handle, SeriesSet) else [handle]
+        with self._lock:
+            for member in members:
+                ident = self._identity(member.name, member.labels)
+                if self._interned.get(ident) is member:
+                    del self._interned[ident]
+                member._table = _Released(repr(member))
+                self._released.append((self._tick, member))
+            if isinstance(handle, SeriesSet):
+                name = members[0].name if members else ""
+                handle._table = _Released(f"the series set of {name!r}")
+            self._by_id.clear()  # it may map a label dict to a released handle
+
+    def released_before(self, tick: int) -> list[Series]:
+        """Take the handles released in ticks before ``tick``: once frame ``tick`` is with the
+        batcher, no later frame carries them (a stale marker the framework adds for a series
+        missing from a tick is in the first tick frame after it)."""
+        with self._lock:
+            released = self._released
+            n = 0
+            while n < len(released) and released[n][0] < tick:
+                n += 1
+            if not n:
+                return []
+            self._released = released[n:]
+        return [handle for _, handle in released[:n]]
+
+    def forget(self, handles: Iterable[Series]) -> None:
+        """Drop released handles for good (after every frame that carries them was encoded)."""
+        with self._lock:
+            for handle in handles:
+                self.handles.pop(handle.id, None)
 
     def add_samples(self, frame: Frame, samples: Iterable[Sample]) -> list[tuple[Sample, str]]:
         """Append Samples to ``frame`` through their handles; returns the invalid ones."""

@@ -27,8 +27,8 @@ from base_monitoring_client.pipeline import Pipeline
 from base_monitoring_client.sample import Sample
 from base_monitoring_client.spool import Spool
 from base_monitoring_client.synthetic import SyntheticClient
-from fault_receiver import ClientProcess, FaultReceiver, Point, RequestRecord
 from wattpush_testing import wait_until
+from wattpush_testing.faults import ClientProcess, FaultReceiver, Point, RequestRecord
 
 # Each test takes seconds; a hang fails fast with a stack dump instead of stalling the run.
 pytestmark = pytest.mark.timeout(90)

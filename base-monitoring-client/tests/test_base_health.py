@@ -9,7 +9,6 @@ import time
 
 import pytest
 import requests
-from base_fakes import PushOnlyClient, ScriptedTransport, series
 from base_monitoring_client.cli import run_client_main
 from base_monitoring_client.config import ClientConfig
 from base_monitoring_client.errors import ConfigError
@@ -18,6 +17,7 @@ from base_monitoring_client.logutil import JsonFormatter
 from base_monitoring_client.pipeline import Pipeline
 from base_monitoring_client.synthetic import SyntheticClient
 from wattpush_testing import collected, free_port, wait_until
+from wattpush_testing.base import PushOnlyClient, ScriptedTransport, series
 
 
 def test_health_reports_ok_then_degraded_with_reason_and_serves_metrics() -> None:

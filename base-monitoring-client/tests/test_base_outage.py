@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 from base_monitoring_client.synthetic import SyntheticClient
-from fault_receiver import ClientProcess, reserve_port
 from wattpush_testing import PrometheusProcess, wait_until
+from wattpush_testing.faults import ClientProcess, reserve_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

@@ -10,18 +10,18 @@ from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
-from base_fakes import (
-    InstantWaitClock,
-    PushOnlyClient,
-    ScriptedTransport,
-    series,
-)
 from base_monitoring_client.client import MonitoringClient
 from base_monitoring_client.config import ClientConfig
 from base_monitoring_client.pipeline import Pipeline
 from base_monitoring_client.sample import Sample
 from base_monitoring_client.sender import Backoff, Outcome, Verdict, classify, parse_retry_after
 from wattpush_testing import FakeClock, wait_until
+from wattpush_testing.base import (
+    InstantWaitClock,
+    PushOnlyClient,
+    ScriptedTransport,
+    series,
+)
 
 NOW_MS = int(time.time() * 1000)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 import struct
 import time
+from typing import Any
 
 import pytest
-from base_fakes import ScriptedTransport
 from base_monitoring_client.batching import Batcher
 from base_monitoring_client.client import MonitoringClient
 from base_monitoring_client.config import ClientConfig
@@ -19,6 +19,7 @@ from base_monitoring_client.series import SeriesTable
 from base_monitoring_client.spool import Batch
 from base_monitoring_client.stale import StaleTracker
 from wattpush_testing import wait_until
+from wattpush_testing.base import ScriptedTransport, points
 
 NOW_MS = int(time.time() * 1000)
 DEFAULTS = {"job": "j", "instance": "h"}
@@ -160,7 +161,6 @@ def test_a_repeated_timestamp_in_a_column_is_dropped_per_sample_and_counted() ->
 
 
 def test_a_set_larger_than_a_batch_is_split_and_batches_never_exceed_the_cap() -> None:
-    from base_fakes import points
 
     table = SeriesTable(DEFAULTS)
     block = table.series_set("m", [{"i": str(i)} for i in range(25)])
@@ -182,7 +182,6 @@ def test_a_set_larger_than_a_batch_is_split_and_batches_never_exceed_the_cap() -
 
 
 def test_a_single_value_of_a_set_member_keeps_its_order_within_a_batch() -> None:
-    from base_fakes import points
 
     table = SeriesTable(DEFAULTS)
     block = table.series_set("m", [{"i": "0"}, {"i": "1"}])
@@ -247,7 +246,6 @@ class BlinkingHandles(MonitoringClient):
 
 
 def test_auto_stale_with_handles_ends_a_missing_series_once() -> None:
-    from base_fakes import points
 
     transport = ScriptedTransport()
     config = ClientConfig(sample_interval_s=0.02, push_interval_s=60, instance="h")
@@ -285,3 +283,87 @@ def test_frame_builder_ends_a_series_that_goes_missing_after_identical_ticks() -
     assert tick(NOW_MS + 7, a, b) == [("a", False), ("b", False)]
     assert tick(NOW_MS + 8, a, b) == [("a", False), ("b", False)]
     assert tick(NOW_MS + 9, b) == [("b", False), ("a", True)]
+
+
+# -- releasing handles ----------------------------------------------------------------------
+
+
+def test_a_released_handle_can_be_declared_again_and_refuses_new_values() -> None:
+    table = SeriesTable(DEFAULTS)
+    labels = {"w": "1"}
+    a = table.series("m", labels)
+    assert table.lookup("m", labels) is a  # cached on the dict's identity
+    block = table.series_set("b", [{"i": "0"}, {"i": "1"}])
+    frame = table.begin(NOW_MS)
+    a.set(1.0)
+    a.stale(NOW_MS + 1)
+    table.release(a)
+    table.release(block)
+    with pytest.raises(EncodeError, match="released"):
+        a.set(2.0)
+    with pytest.raises(EncodeError, match="released"):
+        block.set([1.0, 2.0])
+    again = table.lookup("m", labels)
+    assert again is not a and again.id != a.id and again.key == a.key
+    assert table.series("m", labels) is again
+    assert len(table.series_set("b", [{"i": "0"}, {"i": "1"}])) == 2  # free to join a set again
+    # Frames made before may still carry the released handle: it stays until forget().
+    first, marker = table.samples(frame)
+    assert (first.name, first.value, marker.name) == ("m", 1.0, "m") and marker.is_stale
+    assert table.released_before(frame.tick) == []
+    gone = table.released_before(frame.tick + 1)
+    assert {h.id for h in gone} == {a.id, *(m.id for m in block)}
+    assert table.released_before(frame.tick + 1) == []  # taken once
+    table.forget(gone)
+    assert a.id not in table.handles and again.id in table.handles
+    assert not any(m.id in table.handles for m in block)
+
+
+class Ephemeral(MonitoringClient):
+    """A new series every tick, released after its last value (like the runner's windows).
+
+    With ``auto_stale`` the framework ends each series (in the next tick); without, the
+    client sends the stale marker itself before releasing."""
+
+    name = "ephemeral"
+
+    def __init__(self, auto_stale: bool) -> None:
+        self.auto_stale = auto_stale
+        self.tick = 0
+        self.live: Any = None
+        self.sizes: list[int] = []
+
+    def collect(self, now_ns: int) -> None:
+        self.tick += 1
+        self.sizes.append(len(self.series_table.handles))
+        if self.live is not None and not self.auto_stale:
+            self.live.stale()
+            self.release(self.live)
+        self.live = self.handle("ephemeral", {"n": str(self.tick)})
+        self.live.set(1.0)
+        if self.auto_stale:
+            self.release(self.live)  # set and released at once: the framework's marker follows
+
+
+@pytest.mark.parametrize("auto_stale", [False, True])
+def test_released_handles_are_forgotten_once_sent_and_every_series_still_ends(
+    auto_stale: bool,
+) -> None:
+    transport = ScriptedTransport()
+    config = ClientConfig(sample_interval_s=0.005, push_interval_s=0.05, instance="h")
+    client = Ephemeral(auto_stale)
+    with Pipeline(client, config, transport=transport) as pipeline:
+        assert wait_until(lambda: client.tick >= 150, timeout=30)
+        assert pipeline.flush(timeout=5)
+        assert pipeline._threads["batcher"].is_alive()
+    # Bounded by what a few batches hold, not by the number of series ever made.
+    assert max(client.sizes[-50:]) < 60 < client.tick
+    got: dict[str, list[float]] = {}
+    for body in transport.requests:
+        for key, value, _ in points(body):
+            if key.startswith("ephemeral,"):
+                got.setdefault(key, []).append(value)
+    ended = [values for values in got.values() if len(values) == 2]
+    assert len(ended) >= 140
+    assert all(v[0] == 1.0 and is_stale_marker(v[1]) for v in ended)
+    assert all(len(values) <= 2 for values in got.values())

@@ -12,13 +12,15 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from base_fakes import series
 from base_monitoring_client.config import ClientConfig
 from base_monitoring_client.encoder import SeriesEncoder, compress
+from base_monitoring_client.httpauth import HttpAuth
 from base_monitoring_client.sender import HttpClientTransport, HttpTransport, make_transport
-from fault_receiver import FaultReceiver
+from wattpush_testing.base import series
+from wattpush_testing.faults import FaultReceiver
 
 
 @pytest.fixture
@@ -31,8 +33,11 @@ def body(n: int = 3) -> bytes:
     return compress(SeriesEncoder().encode(series(n, int(time.time() * 1000))))
 
 
-def transport(url: str, **config: object) -> HttpClientTransport:
-    return HttpClientTransport(ClientConfig(remote_write_url=url, **config), "wattpush/test")  # type: ignore[arg-type]
+def transport(url: str, remote_write_timeout_s: float = 10.0, **auth: Any) -> HttpClientTransport:
+    config = ClientConfig(
+        remote_write_url=url, remote_write_timeout_s=remote_write_timeout_s, auth=HttpAuth(**auth)
+    )
+    return HttpClientTransport(config, "wattpush/test")
 
 
 def test_sends_the_remote_write_request_with_headers_and_auth(rx: FaultReceiver) -> None:

@@ -1,8 +1,12 @@
-"""Test support for wattpush components; not part of the wheel.
+"""Test support for wattpush components; not part of the wheel, never imported by a component.
 
 Receivers on loopback ports (``receivers``), the subprocess environment (``env``), the
 ``processes`` fixture (``fixtures``), the fake clock (``clock``) and ``collected()`` to run
-one tick of a client by hand (``clients``).
+one tick of a client by hand (``clients``). Per component, imported by module: ``base``
+(scripted transport), ``faults`` (misbehaving receiver, client process), ``rapl`` (powercap
+trees), ``nvml`` (fake NVML), ``gpu`` (GPU client helpers), ``docker`` (fake Engine API and
+host trees, answers from ``golden/docker``), ``ffmpeg`` (runner helpers). Test folders are not
+packages: helpers for tests go here, not beside the tests.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ import logging
 from pathlib import Path
 
 import pytest
-from rapl_fakes import FakePowercap
 from wattpush_testing import FakeClock
+from wattpush_testing.rapl import FakePowercap
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ from cpu_rapl_client import (
     RaplConfigError,
     RaplUnavailableError,
 )
-from rapl_fakes import (
+from wattpush_testing import FakeClock, collected
+from wattpush_testing.rapl import (
     FakePowercap,
     amd_rapl,
     denying_reader,
@@ -23,7 +24,6 @@ from rapl_fakes import (
     intel_single_socket,
     write_proc_stat,
 )
-from wattpush_testing import FakeClock, collected
 
 T0 = 1_700_000_000_000_000_000  # wall-clock ns of the first tick
 

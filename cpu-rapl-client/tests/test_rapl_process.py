@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-from rapl_fakes import FakePowercap, ScheduleWriter
 from wattpush_testing import PrometheusProcess, process_env, wait_until
+from wattpush_testing.rapl import FakePowercap, ScheduleWriter
 
 PERIOD_S = 0.005
 TOP_UJ = 199_999_999  # the counter wraps every 200 J

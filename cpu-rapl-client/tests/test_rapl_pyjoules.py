@@ -8,8 +8,8 @@ from types import ModuleType
 
 import pytest
 from cpu_rapl_client import CpuRaplClient, RaplConfigError, RaplUnavailableError
-from rapl_fakes import FakePowercap, denying_reader, intel_dual_socket_dram
 from wattpush_testing import FakeClock, collected
+from wattpush_testing.rapl import FakePowercap, denying_reader, intel_dual_socket_dram
 
 pytest.importorskip("pyJoules")
 

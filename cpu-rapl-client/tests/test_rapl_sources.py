@@ -9,7 +9,7 @@ import pytest
 from cpu_rapl_client.estimate import CpuPowerModel, EstimatedEnergy, parse_proc_stat
 from cpu_rapl_client.sources import EstimatedSource, SysfsSource
 from cpu_rapl_client.zones import describe_os_error, discover_zones
-from rapl_fakes import FakePowercap, proc_stat_text, write_proc_stat
+from wattpush_testing.rapl import FakePowercap, proc_stat_text, write_proc_stat
 
 
 def open_fds() -> int:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from cpu_rapl_client.zones import discover_zones
-from rapl_fakes import (
+from wattpush_testing.rapl import (
     FakePowercap,
     amd_rapl,
     denying_reader,

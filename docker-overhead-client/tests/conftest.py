@@ -1,4 +1,4 @@
-"""Fixtures of the docker-overhead-client tests; the fakes live in docker_fakes.py."""
+"""Fixtures of the docker-overhead-client tests; the fakes live in wattpush_testing.docker."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from docker_fakes import FakeEngine, FakeHost
+from wattpush_testing.docker import FakeEngine, FakeHost
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from base_monitoring_client import ConfigError
-from docker_fakes import PROM_ID, FakeHost
 from docker_overhead_client.cgroups import CgroupLayout, resolve_container_files
 from docker_overhead_client.errors import HostLayoutError
+from wattpush_testing.docker import PROM_ID, FakeHost
 
 
 def test_detects_v2(tmp_path: Path) -> None:

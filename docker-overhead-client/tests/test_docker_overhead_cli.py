@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from docker_fakes import FakeHost, client_env
+from wattpush_testing.docker import FakeHost, client_env
 
 
 def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -44,7 +44,7 @@ def test_bad_settings_are_reported_together_with_exit_2() -> None:
 def test_flag_overrides_env_and_wrong_cgroup_root_exits_2(
     fake_host: FakeHost, tmp_path: Path, short_tmp: Path
 ) -> None:
-    from docker_fakes import FakeEngine
+    from wattpush_testing.docker import FakeEngine
 
     engine = FakeEngine(short_tmp / "docker.sock").load_golden().start()
     try:

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 from base_monitoring_client import Sample
-from docker_fakes import PROM_ID, TRANSCODE_ID, FakeEngine, FakeHost
 from docker_overhead_client import DockerOverheadClient, EngineUnavailableError, HostLayoutError
 from wattpush_testing import collected, wait_until
+from wattpush_testing.docker import PROM_ID, TRANSCODE_ID, FakeEngine, FakeHost
 
 T0 = 1_716_200_000_000_000_000
 TICK = 100_000_000

@@ -23,8 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from docker_fakes import client_env
 from wattpush_testing import PrometheusProcess, stop_process, wait_until
+from wattpush_testing.docker import client_env
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.integration]
 

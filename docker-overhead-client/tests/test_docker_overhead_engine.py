@@ -7,14 +7,6 @@ from pathlib import Path
 
 import pytest
 from base_monitoring_client import DeviceUnavailableError, InvalidValue, MonitoringClientError
-from docker_fakes import (
-    PROM_ID,
-    RAPL_ID,
-    TRANSCODE_ID,
-    FakeEngine,
-    golden_inspect,
-    golden_summaries,
-)
 from docker_overhead_client.engine import (
     EngineClient,
     container_from_api,
@@ -24,6 +16,14 @@ from docker_overhead_client.errors import (
     DockerOverheadError,
     EngineAPIError,
     EngineUnavailableError,
+)
+from wattpush_testing.docker import (
+    PROM_ID,
+    RAPL_ID,
+    TRANSCODE_ID,
+    FakeEngine,
+    golden_inspect,
+    golden_summaries,
 )
 
 

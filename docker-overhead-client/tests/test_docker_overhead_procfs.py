@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from docker_fakes import FakeHost
 from docker_overhead_client.procfs import (
     DEFAULT_ENGINE_PATTERNS,
     HOST_CPU_MODES,
@@ -13,6 +12,7 @@ from docker_overhead_client.procfs import (
     parse_proc_pid_stat,
     scan_engine_processes,
 )
+from wattpush_testing.docker import FakeHost
 
 
 def test_host_cpu_line_in_mode_order() -> None:

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-from docker_fakes import PROM_ID, TRANSCODE_ID, FakeEngine, FakeHost, client_env
 from wattpush_testing import PrometheusProcess, stop_process, wait_until
+from wattpush_testing.docker import PROM_ID, TRANSCODE_ID, FakeEngine, FakeHost, client_env
 
 pytestmark = pytest.mark.integration
 

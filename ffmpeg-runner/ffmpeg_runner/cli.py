@@ -14,7 +14,6 @@ import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from base_monitoring_client import (
@@ -31,6 +30,7 @@ from base_monitoring_client import (
 from base_monitoring_client.config import add_setting_flags, config_from_args
 from base_monitoring_client.logutil import configure_logging
 from base_monitoring_client.pipeline import Pipeline
+from base_monitoring_client.signals import StopSignals
 
 from . import __version__
 from .client import RunnerClient
@@ -351,22 +351,20 @@ def run(scenarios: Sequence[Scenario], options: RunOptions, config: Any) -> int:
     except OSError as exc:
         log.error("cannot start: %s; check OUTPUT_DIR and SPOOL_DIR permissions", exc)
         return 1
-    seen: list[int] = []
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        seen.append(signum)
+    # A signal asks the runner to stop: the window open is marked interrupted, the manifest
+    # written; a second one while the pipeline flushes changes nothing.
+    def on_signal(signum: int) -> None:
         runner.request_stop(f"{signal.Signals(signum).name} received")
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        manifest = runner.run()
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        if pipeline is not None:
-            # The closing samples and stale markers are made on the sampler's next tick.
-            client.wait_idle(timeout=2.0 + 3 * options.sample_interval_s)
-            pipeline.stop()
+    with StopSignals(on_signal) as signals:
+        try:
+            manifest = runner.run()
+        finally:
+            if pipeline is not None:
+                # The closing samples and stale markers are made on the sampler's next tick.
+                client.wait_idle(timeout=2.0 + 3 * options.sample_interval_s)
+                pipeline.stop()
     for window in manifest.windows:
         print(
             f"{window['scenario']:<32} {window['phase']:<9} r{window['repeat']:<3} "
@@ -374,7 +372,7 @@ def run(scenarios: Sequence[Scenario], options: RunOptions, config: Any) -> int:
             f"{window['frames_total']:>9} frames {window['output_pixels']:>15} px"
         )
     print(f"manifest: {manifest.path} ({manifest.status})")
-    return _exit_code(manifest.status, seen[0] if seen else None)
+    return _exit_code(manifest.status, signals.first)
 
 
 if __name__ == "__main__":  # pragma: no cover

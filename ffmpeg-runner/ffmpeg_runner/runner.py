@@ -391,9 +391,11 @@ class Runner:
                 self.sink.begin_window(self._info_labels(scenario, "transcode", repeat), start_ms)
                 outcome = self._wait(self.clock.monotonic() + scenario.duration_s, processes)
                 end_ms = self._now_ms()
+                # Close at once: a tick stamped after end_ms would put the window's last
+                # sample past its end.
+                self.sink.end_window(end_ms)
                 running_at_end = [p.running() for p in processes]
                 after = [p.progress for p in processes]
-                self.sink.end_window(end_ms)
             else:
                 start_ms = end_ms = self._now_ms()
             if outcome == "stopped":

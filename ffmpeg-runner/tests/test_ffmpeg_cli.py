@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from base_monitoring_client.testing import wait_until
-from ffmpeg_helpers import alive, child_pids, runner_env
 from ffmpeg_runner.cli import build_parser, main, scenarios_from_args
+from wattpush_testing import wait_until
+from wattpush_testing.ffmpeg import alive, child_pids, runner_env
 
 TINY = ["--preset", "ultrafast", "--resolution", "160x90", "--fps", "25", "--cooldown", "0"]
 

@@ -9,6 +9,7 @@ from ffmpeg_runner.client import RunnerClient
 from ffmpeg_runner.progress import ProgressParser, ProgressSnapshot, parse_final_frames
 from ffmpeg_runner.runner import window_frames
 from ffmpeg_runner.scenario import Scenario
+from wattpush_testing import collected
 
 # Captured from ffmpeg 5.1 (-progress pipe:1, two outputs).
 PROGRESS = """frame=1
@@ -82,26 +83,26 @@ def by_name(samples: list[Sample], name: str) -> list[Sample]:
 def test_info_series_starts_and_ends_exactly_at_the_window_then_goes_stale() -> None:
     client = RunnerClient()
     labels = {"run_id": "r", "scenario": "s", "phase": "transcode"}
-    assert list(client.collect(1_000_000_000)) == []
+    assert collected(client, 1_000_000_000) == []
     client.begin_window(labels, 1_050)
-    tick1 = list(client.collect(1_100_000_000))
+    tick1 = collected(client, 1_100_000_000)
     assert [(s.timestamp_ms, s.value) for s in tick1] == [(1_050, 1.0), (1_100, 1.0)]
-    assert [s.timestamp_ms for s in client.collect(1_200_000_000)] == [1_200]
+    assert [s.timestamp_ms for s in collected(client, 1_200_000_000)] == [1_200]
     client.end_window(1_234)
     assert not client.wait_idle(0)
-    closing = list(client.collect(1_300_000_000))
+    closing = collected(client, 1_300_000_000)
     assert [s.timestamp_ms for s in closing] == [1_234, 1_235]
     assert closing[0].value == 1.0 and is_stale_marker(closing[1].value)
     assert closing[1].labels == labels
     assert client.wait_idle(0)
-    assert list(client.collect(1_400_000_000)) == []
+    assert collected(client, 1_400_000_000) == []
 
 
 def test_window_shorter_than_a_tick_still_has_start_end_and_marker() -> None:
     client = RunnerClient()
     client.begin_window({"scenario": "s"}, 2_000)
     client.end_window(2_040)
-    samples = list(client.collect(2_100_000_000))
+    samples = collected(client, 2_100_000_000)
     assert [s.timestamp_ms for s in samples] == [2_000, 2_040, 2_041]
     assert is_stale_marker(samples[-1].value)
 
@@ -111,23 +112,23 @@ def test_progress_series_per_rung_with_final_counts_and_markers() -> None:
     current: list[ProgressSnapshot | None] = [None]
     rungs = [{"stream": "0", "output": "180p"}, {"stream": "0", "output": "90p"}]
     handle = client.track_stream(rungs, lambda: current[0])
-    assert list(client.collect(1_000_000_000)) == []  # nothing reported yet
+    assert collected(client, 1_000_000_000) == []  # nothing reported yet
     current[0] = ProgressSnapshot(40, 20.0, 2.5, 0, 0, None, False)
-    samples = list(client.collect(1_100_000_000))
+    samples = collected(client, 1_100_000_000)
     assert {(s.name, s.labels["output"], s.value) for s in samples} == {
         ("ffmpeg_frames_total", "180p", 40.0), ("ffmpeg_frames_total", "90p", 40.0),
         ("ffmpeg_fps", "180p", 20.0), ("ffmpeg_fps", "90p", 20.0),
         ("ffmpeg_speed_ratio", "180p", 2.5), ("ffmpeg_speed_ratio", "90p", 2.5),
     }  # fmt: skip
     client.end_stream(handle, [52, 51])
-    closing = list(client.collect(1_100_000_000))  # same wall ms: timestamps still increase
+    closing = collected(client, 1_100_000_000)  # same wall ms: timestamps still increase
     frames = by_name(closing, "ffmpeg_frames_total")
     values = sorted((s.labels["output"], s.value, s.timestamp_ms) for s in frames if not s.is_stale)
     assert values == [("180p", 52.0, 1_101), ("90p", 51.0, 1_101)]
     stale = [s for s in closing if s.is_stale]
     assert len(stale) == 6 and {s.timestamp_ms for s in stale} == {1_102}
     assert client.wait_idle(0)
-    assert list(client.collect(1_200_000_000)) == []
+    assert collected(client, 1_200_000_000) == []
 
 
 def test_speed_never_reported_gets_no_marker() -> None:
@@ -135,7 +136,7 @@ def test_speed_never_reported_gets_no_marker() -> None:
     handle = client.track_stream(
         [{"output": "90p"}], lambda: ProgressSnapshot(1, 0.0, None, 0, 0, None, False)
     )
-    client.collect(1_000_000_000)
+    collected(client, 1_000_000_000)
     client.end_stream(handle, None)
-    names = {s.name for s in client.collect(1_100_000_000) if s.is_stale}
+    names = {s.name for s in collected(client, 1_100_000_000) if s.is_stale}
     assert names == {"ffmpeg_frames_total", "ffmpeg_fps"}

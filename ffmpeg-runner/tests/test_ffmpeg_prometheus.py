@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from base_monitoring_client.testing import PrometheusProcess
 from ffmpeg_runner.cli import main
+from wattpush_testing import PrometheusProcess
 
 pytestmark = pytest.mark.integration
 

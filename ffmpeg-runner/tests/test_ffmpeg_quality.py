@@ -16,7 +16,6 @@ from ffmpeg_runner.contract import (
     OUTPUT_BITRATE_METRIC,
     QUALITY_METRIC,
     MetricScore,
-    OutputQuality,
     SourceInfo,
 )
 from ffmpeg_runner.errors import QualityError, QualityUnavailableError, ScenarioError
@@ -37,6 +36,8 @@ from ffmpeg_runner.quality import (
     score,
 )
 from ffmpeg_runner.scenario import parse_batch, parse_scenario
+from wattpush_testing import collected
+from wattpush_testing.ffmpeg import output_quality
 
 PSNR_LOG = """\
 n:1 mse_avg:13.81 mse_y:18.15 mse_u:7.57 mse_v:2.71 psnr_avg:36.73 psnr_y:35.54 psnr_u:39.34 psnr_v:43.79
@@ -223,21 +224,12 @@ def test_first_ffmpeg_with_the_filters_is_chosen(monkeypatch: pytest.MonkeyPatch
 
 def test_client_pushes_quality_once_at_the_window_end() -> None:
     client = RunnerClient()
-    output = OutputQuality(
-        rung="640x360@800k",
-        name="360p",
-        stream=0,
-        target_bitrate_bps=800_000,
-        achieved_bitrate_bps=790_000.0,
-        size_bytes=1000,
-        duration_s=10.0,
-        frames=250,
-        scores={"psnr": MetricScore(38.0, 36.0), "ssim": MetricScore(0.96, 0.94)},
-    )
+    scores = {"psnr": MetricScore(38.0, 36.0), "ssim": MetricScore(0.96, 0.94)}
+    output = output_quality("640x360@800k", scores)
     window = {"run_id": "r", "scenario": "s", "repeat": "0"}
     client.record_quality(window, [output, output], ts_ms=1_000)
     assert not client.wait_idle(timeout=0)  # not sent yet
-    samples = list(client.collect(5_000_000_000))
+    samples = collected(client, 5_000_000_000)
     assert client.wait_idle(timeout=0)
     assert {(s.name, s.labels.get("metric"), s.value, s.timestamp_ms) for s in samples} == {
         (OUTPUT_BITRATE_METRIC, None, 790_000.0, 1_000),
@@ -247,7 +239,7 @@ def test_client_pushes_quality_once_at_the_window_end() -> None:
     assert len(samples) == 3  # the duplicate rung is pushed once
     assert all(s.labels["rung"] == "640x360@800k" and s.labels["run_id"] == "r" for s in samples)
     assert not any(math.isnan(s.value) for s in samples)  # no stale marker
-    assert list(client.collect(6_000_000_000)) == []  # once
+    assert collected(client, 6_000_000_000) == []  # once
 
 
 def test_shipped_demo_and_codecs_batches_measure_quality_on_real_content() -> None:

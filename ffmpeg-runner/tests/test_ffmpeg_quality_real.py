@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from base_monitoring_client.testing import PrometheusProcess
-from ffmpeg_helpers import HOST, RecordingSink
 from ffmpeg_runner import runner as runner_module
 from ffmpeg_runner.cli import main
 from ffmpeg_runner.contract import QUALITY_METRIC, WindowRecord
@@ -22,6 +20,8 @@ from ffmpeg_runner.quality import PSNR_CAP_DB, choose_tool, extra_ffmpeg
 from ffmpeg_runner.runner import Runner, RunOptions
 from ffmpeg_runner.scenario import Scenario
 from ffmpeg_runner.source import clip_path
+from wattpush_testing import PrometheusProcess
+from wattpush_testing.ffmpeg import HOST, RecordingSink
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

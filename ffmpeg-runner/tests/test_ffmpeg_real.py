@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ffmpeg_helpers import HOST, RecordingSink, probe_video
 from ffmpeg_runner.contract import SCHEMA_VERSION
 from ffmpeg_runner.runner import Runner, RunOptions
 from ffmpeg_runner.scenario import Scenario
+from wattpush_testing.ffmpeg import HOST, RecordingSink, probe_video
 
 pytestmark = pytest.mark.integration
 

@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from base_monitoring_client.testing import free_port, wait_until
-from ffmpeg_helpers import HOST, probe_video
 from ffmpeg_runner.runner import Runner, RunOptions
 from ffmpeg_runner.scenario import Scenario
+from wattpush_testing import free_port, wait_until
+from wattpush_testing.ffmpeg import HOST, probe_video
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")

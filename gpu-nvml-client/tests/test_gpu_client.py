@@ -6,7 +6,6 @@ import math
 
 import pytest
 from base_monitoring_client import DeviceUnavailableError
-from gpu_helpers import NOW_NS, Ticker, by_series, labels_of, same, stale, value
 from gpu_nvml_client import (
     DEVICES_METRIC,
     SOURCE_ENERGY_COUNTER,
@@ -25,8 +24,9 @@ from gpu_nvml_client.errors import (
     NVML_ERROR_UNKNOWN,
     NvmlCallError,
 )
-from gpu_nvml_client.testing import FakeGpu, FakeNvml, fake_gpus
 from wattpush_testing import FakeClock
+from wattpush_testing.gpu import NOW_NS, Ticker, by_series, labels_of, same, stale, value
+from wattpush_testing.nvml import FakeGpu, FakeNvml, fake_gpus
 
 GAUGES = (
     "gpu_power_limit_watts",

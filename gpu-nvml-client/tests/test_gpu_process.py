@@ -20,10 +20,10 @@ import pytest
 import requests
 from base_monitoring_client.config import ClientConfig
 from base_monitoring_client.pipeline import Pipeline
-from gpu_helpers import real_nvml_problem
 from gpu_nvml_client import GpuNvmlClient
-from gpu_nvml_client.testing import FakeNvml, fake_gpus
 from wattpush_testing import PrometheusProcess, free_port, process_env, wait_until
+from wattpush_testing.gpu import real_nvml_problem
+from wattpush_testing.nvml import FakeNvml, fake_gpus
 
 pytestmark = pytest.mark.integration
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from ffmpeg_runner.contract import MetricScore, OutputQuality
 
 HOST = {"hostname": "test", "cpu_model": "test cpu", "cores": 2, "kernel": "6", "os": "test"}
 
@@ -73,8 +76,6 @@ REPO = Path(__file__).resolve().parents[2]
 
 def runner_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment for ``python -m ffmpeg_runner`` from the checkout."""
-    import os
-
     env = dict(os.environ)
     paths = [str(REPO / "base-monitoring-client"), str(REPO / "ffmpeg-runner")]
     if env.get("PYTHONPATH"):
@@ -82,3 +83,18 @@ def runner_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(paths)
     env.update(extra or {})
     return env
+
+
+def output_quality(rung: str, scores: Mapping[str, MetricScore] | None = None) -> OutputQuality:
+    """A measured output of 250 frames at 790 kb/s (target 800k) with these scores."""
+    return OutputQuality(
+        rung=rung,
+        name=rung,
+        stream=0,
+        target_bitrate_bps=800_000,
+        achieved_bitrate_bps=790_000.0,
+        size_bytes=1000,
+        duration_s=10.0,
+        frames=250,
+        scores=dict(scores) if scores is not None else {"psnr": MetricScore(38.0, 36.0)},
+    )

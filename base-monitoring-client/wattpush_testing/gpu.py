@@ -1,4 +1,4 @@
-"""Helpers for the GPU client's tests (module name unique across the repo's tests folders)."""
+"""Helpers for the GPU client's tests."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from base_monitoring_client import Sample
 from gpu_nvml_client.client import GpuNvmlClient
 from gpu_nvml_client.errors import NvmlCallError
 from gpu_nvml_client.nvml import PynvmlBackend
+
 from wattpush_testing import FakeClock, collected
 
 NOW_NS = 1_795_000_000_000_000_000

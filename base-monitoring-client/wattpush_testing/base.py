@@ -1,5 +1,5 @@
 """Fakes shared by the base client's unit tests: a recording clock and a scripted transport
-(virtual time is base_monitoring_client.clock.FakeClock)."""
+(virtual time is wattpush_testing.FakeClock)."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ class ScriptedTransport:
 
 def points(body: bytes) -> list[tuple[str, float, int]]:
     request = decode(body)
-    out = []
+    out: list[tuple[str, float, int]] = []
     for ts in request.timeseries:
         labels = {label.name: label.value for label in ts.labels}
         key = labels["__name__"] + "".join(

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from base_monitoring_client.encoder import decode
+
 from wattpush_testing import wait_until
 
 Labels = tuple[tuple[str, str], ...]

@@ -1,4 +1,4 @@
-"""A fake NVML for tests and demos on machines without a GPU.
+"""A fake NVML for tests on machines without a GPU.
 
 ``FakeNvml`` implements ``NvmlBackend`` over ``FakeGpu`` records that a test mutates (advance
 energy, mark a query unsupported, lose the GPU, fail NVML's start) while the client runs. It
@@ -12,13 +12,13 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .errors import (
+from gpu_nvml_client.errors import (
     NVML_ERROR_GPU_IS_LOST,
     NVML_ERROR_NOT_SUPPORTED,
     NvmlCallError,
     nvml_error,
 )
-from .nvml import Handle
+from gpu_nvml_client.nvml import Handle
 
 _TEXT = {
     1: "Uninitialized",

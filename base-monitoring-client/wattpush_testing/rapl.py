@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+
+from cpu_rapl_client.zones import read_sysfs
 
 DEFAULT_MAX_UJ = 262_143_328_850  # a common value on Intel client and server parts
 
@@ -128,8 +131,6 @@ def denying_reader(
     denied: Callable[[Path], bool], base: Callable[[Path], str] | None = None
 ) -> Callable[[Path], str]:
     """A reader that raises PermissionError for chosen paths (chmod 000 does not stop root)."""
-    from cpu_rapl_client.zones import read_sysfs
-
     inner = base or read_sysfs
 
     def read(path: Path) -> str:
@@ -174,8 +175,6 @@ class ScheduleWriter:
         self._thread.join(10)
 
     def _run(self) -> None:
-        import time
-
         start = time.monotonic()
         for i, step in enumerate(self.steps, start=1):
             if self._stop.wait(max(0.0, start + i * self.period_s - time.monotonic())):

@@ -1,6 +1,6 @@
 """Measure cpu-rapl-client's CPU and memory at 10 Hz (not a test: timings are never asserted).
 
-    cd /work/main && .venv/bin/python cpu-rapl-client/tests/rapl_measure_overhead.py [seconds]
+    .venv/bin/python bench/rapl_measure_overhead.py [seconds]
 
 Starts a real Prometheus and the client process (``python -m cpu_rapl_client``) against a fake
 single-socket Intel tree (package, core, uncore, psys, MMIO mirror) whose counters this script
@@ -18,12 +18,10 @@ import threading
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-sys.path[:0] = [str(HERE), str(ROOT / "base-monitoring-client"), str(ROOT / "cpu-rapl-client")]
+from wattpush_testing import PrometheusProcess, stop_process
+from wattpush_testing.rapl import intel_single_socket
 
-from rapl_fakes import intel_single_socket  # noqa: E402
-from wattpush_testing import PrometheusProcess, stop_process  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 WARMUP_S = 10.0
 

@@ -1,6 +1,6 @@
 """Fakes for docker-overhead-client tests: an Engine API on a real unix socket, host trees.
 
-``FakeEngine`` serves golden Engine API answers (tests/golden) from a real HTTP server bound to
+``FakeEngine`` serves golden Engine API answers (golden/docker) from a real HTTP server bound to
 a unix socket; tests change its state (start, stop, restart, rename) like a user with the
 docker CLI would. ``FakeHost`` writes procfs and cgroup v1/v2 trees in tmp_path that the
 client reads through HOST_PROC / HOST_CGROUP.
@@ -22,7 +22,7 @@ from typing import Any
 
 from wattpush_testing import process_env
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).parent / "golden" / "docker"
 PROM_ID = "4f2a9c1e7b3d5a8c0e6f1b2d4a7c9e3f5b8d0a2c4e6f8b1d3a5c7e9f0b2d4a6c"
 RAPL_ID = "9b1d3f5a7c9e1b3d5f7a9c1e3b5d7f9a1c3e5b7d9f1a3c5e7b9d1f3a5c7e9b1d"
 TRANSCODE_ID = "c7e9a1b3d5f7c9e1a3b5d7f9c1e3a5b7d9f1c3e5a7b9d1f3c5e7a9b1d3f5c7e9"
@@ -316,4 +316,6 @@ class FakeHost:
 
 def client_env(**overrides: str) -> dict[str, str]:
     """Environment for running the console script as a subprocess from this checkout."""
-    return process_env("docker-overhead-client", drop_prefixes=("DOCKER_", "HOST_"), **overrides)
+    env = process_env("docker-overhead-client", drop_prefixes=("DOCKER_", "HOST_"))
+    env.update(overrides)
+    return env
