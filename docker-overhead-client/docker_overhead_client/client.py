@@ -27,8 +27,8 @@ from .errors import HostLayoutError
 from .procfs import (
     DEFAULT_ENGINE_PATTERNS,
     HOST_CPU_MODES,
+    NetDevCounter,
     parse_host_cpu_ticks,
-    parse_net_dev,
     parse_proc_pid_stat,
     read_bytes,
 )
@@ -54,9 +54,8 @@ class _ContainerState:
         "ids",
         "inactive",
         "inactive_due_ns",
-        "rx",
+        "net",
         "seen_ns",
-        "tx",
     )
 
     def __init__(self, handles: tuple[Series, Series, Series, Series]) -> None:
@@ -65,8 +64,7 @@ class _ContainerState:
         self.inactive = 0
         self.inactive_due_ns = 0
         self.cpu = SummedCounter()
-        self.rx = SummedCounter()
-        self.tx = SummedCounter()
+        self.net = NetDevCounter()
         self.seen_ns = 0
         self.handles = handles  # cpu, memory, receive, transmit
         self.ids = tuple(h.id for h in handles)
@@ -309,11 +307,11 @@ class DockerOverheadClient(MonitoringClient):
                 discovery.request_refresh(cid)  # the pid changed: restarted with the same id
                 self._incomplete = True
                 continue
-            rx_parts, tx_parts = parse_net_dev(data)
+            rx, tx = state.net.update(cid, data)
             add_id(rx_id)
-            add_value(float(state.rx.update(cid, rx_parts)))
+            add_value(float(rx))
             add_id(tx_id)
-            add_value(float(state.tx.update(cid, tx_parts)))
+            add_value(float(tx))
 
     def _collect_engine(self, snap: Snapshot, ids: list[int], values: list[float]) -> None:
         lost = False
