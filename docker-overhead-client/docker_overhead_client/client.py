@@ -43,6 +43,7 @@ HOST_CPU = "host_cpu_seconds_total"
 
 #: How long the carried counters of a vanished container are kept for a comeback.
 STATE_TTL_NS = 3600 * 1_000_000_000
+_PRUNE_EVERY_NS = 2 * 1_000_000_000
 
 
 class _ContainerState:
@@ -161,6 +162,7 @@ class DockerOverheadClient(MonitoringClient):
         self._incomplete = False
         self._was_incomplete = False
         self._generation = -1
+        self._prune_due_ns = 0
         self._files = OpenFiles(watch=True)  # refresh()ed at the start of every collect()
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -220,9 +222,12 @@ class DockerOverheadClient(MonitoringClient):
             for sid in sorted(self._stale.update(live)):
                 handles[sid].stale()
         self._was_incomplete = self._incomplete
+        if now_ns >= self._prune_due_ns:
+            # On a timer, not only with a new snapshot (those come only with changes).
+            self._prune_due_ns = now_ns + _PRUNE_EVERY_NS
+            self._prune(now_ns)
         if snap.generation != self._generation:
             self._generation = snap.generation
-            self._prune(now_ns)
             keep = {self._proc_stat, *(p.stat_path for p in snap.engine)}
             for target in snap.targets:
                 keep.update(target.files.paths())
