@@ -10,21 +10,29 @@ CPU = Δ(utime + stime) of the sender's process from /proc/<pid>/stat over the w
 = what Prometheus stored for that sender's data series with timestamps inside the window,
 counted back with ``count_over_time`` (self-metrics and vmagent's scrape series left out).
 
-Part ``clients``: each client process at 10 Hz: cpu-rapl-client (RAPL_BACKEND=estimated, two
-data series), base-monitoring-client with 50 synthetic series, and docker-overhead-client on
-the test fakes with 20 containers (bench/docker_overhead_measure_cpu.py). CPU % of one core,
-CPU per tick and RSS.
+Part ``clients``: each client process alone at 10 Hz: cpu-rapl-client (RAPL_BACKEND=estimated,
+two data series), base-monitoring-client with 50 synthetic series, docker-overhead-client on
+the test fakes with 20 containers (bench/docker_overhead_measure_cpu.py), and a bare Python loop
+waking at 10 Hz on Event.wait (the floor). For each: CPU % of one core, CPU per tick, RSS, and
+the sampling jitter: |dt - 100 ms| between consecutive sample timestamps of one data series
+(read back raw from Prometheus, which stores milliseconds; the bare loop's own wake times
+floored to milliseconds the same way), its p50/p99/max and the ratio of p99 to the bare
+loop's in the same run (to 1 ms when the bare loop's is 0: the resolution). ``--source-tree``
+runs the clients from another checkout (before/after).
 
 Nothing is asserted about timings. Every process this script starts is stopped by its PID.
 
     .venv/bin/python bench/client_cpu_bench.py                   # both parts, ~3 minutes
     .venv/bin/python bench/client_cpu_bench.py --parts threeway --repeats 2
+    .venv/bin/python bench/client_cpu_bench.py --parts clients --client-duration 30
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
+import math
 import os
 import shutil
 import statistics
@@ -38,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from docker_overhead_measure_cpu import measure_fakes, source_pythonpath
 from wattpush_testing import PrometheusProcess, free_port, stop_process
 
 HERE = Path(__file__).resolve().parent
@@ -79,6 +88,7 @@ class Run:
     stored: int
     expected: int
     rss_mib: float
+    window: tuple[float, float] = (0.0, 0.0)  # wall-clock start and end of the window
 
     @property
     def us_per_sample(self) -> float:
@@ -129,7 +139,7 @@ def measure(
     finally:
         stop_process(proc)
     expected = round(expected_per_s * (t1 - t0))
-    return Run(sender, cpu1 - cpu0, ticks1 - ticks0, wall1 - wall0, stored, expected, rss)
+    return Run(sender, cpu1 - cpu0, ticks1 - ticks0, wall1 - wall0, stored, expected, rss, (t0, t1))
 
 
 class StaticExporter:
@@ -241,14 +251,48 @@ def threeway(
     return runs
 
 
-def clients(prom: PrometheusProcess, args: argparse.Namespace, workdir: Path) -> list[list[str]]:
+INTERVAL_MS = 100
+
+
+def jitter_ms(stamps_ms: Sequence[int]) -> tuple[float, float, float] | None:
+    """p50, p99 and max of |dt - 100 ms| between consecutive timestamps (nearest rank)."""
+    ordered = sorted(stamps_ms)
+    gaps = sorted(abs(b - a - INTERVAL_MS) for a, b in itertools.pairwise(ordered))
+    if not gaps:
+        return None
+
+    def rank(q: float) -> float:
+        return float(gaps[min(len(gaps) - 1, max(0, math.ceil(q * len(gaps)) - 1))])
+
+    return rank(0.50), rank(0.99), float(gaps[-1])
+
+
+def stored_stamps(prom: PrometheusProcess, selector: str, window: tuple[float, float]) -> list[int]:
+    """Raw timestamps (ms) Prometheus stored for ``selector`` (one series) in the window."""
+    result = prom.raw_samples(selector, *window)
+    return [round(float(ts) * 1000) for series in result for ts, _ in series.get("values", [])]
+
+
+@dataclass
+class ClientRow:
+    title: str
+    cpu_s: float
+    ticks_cpu_s: float | None  # utime+stime (not measured for the docker fakes)
+    wall_s: float
+    rss_mib: float
+    jitter: tuple[float, float, float] | None
+
+
+def clients(prom: PrometheusProcess, args: argparse.Namespace, workdir: Path) -> list[ClientRow]:
     base_env = {
         **os.environ,
         "LOG_LEVEL": "warning",
         "REMOTE_WRITE_URL": prom.write_url,
         "SAMPLE_INTERVAL_S": "0.1",
     }
-    rows: list[list[str]] = []
+    if args.source_tree is not None:
+        base_env["PYTHONPATH"] = source_pythonpath(args.source_tree)
+    rows: list[ClientRow] = []
     cases = [
         (
             "cpu-rapl-client, RAPL_BACKEND=estimated (2 data series)",
@@ -260,7 +304,7 @@ def clients(prom: PrometheusProcess, args: argparse.Namespace, workdir: Path) ->
             "base-monitoring-client --series 50",
             [*bin_path("base-monitoring-client"), "--series", "50"],
             {"INSTANCE": "synthetic50-bench"},
-            f'{METRIC}{{instance="synthetic50-bench"}}',
+            f'{METRIC}{{instance="synthetic50-bench",series="0"}}',
         ),
     ]
     for title, cmd, extra, sel in cases:
@@ -275,68 +319,92 @@ def clients(prom: PrometheusProcess, args: argparse.Namespace, workdir: Path) ->
             duration=args.client_duration,
             workdir=workdir,
         )
-        ticks = run.wall_s * 10
+        stamps = stored_stamps(prom, sel, run.window)
         rows.append(
-            [
-                title,
-                f"{run.cpu_s / run.wall_s * 100:.3f} %",
-                f"{run.ticks_cpu_s / run.wall_s * 100:.2f} %",
-                f"{run.cpu_s / ticks * 1e6:.0f} us",
-                f"{run.rss_mib:.1f} MiB",
-            ]
+            ClientRow(title, run.cpu_s, run.ticks_cpu_s, run.wall_s, run.rss_mib, jitter_ms(stamps))
         )
-    docker = subprocess.run(
-        [
-            sys.executable,
-            str(HERE / "docker_overhead_measure_cpu.py"),
-            "--containers",
-            "20",
-            "--seconds",
-            str(args.client_duration),
-            "--warmup",
-            str(args.warmup),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+    fakes = measure_fakes(
+        20, args.client_duration, args.warmup, prom=prom, source_tree=args.source_tree
     )
-    line = (docker.stdout.strip().splitlines() or [docker.stderr.strip()[-300:]])[-1]
-    rows.append(["docker-overhead-client, 20 fake containers", line, "", "", ""])
-    rows.append(bare_loop(args))
+    rows.append(
+        ClientRow(
+            "docker-overhead-client, 20 fake containers",
+            fakes.cpu_s,
+            None,
+            fakes.window_s,
+            fakes.rss_bytes / 2**20,
+            jitter_ms(fakes.stamps_ms),
+        )
+    )
+    rows.append(bare_loop(args, workdir))
     return rows
 
 
+# The floor: wakes at 10 Hz on Event.wait and notes when (written out at SIGTERM).
 BARE_LOOP = """
-import threading, time
-stop, start, tick = threading.Event(), time.monotonic(), 0
+import signal, sys, threading, time
+stop, start, tick, woke = threading.Event(), time.monotonic(), 0, []
+signal.signal(signal.SIGTERM, lambda *_: stop.set())
 while not stop.wait(max(0.0, start + tick * 0.1 - time.monotonic())):
+    woke.append(time.time_ns())
     tick += 1
+with open(sys.argv[1], "w") as out:
+    out.write(" ".join(map(str, woke)))
 """
 
 
-def bare_loop(args: argparse.Namespace) -> list[str]:
-    """The floor: a Python process that only wakes at 10 Hz on Event.wait."""
-    proc = subprocess.Popen([sys.executable, "-c", BARE_LOOP])
+def bare_loop(args: argparse.Namespace, workdir: Path) -> ClientRow:
+    """A Python process that only wakes at 10 Hz on Event.wait."""
+    woke_path = workdir / f"bare-{time.monotonic_ns()}.txt"
+    proc = subprocess.Popen([sys.executable, "-c", BARE_LOOP, str(woke_path)])
     try:
         time.sleep(args.warmup)
-        cpu0, ticks0, wall0 = (
-            proc_run_seconds(proc.pid),
-            proc_cpu_seconds(proc.pid),
-            time.monotonic(),
-        )
+        cpu0, ticks0 = proc_run_seconds(proc.pid), proc_cpu_seconds(proc.pid)
+        wall0, t0 = time.monotonic(), time.time()
         time.sleep(args.client_duration)
         cpu, ticks = proc_run_seconds(proc.pid) - cpu0, proc_cpu_seconds(proc.pid) - ticks0
-        wall = time.monotonic() - wall0
+        wall, t1 = time.monotonic() - wall0, time.time()
         rss = proc_rss_mib(proc.pid)
     finally:
         stop_process(proc)
-    return [
-        "bare Python loop, Event.wait at 10 Hz (floor)",
-        f"{cpu / wall * 100:.3f} %",
-        f"{ticks / wall * 100:.2f} %",
-        f"{cpu / (wall * 10) * 1e6:.0f} us",
-        f"{rss:.1f} MiB",
+    woke_ns = [int(x) for x in woke_path.read_text().split()] if woke_path.exists() else []
+    # Floored to milliseconds, as a sample's timestamp is.
+    stamps = [ns // 1_000_000 for ns in woke_ns if t0 * 1e9 <= ns <= t1 * 1e9]
+    return ClientRow(
+        "bare Python loop, Event.wait at 10 Hz (floor)", cpu, ticks, wall, rss, jitter_ms(stamps)
+    )
+
+
+def client_table(rows: Sequence[ClientRow]) -> str:
+    bare = rows[-1].jitter
+    out = []
+    for r in rows:
+        j = r.jitter
+        ratio = "-"
+        if j is not None and bare is not None:
+            # Timestamps are whole milliseconds: a bare p99 of 0 means "under 1 ms".
+            ratio = f"{j[1] / max(bare[1], 1.0):.2f}"
+        out.append(
+            [
+                r.title,
+                f"{r.cpu_s / r.wall_s * 100:.3f} %",
+                "-" if r.ticks_cpu_s is None else f"{r.ticks_cpu_s / r.wall_s * 100:.2f} %",
+                f"{r.cpu_s / (r.wall_s * 10) * 1e6:.0f} us",
+                f"{r.rss_mib:.1f} MiB",
+                "-" if j is None else f"{j[0]:.0f} / {j[1]:.0f} / {j[2]:.0f}",
+                ratio,
+            ]
+        )
+    headers = [
+        "client",
+        "CPU % of a core",
+        "utime+stime",
+        "CPU per tick",
+        "RSS",
+        "jitter p50/p99/max ms",
+        "p99 / max(bare p99, 1 ms)",
     ]
+    return table(headers, out)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -355,6 +423,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--client-duration", type=float, default=60.0, help="clients window, s")
     ap.add_argument("--warmup", type=float, default=5.0, help="seconds before the window")
     ap.add_argument("--repeats", type=int, default=1, help="threeway rounds, order alternating")
+    ap.add_argument(
+        "--source-tree",
+        type=Path,
+        help="clients: run them from this checkout (e.g. `git archive` of an older commit)",
+    )
     ap.add_argument(
         "--max-samples-per-send",
         type=int,
@@ -420,11 +493,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                 )
             if "clients" in parts:
-                print(f"\nclients at 10 Hz, {args.client_duration:.0f} s window")
-                rows = clients(prom, args, workdir)
+                source = args.source_tree or "this checkout"
                 print(
-                    table(["client", "CPU % of a core", "utime+stime", "CPU per tick", "RSS"], rows)
+                    f"\nclients at 10 Hz, each alone, {args.client_duration:.0f} s window after "
+                    f"{args.warmup:.0f} s warm-up, clients from {source}"
                 )
+                print(client_table(clients(prom, args, workdir)))
     return 0
 
 

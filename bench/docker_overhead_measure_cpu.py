@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from wattpush_testing import PrometheusProcess, stop_process
@@ -161,33 +162,41 @@ def real_kernel_files(args: argparse.Namespace) -> int:
     return 0
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--containers", type=int, default=20)
-    ap.add_argument("--seconds", type=float, default=60.0)
-    ap.add_argument("--warmup", type=float, default=5.0)
-    ap.add_argument("--cgroup-version", type=int, choices=[1, 2], default=2)
-    ap.add_argument("--other-processes", type=int, default=300)
-    ap.add_argument("--real-kernel-files", action="store_true")
-    ap.add_argument(
-        "--synthetic-baseline",
-        type=int,
-        metavar="SERIES",
-        help="measure the base client's synthetic collector with this many series instead "
-        "(the framework's share of the cost at the same series count)",
-    )
-    args = ap.parse_args()
-    if args.real_kernel_files:
-        return real_kernel_files(args)
-    if args.synthetic_baseline:
-        return synthetic_baseline(args)
+@dataclass
+class FakesRun:
+    """One measuring window of the client on the fake trees."""
 
+    cpu_s: float  # scheduler run time of the client's threads
+    window_s: float
+    rss_bytes: int
+    series: int  # the client's series in Prometheus
+    stamps_ms: list[int]  # raw timestamps of one data series inside the window
+
+
+def source_pythonpath(tree: Path) -> str:
+    """PYTHONPATH that runs the clients from the checkout ``tree`` (before/after runs)."""
+    components = ("base-monitoring-client", "cpu-rapl-client", "docker-overhead-client")
+    return os.pathsep.join(str(tree / c) for c in components)
+
+
+def measure_fakes(
+    containers: int,
+    seconds: float,
+    warmup: float,
+    *,
+    cgroup_version: int = 2,
+    other_processes: int = 300,
+    prom: PrometheusProcess | None = None,
+    source_tree: Path | None = None,
+) -> FakesRun:
+    """The client at 10 Hz on fake trees with ``containers`` containers whose counters move
+    (pushing to ``prom``, or to a Prometheus of its own)."""
     base = Path(tempfile.mkdtemp(prefix="dkb-", dir="/tmp"))
-    host = FakeHost(base / "host", args.cgroup_version)
+    host = FakeHost(base / "host", cgroup_version)
     engine = FakeEngine(base / "docker.sock")
     engine.start()
     ids = []
-    for i in range(args.containers):
+    for i in range(containers):
         cid = f"{i:02x}" * 32
         ids.append(cid)
         engine.run(cid, f"bench-{i}", "wattpush/ffmpeg-runner:latest", 10_000 + i, service="ffmpeg")
@@ -198,7 +207,7 @@ def main() -> int:
     host.add_process(900, "dockerd", ["/usr/bin/dockerd", "-H", "fd://"])
     host.add_process(800, "containerd", ["/usr/bin/containerd"])
     host.add_process(700, "docker-proxy", ["/usr/bin/docker-proxy", "-proto", "tcp"])
-    for i in range(args.other_processes):
+    for i in range(other_processes):
         host.add_process(30_000 + i, f"worker{i % 7}", [f"/usr/bin/worker{i % 7}"])
 
     stop = threading.Event()
@@ -212,7 +221,10 @@ def main() -> int:
                 host.set_net(10_000 + n, {"eth0": (step * 1000, step * 500)})
             host.set_host_cpu(user=1000 + step, system=500 + step, idle=8000 + step)
 
-    with PrometheusProcess(base / "prom") as prom:
+    instance = f"fakes-{time.monotonic_ns()}"
+    with contextlib.ExitStack() as stack:
+        if prom is None:
+            prom = stack.enter_context(PrometheusProcess(base / "prom"))
         env = client_env(
             REMOTE_WRITE_URL=prom.write_url,
             DOCKER_HOST=engine.docker_host,
@@ -220,28 +232,74 @@ def main() -> int:
             HOST_CGROUP=str(host.cgroup),
             SAMPLE_INTERVAL_S="0.1",
             LOG_LEVEL="warning",
+            INSTANCE=instance,
         )
+        if source_tree is not None:
+            env["PYTHONPATH"] = source_pythonpath(source_tree)
         proc = subprocess.Popen([sys.executable, "-m", "docker_overhead_client"], env=env)
         churner = threading.Thread(target=churn, name="churn")
         churner.start()
         try:
-            time.sleep(args.warmup)
-            c0, t0 = cpu_seconds(proc.pid), time.monotonic()
-            time.sleep(args.seconds)
-            c1, t1 = cpu_seconds(proc.pid), time.monotonic()
+            time.sleep(warmup)
+            c0, t0, w0 = cpu_seconds(proc.pid), time.monotonic(), time.time()
+            time.sleep(seconds)
+            c1, t1, w1 = cpu_seconds(proc.pid), time.monotonic(), time.time()
             rss = rss_bytes(proc.pid)
-            series = prom.query("count({job='docker-overhead-client'})")
+            time.sleep(5.0)  # the window's last samples reach Prometheus (PUSH_INTERVAL_S=4)
+            series = prom.query(f"count({{instance='{instance}'}})")
+            raw = prom.raw_samples(
+                f'host_cpu_seconds_total{{instance="{instance}",mode="user"}}', w0, w1
+            )
         finally:
             stop.set()
             churner.join()
             stop_process(proc)
             engine.close()
     shutil.rmtree(base, ignore_errors=True)
-    share = (c1 - c0) / (t1 - t0)
+    stamps = [round(float(ts) * 1000) for r in raw for ts, _ in r.get("values", [])]
+    return FakesRun(
+        c1 - c0, t1 - t0, rss, int(series[0]["value"][1]) if series else 0, sorted(stamps)
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--containers", type=int, default=20)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--warmup", type=float, default=5.0)
+    ap.add_argument("--cgroup-version", type=int, choices=[1, 2], default=2)
+    ap.add_argument("--other-processes", type=int, default=300)
+    ap.add_argument("--real-kernel-files", action="store_true")
+    ap.add_argument(
+        "--source-tree",
+        type=Path,
+        help="run the client from this checkout (e.g. a `git archive` of an older commit)",
+    )
+    ap.add_argument(
+        "--synthetic-baseline",
+        type=int,
+        metavar="SERIES",
+        help="measure the base client's synthetic collector with this many series instead "
+        "(the framework's share of the cost at the same series count)",
+    )
+    args = ap.parse_args()
+    if args.real_kernel_files:
+        return real_kernel_files(args)
+    if args.synthetic_baseline:
+        return synthetic_baseline(args)
+    run = measure_fakes(
+        args.containers,
+        args.seconds,
+        args.warmup,
+        cgroup_version=args.cgroup_version,
+        other_processes=args.other_processes,
+        source_tree=args.source_tree,
+    )
     print(
         f"containers={args.containers} cgroup=v{args.cgroup_version} interval=0.1s "
-        f"window={t1 - t0:.1f}s cpu={c1 - c0:.2f}s -> {share * 100:.2f}% of one core, "
-        f"rss={rss / 2**20:.1f} MiB, series in Prometheus={series[0]['value'][1] if series else 0}"
+        f"window={run.window_s:.1f}s cpu={run.cpu_s:.2f}s -> "
+        f"{run.cpu_s / run.window_s * 100:.2f}% of one core, "
+        f"rss={run.rss_bytes / 2**20:.1f} MiB, series in Prometheus={run.series}"
     )
     return 0
 

@@ -51,6 +51,9 @@ class Batcher:
         # (set, lo, hi) -> (value columns, their timestamps); a slice when a frame was split.
         self._columns: dict[tuple[SeriesSet, int, int], tuple[list[Any], list[int]]] = {}
         self._singles: dict[int, tuple[list[float], list[int]]] = {}
+        # Ids of the members whose column waits in this batch (the keys of _columns as ids):
+        # a single of one of them flushes first. A set, as a single is checked per sample.
+        self._column_ids: set[int] = set()
         self.count = 0
 
     def _grow(self, stop: int) -> None:
@@ -94,6 +97,7 @@ class Batcher:
             group = self._columns.get(key)
             if group is None:
                 group = self._columns[key] = ([], [])
+                self._column_ids.update(range(start + lo, start + hi))
             group[0].append(values if hi - lo == n else values[lo:hi])
             group[1].append(ts)
             self.count += hi - lo
@@ -108,6 +112,7 @@ class Batcher:
             self._grow(max(ids) + 1)
         last = self._last
         singles = self._singles  # flush() starts new dicts: re-read after each
+        column_ids = self._column_ids if not self._column_ids.isdisjoint(ids) else None
         for sid, value, ts in zip(ids, values, stamps, strict=True):
             if ts <= last[sid]:
                 self._drop("out_of_order", 1)
@@ -122,7 +127,7 @@ class Batcher:
             if ts <= 0 or ts > horizon:
                 self._bad_timestamp(self._name(sid), ts, 1)
                 continue
-            if self._columns and self._in_columns(sid):
+            if column_ids is not None and sid in self._column_ids:
                 self.flush()  # its set's column waits in this batch: keep the series in order
                 singles = self._singles
             last[sid] = ts
@@ -136,9 +141,6 @@ class Batcher:
             if self.count >= self._max:
                 self.flush()
                 singles = self._singles
-
-    def _in_columns(self, sid: int) -> bool:
-        return any(s.start + lo <= sid < s.start + hi for s, lo, hi in self._columns)
 
     def _name(self, sid: int) -> str:
         handle = self._handles.get(sid)
@@ -175,6 +177,7 @@ class Batcher:
             stamps += tss
         count = self.count
         self._columns = {}
+        self._column_ids = set()
         self._singles = {}
         self.count = 0
         payload = compress(self._encoder.encode_columns(keys, counts, values, stamps))

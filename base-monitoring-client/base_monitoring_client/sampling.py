@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from array import array
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +41,7 @@ class FrameBuilder:
         self._log_once = log_once
         self._stale = StaleTracker()
         self._last_ts = 0
+        self._last_ids: array[int] | None = None  # single ids of the last plain tick
 
     def add_samples(self, frame: Frame, samples: list[Sample]) -> None:
         for _, why in self.table.add_samples(frame, samples):
@@ -50,7 +52,14 @@ class FrameBuilder:
         """Stale markers for the series the previous tick had and this one lacks."""
         if not self.auto_stale:
             return
+        plain = not frame.sets and not frame.stale_ids
+        if plain and frame.ids and frame.ids == self._last_ids:
+            # The same single series as the last tick, in the same order: none has ended.
+            newest = max(frame.stamps)
+            self._last_ts = max(self._last_ts, newest)
+            return
         gone = self._stale.update(frame.live_ids())
+        self._last_ids = frame.ids if plain and not gone else None
         newest = max(frame.stamps, default=frame.timestamp_ms)
         for _, _, ts in frame.sets:
             newest = max(newest, ts)

@@ -198,6 +198,23 @@ def test_a_single_value_of_a_set_member_keeps_its_order_within_a_batch() -> None
     ]
 
 
+def test_only_a_single_of_a_waiting_column_splits_the_batch() -> None:
+    table = SeriesTable(DEFAULTS)
+    block = table.series_set("host", [{"mode": m} for m in ("user", "idle")])
+    others = [table.series("c", {"i": str(i)}) for i in range(3)]
+    out = Collector(table)
+    for tick in range(5):  # a column and unrelated singles, tick after tick: one batch
+        frame = table.begin(NOW_MS + tick)
+        block.set([1.0, 2.0])
+        frame.extend([h.id for h in others], [3.0, 4.0, 5.0])
+        out.batcher.add(frame, NOW_MS)
+    frame = table.begin(NOW_MS + 5)
+    block[1].set(9.0)  # a single of a member whose column waits: flushed first
+    out.batcher.add(frame, NOW_MS)
+    out.batcher.flush()
+    assert [b.samples for b in out.batches] == [25, 1]
+
+
 # -- staleness ------------------------------------------------------------------------------
 
 
@@ -242,6 +259,30 @@ def test_auto_stale_with_handles_ends_a_missing_series_once() -> None:
     assert is_stale_marker(values[3]) and got[3][2] > got[2][2]
     kept = [p for body in transport.requests for p in points(body) if p[0].startswith("kept,")]
     assert not any(is_stale_marker(v) for _, v, _ in kept)
+
+
+def test_frame_builder_ends_a_series_that_goes_missing_after_identical_ticks() -> None:
+    from base_monitoring_client.sampling import FrameBuilder
+
+    table = SeriesTable(DEFAULTS)
+    a, b = table.series("a", {}), table.series("b", {})
+    builder = FrameBuilder(table, True, lambda *_: None, lambda *a, **k: None)
+
+    def tick(ts: int, *handles: object) -> list[tuple[str, bool]]:
+        frame = table.begin(ts)
+        for h in handles:
+            h.set(1.0)  # type: ignore[attr-defined]
+        builder.finish_tick(frame)
+        return [(s.name, is_stale_marker(s.value)) for s in table.samples(frame)]
+
+    for n in range(4):  # the same series tick after tick
+        assert tick(NOW_MS + n, a, b) == [("a", False), ("b", False)]
+    assert tick(NOW_MS + 4, b, a) == [("b", False), ("a", False)]  # reordered: none ended
+    assert tick(NOW_MS + 5, a) == [("a", False), ("b", True)]
+    assert tick(NOW_MS + 6, a) == [("a", False)]  # ended once
+    assert tick(NOW_MS + 7, a, b) == [("a", False), ("b", False)]
+    assert tick(NOW_MS + 8, a, b) == [("a", False), ("b", False)]
+    assert tick(NOW_MS + 9, b) == [("b", False), ("a", True)]
 
 
 # -- releasing handles ----------------------------------------------------------------------

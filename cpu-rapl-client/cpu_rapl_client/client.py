@@ -46,6 +46,7 @@ BACKENDS = ("sysfs", "pyjoules", "estimated")
 _REMINDER_NS = 600 * 1_000_000_000  # repeat the "estimating" warning every 10 minutes
 
 CounterKey = tuple[str, str, str]  # (source, zone, socket)
+_NORMAL = Step.NORMAL
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -186,6 +187,8 @@ class CpuRaplClient(MonitoringClient):
             energy.set(update.total / 1e6)
             if update.has_rate:
                 power.set(update.delta * 1000.0 / update.elapsed_ns)  # uJ/ns * 1000 = W
+            if update.step is _NORMAL:
+                continue
             if update.step is Step.WRAP:
                 log.debug("%s counter wrapped (+%d uJ)", zone.sysfs_id, update.delta)
             elif update.step is Step.RESET:

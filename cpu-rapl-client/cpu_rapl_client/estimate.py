@@ -25,7 +25,7 @@ from .zones import Reader, read_sysfs
 # Fields of the aggregate "cpu" line, after the label.
 _USER, _NICE, _SYSTEM, _IDLE, _IOWAIT, _IRQ, _SOFTIRQ, _STEAL = range(8)
 # A "cpuN" line after the first: a literal prefix, which the regex engine finds fast.
-_CPU_LINE = re.compile(r"\ncpu\d")
+_CPU_LINE = re.compile(rb"\ncpu\d")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,19 +46,18 @@ class CpuTimes:
 
 def parse_proc_stat(text: str) -> CpuTimes:
     """Aggregate busy/total jiffies and the number of online CPUs; ValueError if malformed."""
-    return CpuTimes(*_parse(text))
+    return CpuTimes(*_parse(text.encode("ascii", "replace")))
 
 
-def _parse(text: str) -> tuple[int, int, int]:
-    fields = text.partition("\n")[0].split()
-    if len(fields) < 5 or fields[0] != "cpu":
+def _parse(data: bytes) -> tuple[int, int, int]:
+    fields = data.partition(b"\n")[0].split()
+    if len(fields) < 5 or fields[0] != b"cpu":
         raise ValueError("the first line of /proc/stat is not the aggregate 'cpu' line")
-    values = list(map(int, fields[1:9]))
-    values += [0] * (8 - len(values))  # old kernels lack steal
-    busy = values[_USER] + values[_NICE] + values[_SYSTEM] + values[_IRQ] + values[_SOFTIRQ]
-    total = busy + values[_IDLE] + values[_IOWAIT] + values[_STEAL]
+    v = [*map(int, fields[1:9]), 0, 0, 0, 0]  # old kernels lack the last columns: 0
+    busy = v[_USER] + v[_NICE] + v[_SYSTEM] + v[_IRQ] + v[_SOFTIRQ]
+    total = busy + v[_IDLE] + v[_IOWAIT] + v[_STEAL]
     # One pass in C instead of a Python loop over every line (the first is "cpu ", not "\ncpuN").
-    cpus = len(_CPU_LINE.findall(text))
+    cpus = len(_CPU_LINE.findall(data))
     if cpus == 0:
         raise ValueError("/proc/stat lists no cpuN lines")
     return busy, total, cpus
@@ -89,10 +88,9 @@ class EstimatedEnergy:
     def read(self, monotonic_ns: int) -> int:
         files = self._files
         if files is not None:
-            text = files.pread(self._stat_name, 4096).decode("ascii", "replace")
+            times = _parse(files.pread(self._stat_name, 4096))
         else:
-            text = self._reader(self.stat_path)
-        times = _parse(text)
+            times = _parse(self._reader(self.stat_path).encode("ascii", "replace"))
         last, self._last = self._last, times
         if last is not None:
             busy_now, total_now, cpus = times

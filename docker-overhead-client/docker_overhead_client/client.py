@@ -27,8 +27,8 @@ from .errors import HostLayoutError
 from .procfs import (
     DEFAULT_ENGINE_PATTERNS,
     HOST_CPU_MODES,
+    NetDevCounter,
     parse_host_cpu_ticks,
-    parse_net_dev,
     parse_proc_pid_stat,
     read_bytes,
 )
@@ -43,6 +43,7 @@ HOST_CPU = "host_cpu_seconds_total"
 
 #: How long the carried counters of a vanished container are kept for a comeback.
 STATE_TTL_NS = 3600 * 1_000_000_000
+_PRUNE_EVERY_NS = 2 * 1_000_000_000
 
 
 class _ContainerState:
@@ -54,9 +55,8 @@ class _ContainerState:
         "ids",
         "inactive",
         "inactive_due_ns",
-        "rx",
+        "net",
         "seen_ns",
-        "tx",
     )
 
     def __init__(self, handles: tuple[Series, Series, Series, Series]) -> None:
@@ -65,8 +65,7 @@ class _ContainerState:
         self.inactive = 0
         self.inactive_due_ns = 0
         self.cpu = SummedCounter()
-        self.rx = SummedCounter()
-        self.tx = SummedCounter()
+        self.net = NetDevCounter()
         self.seen_ns = 0
         self.handles = handles  # cpu, memory, receive, transmit
         self.ids = tuple(h.id for h in handles)
@@ -163,6 +162,7 @@ class DockerOverheadClient(MonitoringClient):
         self._incomplete = False
         self._was_incomplete = False
         self._generation = -1
+        self._prune_due_ns = 0
         self._files = OpenFiles(watch=True)  # refresh()ed at the start of every collect()
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -222,9 +222,12 @@ class DockerOverheadClient(MonitoringClient):
             for sid in sorted(self._stale.update(live)):
                 handles[sid].stale()
         self._was_incomplete = self._incomplete
+        if now_ns >= self._prune_due_ns:
+            # On a timer, not only with a new snapshot (those come only with changes).
+            self._prune_due_ns = now_ns + _PRUNE_EVERY_NS
+            self._prune(now_ns)
         if snap.generation != self._generation:
             self._generation = snap.generation
-            self._prune(now_ns)
             keep = {self._proc_stat, *(p.stat_path for p in snap.engine)}
             for target in snap.targets:
                 keep.update(target.files.paths())
@@ -309,11 +312,11 @@ class DockerOverheadClient(MonitoringClient):
                 discovery.request_refresh(cid)  # the pid changed: restarted with the same id
                 self._incomplete = True
                 continue
-            rx_parts, tx_parts = parse_net_dev(data)
+            rx, tx = state.net.update(cid, data)
             add_id(rx_id)
-            add_value(float(state.rx.update(cid, rx_parts)))
+            add_value(float(rx))
             add_id(tx_id)
-            add_value(float(state.tx.update(cid, tx_parts)))
+            add_value(float(tx))
 
     def _collect_engine(self, snap: Snapshot, ids: list[int], values: list[float]) -> None:
         lost = False

@@ -115,6 +115,12 @@ class Discovery:
             engine = tuple(scan_engine_processes(self.proc_root, self.engine_patterns))
         else:
             engine = old.engine
+        if (targets is None or targets == old.targets) and (
+            engine == old.engine and (targets is not None) == old.engine_ok
+        ):
+            # Nothing changed (the usual refresh): the sampler keeps reading what it reads,
+            # without redoing its per-snapshot bookkeeping.
+            return old
         snap = Snapshot(
             targets=old.targets if targets is None else targets,
             engine=engine,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 #: /proc/stat ``cpu`` line columns, in order; guest/guest_nice are already inside user/nice.
@@ -88,6 +88,49 @@ def parse_net_dev(data: bytes) -> tuple[dict[bytes, int], dict[bytes, int]]:
             rx[iface] = int(fields[0])
             tx[iface] = int(fields[8])
     return rx, tx
+
+
+class NetDevCounter:
+    """Received and transmitted bytes of one network namespace, summed over its interfaces
+    (loopback excluded), kept monotonic: ``parse_net_dev`` into two ``SummedCounter``s (same
+    epoch and reset rules) in one pass over /proc/<pid>/net/dev, with no dict per reading."""
+
+    __slots__ = ("_epoch", "_last", "rx", "tx")
+
+    def __init__(self) -> None:
+        self.rx = 0
+        self.tx = 0
+        self._epoch: Hashable = None
+        self._last: dict[bytes, tuple[int, int]] = {}
+
+    def update(self, epoch: Hashable, data: bytes) -> tuple[int, int]:
+        """Feed one read of the file; returns the (received, transmitted) totals."""
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._last = {}
+        last = self._last
+        rx, tx = self.rx, self.tx
+        for line in data.split(b"\n")[2:]:
+            name, sep, rest = line.partition(b":")
+            if not sep:
+                continue
+            iface = name.strip()
+            if iface == b"lo":
+                continue
+            fields = rest.split()
+            if len(fields) < 9:
+                continue
+            r, t = int(fields[0]), int(fields[8])
+            prev = last.get(iface)
+            if prev is None:
+                rx += r
+                tx += t
+            else:
+                rx += r if r < prev[0] else r - prev[0]
+                tx += t if t < prev[1] else t - prev[1]
+            last[iface] = (r, t)
+        self.rx, self.tx = rx, tx
+        return rx, tx
 
 
 @dataclass(frozen=True, slots=True)

@@ -263,6 +263,35 @@ def test_recreate_same_name_new_id_keeps_cpu_monotonic(
     assert values(out)[cpu] == pytest.approx(14.0)
 
 
+def test_unchanged_refresh_keeps_the_snapshot_and_old_counters_still_expire(
+    tick: Ticker, client: DockerOverheadClient, fake_engine: FakeEngine, fake_host: FakeHost
+) -> None:
+    from docker_overhead_client.client import STATE_TTL_NS
+
+    assert client.discovery is not None
+    cpu = key("container_cpu_seconds_total", PROM)
+    assert values(tick())[cpu] == 5.0
+    before = client.discovery.snapshot
+    refresh(client)
+    assert client.discovery.snapshot is before  # nothing changed: nothing to redo
+    fake_host.remove_container(PROM_ID, 4101)
+    fake_engine.stop(PROM_ID)
+    refresh(client)
+    gone = client.discovery.snapshot
+    assert gone is not before and gone.generation == before.generation + 1
+    tick()
+    tick.now += STATE_TTL_NS  # an hour later, the container list never changed meanwhile
+    tick()
+    refresh(client)
+    assert client.discovery.snapshot is gone
+    new_id = "2b" * 32
+    fake_host.add_container(new_id, 4999, cpu_ns=9_000_000_000)
+    fake_engine.run(new_id, PROM["container"], PROM["image"], 4999, service="prometheus")
+    refresh(client)
+    # Its carried total expired with its state: the series starts again from the new count.
+    assert values(tick())[cpu] == pytest.approx(9.0)
+
+
 def test_rename_ends_the_old_series_and_starts_the_new(
     tick: Ticker, client: DockerOverheadClient, fake_engine: FakeEngine
 ) -> None:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import pytest
+from base_monitoring_client.counter import SummedCounter
 from docker_overhead_client.procfs import (
     DEFAULT_ENGINE_PATTERNS,
     HOST_CPU_MODES,
+    NetDevCounter,
     engine_process_name,
     parse_host_cpu_ticks,
     parse_net_dev,
     parse_proc_pid_stat,
     scan_engine_processes,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from wattpush_testing.docker import FakeHost
 
 
@@ -41,6 +45,42 @@ def test_net_dev_sums_exclude_loopback(fake_host: FakeHost) -> None:
     fake_host.set_net(4101, {"eth0": (12345, 678), "eth1": (5, 6)})
     data = (fake_host.proc / "4101" / "net" / "dev").read_bytes()
     assert parse_net_dev(data) == ({b"eth0": 12345, b"eth1": 5}, {b"eth0": 678, b"eth1": 6})
+
+
+def net_dev_text(ifaces: dict[str, tuple[int, int]]) -> bytes:
+    lines = ["Inter-|   Receive  |  Transmit", " face |bytes    packets|bytes    packets"]
+    lines.append(
+        "    lo:    4242      42    0    0    0     0     0   0     4242      42 0 0 0 0 0 0"
+    )
+    for name, (rx, tx) in ifaces.items():
+        lines.append(f"{name:>6}: {rx} 9 0 0 0 0 0 0 {tx} 9 0 0 0 0 0 0")
+    lines.append("broken: 1 2 3")  # too few fields: ignored, as by parse_net_dev
+    return ("\n".join(lines) + "\n").encode()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b"]),  # the epoch: a container id
+            st.dictionaries(
+                st.sampled_from(["eth0", "eth1", "wlan0"]),
+                st.tuples(st.integers(0, 10**6), st.integers(0, 10**6)),
+            ),
+        ),
+        max_size=12,
+    )
+)
+def test_net_dev_counter_is_parse_net_dev_into_two_summed_counters(
+    readings: list[tuple[str, dict[str, tuple[int, int]]]],
+) -> None:
+    counter = NetDevCounter()
+    rx, tx = SummedCounter(), SummedCounter()
+    for epoch, ifaces in readings:
+        data = net_dev_text(ifaces)
+        rx_parts, tx_parts = parse_net_dev(data)
+        expected = (rx.update(epoch, rx_parts), tx.update(epoch, tx_parts))
+        assert counter.update(epoch, data) == expected
 
 
 @pytest.mark.parametrize(
