@@ -320,12 +320,7 @@ def _describe_as(kind: str, exc: BaseException) -> str:
 
 def _describe(exc: Exception) -> str:
     # requests nests the root cause deeply; the innermost message is the useful one.
-    cause: BaseException = exc
-    while cause.__cause__ is not None or cause.__context__ is not None:
-        nxt = cause.__cause__ or cause.__context__
-        assert nxt is not None
-        cause = nxt
-    return f"{type(exc).__name__}: {cause}"[:300]
+    return _describe_as(type(exc).__name__, exc)
 
 
 def make_retrying(

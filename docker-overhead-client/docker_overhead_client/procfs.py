@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 
 #: /proc/stat ``cpu`` line columns, in order; guest/guest_nice are already inside user/nice.
@@ -72,10 +72,9 @@ def parse_proc_pid_stat(data: bytes) -> tuple[int, int, int] | None:
         return None
 
 
-def parse_net_dev(data: bytes) -> tuple[dict[bytes, int], dict[bytes, int]]:
-    """(received bytes, transmitted bytes) per interface, loopback excluded."""
-    rx: dict[bytes, int] = {}
-    tx: dict[bytes, int] = {}
+def net_dev_lines(data: bytes) -> Iterator[tuple[bytes, int, int]]:
+    """(interface, received bytes, transmitted bytes) per line of /proc/<pid>/net/dev,
+    loopback and short lines left out."""
     for line in data.split(b"\n")[2:]:
         name, sep, rest = line.partition(b":")
         if not sep:
@@ -85,14 +84,22 @@ def parse_net_dev(data: bytes) -> tuple[dict[bytes, int], dict[bytes, int]]:
             continue
         fields = rest.split()
         if len(fields) >= 9:
-            rx[iface] = int(fields[0])
-            tx[iface] = int(fields[8])
+            yield iface, int(fields[0]), int(fields[8])
+
+
+def parse_net_dev(data: bytes) -> tuple[dict[bytes, int], dict[bytes, int]]:
+    """(received bytes, transmitted bytes) per interface, loopback excluded."""
+    rx: dict[bytes, int] = {}
+    tx: dict[bytes, int] = {}
+    for iface, r, t in net_dev_lines(data):
+        rx[iface] = r
+        tx[iface] = t
     return rx, tx
 
 
 class NetDevCounter:
     """Received and transmitted bytes of one network namespace, summed over its interfaces
-    (loopback excluded), kept monotonic: ``parse_net_dev`` into two ``SummedCounter``s (same
+    (loopback excluded), kept monotonic: ``net_dev_lines`` under the ``SummedCounter`` rules (same
     epoch and reset rules) in one pass over /proc/<pid>/net/dev, with no dict per reading."""
 
     __slots__ = ("_epoch", "_last", "rx", "tx")
@@ -110,17 +117,7 @@ class NetDevCounter:
             self._last = {}
         last = self._last
         rx, tx = self.rx, self.tx
-        for line in data.split(b"\n")[2:]:
-            name, sep, rest = line.partition(b":")
-            if not sep:
-                continue
-            iface = name.strip()
-            if iface == b"lo":
-                continue
-            fields = rest.split()
-            if len(fields) < 9:
-                continue
-            r, t = int(fields[0]), int(fields[8])
+        for iface, r, t in net_dev_lines(data):
             prev = last.get(iface)
             if prev is None:
                 rx += r
