@@ -156,7 +156,9 @@ class OpenFiles:
             return False
         self._wd_of[path] = wd
         self._paths_of.setdefault(wd, set()).add(path)
-        return True
+        # Replaced between our open and the watch: no event will ever come for it, so let
+        # the per-read link check see that and reopen.
+        return os.fstat(fd).st_nlink > 0
 
     def forget(self, path: str) -> None:
         entry = self._fds.pop(path, None)

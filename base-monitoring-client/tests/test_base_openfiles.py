@@ -144,6 +144,38 @@ def test_watched_regular_files_are_checked_once_per_round(tmp_path: Path) -> Non
     files.close()
 
 
+def test_a_file_replaced_between_open_and_watch_is_still_noticed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from base_monitoring_client import openfiles
+
+    path = tmp_path / "energy_uj"
+    path.write_text("1\n")
+    real_watch = openfiles._Inotify.watch
+    replaced: list[int] = []
+
+    def replace_first(self: openfiles._Inotify, fd: int) -> int:
+        if not replaced:  # a writer renames over the file just before the watch is added
+            tmp = tmp_path / ".energy_uj"
+            tmp.write_text("2\n")
+            os.replace(tmp, path)
+            replaced.append(fd)
+        return real_watch(self, fd)
+
+    monkeypatch.setattr(openfiles._Inotify, "watch", replace_first)
+    files = OpenFiles(watch=True)
+    files.refresh()
+    assert files.read(str(path), 64) == b"1\n"  # read before the rename
+    files.refresh()  # no event will come for the old inode
+    assert files.read(str(path), 64) == b"2\n"
+    tmp = tmp_path / ".energy_uj"
+    tmp.write_text("3\n")
+    os.replace(tmp, path)  # the reopened file is watched: this one is an event
+    files.refresh()
+    assert files.read(str(path), 64) == b"3\n"
+    files.close()
+
+
 def test_without_inotify_regular_files_fall_back_to_an_fstat_per_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
