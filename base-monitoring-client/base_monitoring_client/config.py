@@ -103,31 +103,6 @@ class ClientConfig:
     log_level: str = "info"
     log_format: str = "text"
 
-    # The auth fields as they were before ``auth`` held them (read-only).
-    @property
-    def bearer_token(self) -> str | None:
-        return self.auth.bearer_token
-
-    @property
-    def basic_auth_user(self) -> str | None:
-        return self.auth.basic_auth_user
-
-    @property
-    def basic_auth_password(self) -> str | None:
-        return self.auth.basic_auth_password
-
-    @property
-    def ca_file(self) -> Path | None:
-        return self.auth.ca_file
-
-    @property
-    def tls_insecure(self) -> bool:
-        return self.auth.tls_insecure
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        return self.auth.headers
-
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> ClientConfig:
         """Build from parsed values (keys are lower-case variable names); cross-checks fields."""

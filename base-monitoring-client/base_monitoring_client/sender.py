@@ -302,7 +302,7 @@ def make_transport(config: ClientConfig, user_agent: str) -> Transport:
     needs_requests = bool(
         requests.utils.get_environ_proxies(url)
         or parts.username
-        or (not config.basic_auth_user and requests.utils.get_netrc_auth(url))
+        or (not config.auth.basic_auth_user and requests.utils.get_netrc_auth(url))
     )
     if needs_requests:
         return HttpTransport(config, user_agent)

@@ -74,7 +74,7 @@ def test_secrets_never_appear_in_errors_or_repr(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("s3cr3t-token\n")
     config, _ = load_config(env={"REMOTE_WRITE_BEARER_TOKEN_FILE": str(token_file)})
-    assert config.bearer_token == "s3cr3t-token"
+    assert config.auth.bearer_token == "s3cr3t-token"
     assert "s3cr3t" not in repr(config)
     from base_monitoring_client.config import InvalidValue, parse_settings
 
@@ -102,7 +102,7 @@ def test_labels_headers_and_sizes() -> None:
         }
     )
     assert config.extra_labels == {"site": "lab", "rack": "r1"}
-    assert config.headers == {"X-Scope-OrgID": "team1"}
+    assert config.auth.headers == {"X-Scope-OrgID": "team1"}
     assert config.spool_max_bytes == 64 * 1024 * 1024
     assert parse_bytes("1.5GB") == 1_500_000_000
     assert parse_bytes("1024") == 1024

@@ -139,9 +139,6 @@ def test_the_remote_write_settings_are_the_same_auth(tmp_path: Path) -> None:
     assert config.auth == HttpAuth(
         bearer_token="rw-token", tls_insecure=True, headers={"X-Scope-OrgID": "team1"}
     )
-    # The fields ClientConfig had before, read through ``auth``.
-    assert (config.bearer_token, config.tls_insecure, config.ca_file) == ("rw-token", True, None)
-    assert config.headers == {"X-Scope-OrgID": "team1"}
     transport = HttpTransport(config, "wattpush/test")
     assert transport.session.headers["Authorization"] == "Bearer rw-token"
     assert transport.session.headers["X-Scope-OrgID"] == "team1"
