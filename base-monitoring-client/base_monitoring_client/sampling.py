@@ -110,10 +110,12 @@ class Sampler:
         monotonic, time_ns, wait = clock.monotonic, clock.time_ns, clock.wait
         stop = self.life.stop_sampling
         begin = self.builder.table.begin
+        collect = self.client.collect
         observe_lag = self.metrics.observe_lag
         collect_sum, collect_count, skipped = self._cells
         start = monotonic()
         tick = 0
+        # One method, few calls: every call made here is paid ten times a second, cold.
         while True:
             deadline = start + tick * interval
             if wait(stop, deadline - monotonic()):
@@ -122,12 +124,20 @@ class Sampler:
             observe_lag(began - deadline if began > deadline else 0.0)
             now_ns = time_ns()
             frame = begin(now_ns // 1_000_000)
-            samples = self._collect(now_ns)
+            samples: list[Sample] | None
+            try:
+                result = collect(now_ns)
+                samples = [] if result is None else list(result)
+            except Exception as exc:
+                self._collect_failed(exc)  # the tick is then not sent at all
+                samples = None
             finished = monotonic()
             collect_sum.value += finished - began
             collect_count.value += 1
             if samples is not None:
-                self._hand_on(frame, samples)
+                collected = len(frame) + len(samples)
+                if collected:
+                    self._hand_on(frame, samples, collected)
             next_tick = tick + 1
             if start + next_tick * interval <= finished:
                 # Overran: resume at the first deadline still ahead, never bunch ticks.
@@ -135,23 +145,16 @@ class Sampler:
                 skipped.value += next_tick - tick - 1
             tick = next_tick
 
-    def _collect(self, now_ns: int) -> list[Sample] | None:
-        """What collect() returned; None when it failed (the tick is then not sent at all)."""
-        try:
-            result = self.client.collect(now_ns)
-            return [] if result is None else list(result)
-        except MonitoringClientError as exc:
+    def _collect_failed(self, exc: Exception) -> None:
+        """Log a failed collect() once per kind; call it while handling the exception."""
+        if isinstance(exc, MonitoringClientError):
             self._log_once(f"collect:{exc}", "collect() failed: %s", exc)
-        except Exception:
+        else:
             self._log_once(
                 "collect:exception", "collect() raised; sampling goes on (logged once)", exc=True
             )
-        return None
 
-    def _hand_on(self, frame: Frame, samples: list[Sample]) -> None:
-        collected = len(frame) + len(samples)
-        if not collected:
-            return
+    def _hand_on(self, frame: Frame, samples: list[Sample], collected: int) -> None:
         self._collected.value += collected
         if self.to_processor:
             item: Any = (frame, samples, True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Iterable
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from base_monitoring_client.client import MonitoringClient
 from base_monitoring_client.config import ClientConfig
+from base_monitoring_client.errors import DeviceUnavailableError
 from base_monitoring_client.pipeline import Pipeline
 from base_monitoring_client.sample import Sample
 from base_monitoring_client.sender import Backoff, Outcome, Verdict, classify, parse_retry_after
@@ -69,6 +71,48 @@ def test_sampler_is_drift_free_and_skips_ticks_after_a_slow_collect() -> None:
     assert pipeline.metrics.get("monitoring_client_skipped_ticks_total") == 3
     assert pipeline.metrics.get("monitoring_client_collect_duration_seconds_count") == 7
     assert pipeline.metrics.get("monitoring_client_samples_collected_total") == 7
+
+
+class FailingClient(MonitoringClient):
+    """collect() fails now and then: a client error, a bug, a generator that breaks."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.calls = 0
+        self.pipeline: Pipeline | None = None
+
+    def collect(self, now_ns: int) -> Iterable[Sample]:
+        self.calls += 1
+        n = self.calls
+        if n == 8:
+            assert self.pipeline is not None
+            self.pipeline.lifecycle.stop_sampling.set()
+        if n in (2, 3):
+            raise DeviceUnavailableError("sensor gone")
+        if n in (4, 5):
+            raise ZeroDivisionError("a bug")
+        if n == 6:
+            return (Sample("x", {}, 1.0, now_ns // 1_000_000) for _ in [1, 2] if 1 / 0)
+        return [Sample("x", {}, float(n), now_ns // 1_000_000)]
+
+
+def test_a_failing_collect_skips_its_tick_is_logged_once_per_kind_and_sampling_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+    client = FailingClient(clock)
+    pipeline = Pipeline(client, ClientConfig(sample_interval_s=0.1), clock=clock,
+                        transport=ScriptedTransport())  # fmt: skip
+    client.pipeline = pipeline
+    with caplog.at_level(logging.ERROR, logger="base_monitoring_client"):
+        pipeline.sampler.run()
+    assert client.calls == 8
+    assert pipeline.metrics.get("monitoring_client_collect_duration_seconds_count") == 8
+    assert pipeline.metrics.get("monitoring_client_samples_collected_total") == 3  # 1, 7, 8
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages.count("collect() failed: sensor gone") == 1
+    raised = [r for r in caplog.records if "collect() raised" in r.getMessage()]
+    assert len(raised) == 1 and raised[0].exc_info is not None  # with its traceback
 
 
 # -- batching -----------------------------------------------------------------------------------
