@@ -135,6 +135,8 @@ def real_kernel_files(args: argparse.Namespace) -> int:
                 SAMPLE_INTERVAL_S="0.1",
                 LOG_LEVEL="warning",
             )
+            if args.source_tree is not None:
+                env["PYTHONPATH"] = source_pythonpath(args.source_tree)
             proc = subprocess.Popen([sys.executable, "-m", "docker_overhead_client"], env=env)
             try:
                 used, window, rss = measure(proc.pid, args.warmup, args.seconds)
