@@ -19,6 +19,13 @@ class MonitoringClient:
     ``sampler`` thread, and ``close()`` once at shutdown. ``now_ns`` is the wall-clock time of
     the tick in nanoseconds.
 
+    A client whose tick is mostly parsing can split ``collect()`` in two: ``read(now_ns)``
+    only captures the raw state at the tick (file contents, counters) and returns it;
+    ``decode(now_ns, raw)`` turns it into values, like ``collect()``, later and in order on
+    the thread that batches (just before the push, when many ticks are decoded back to back
+    and the code runs warm). Timestamps and values are the same as with ``collect()``; only
+    ``read()`` costs the tick. ``read()`` must not set handles.
+
     The fast way to report values: declare handles once (``self.handle(...)``,
     ``self.handle_set(...)``), then set them in ``collect()`` and return nothing; release a
     handle (``self.release(...)``) once its series has ended for good. Returning
@@ -76,7 +83,27 @@ class MonitoringClient:
         """Open devices. Raise ConfigError / DeviceUnavailableError with a fix-it hint."""
 
     def collect(self, now_ns: int) -> Iterable[Sample] | None:
-        raise NotImplementedError(f"{type(self).__name__} must implement collect()")
+        """The tick's values: set handles (return nothing) or return Samples. A client that
+        implements ``read()`` and ``decode()`` instead gets both called here."""
+        if not self.splits_ticks:
+            raise NotImplementedError(
+                f"{type(self).__name__} must implement collect(), or read() and decode()"
+            )
+        return self.decode(now_ns, self.read(now_ns))
+
+    def read(self, now_ns: int) -> Any:
+        """Split ticks: capture the tick's raw state (no handles set here)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement read()")
+
+    def decode(self, now_ns: int, raw: Any) -> Iterable[Sample] | None:
+        """Split ticks: ``read()``'s result for the tick at ``now_ns`` into values, as
+        ``collect()`` would; called in tick order, off the sampler thread."""
+        raise NotImplementedError(f"{type(self).__name__} must implement decode()")
+
+    @property
+    def splits_ticks(self) -> bool:
+        """True when the client implements ``read()`` (and ``decode()``)."""
+        return type(self).read is not MonitoringClient.read
 
     def process(self, samples: list[Sample]) -> list[Sample]:
         """Optional second stage for Samples (derive rates, convert units); runs off the

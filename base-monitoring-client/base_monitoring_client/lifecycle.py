@@ -45,6 +45,12 @@ class Latch(threading.Event):
     def clear(self) -> None:
         raise RuntimeError("a Latch cannot be cleared")
 
+    @property
+    def gate(self) -> threading.Lock:
+        """Held until set(): ``gate.acquire(True, timeout)`` is ``wait`` without a Python call
+        (release it again after a True)."""
+        return self._gate
+
     def wait(self, timeout: float | None = None) -> bool:
         if self._gate.acquire(True, -1 if timeout is None else max(0.0, timeout)):
             self._gate.release()  # open for the other waiters too

@@ -23,7 +23,7 @@ from .health import HealthServer
 from .lifecycle import Lifecycle, State
 from .outbox import FlushMarker, Outbox
 from .sample import Sample
-from .sampling import FrameBuilder, Sampler
+from .sampling import FrameBuilder, RawTick, Sampler, TickDecoder
 from .selfmetrics import SelfMetrics
 from .sender import Backoff, Transport, make_transport
 from .series import Frame, Series
@@ -83,6 +83,9 @@ class Pipeline:
         self._to_processor = (
             Handoff(_QUEUE_SIZE, max_samples, clock.monotonic) if self.processes else None
         )
+        self.decoder = (
+            TickDecoder(client, self.metrics, self._log_once) if client.splits_ticks else None
+        )
         self.sampler = Sampler(
             client,
             config.sample_interval_s,
@@ -94,13 +97,15 @@ class Pipeline:
             to_processor=self.processes,
             drop=self._drop,
             log_once=self._log_once,
+            decoder=self.decoder,
         )
         self._threads: dict[str, threading.Thread] = {}
         self._batcher: Batcher | None = None
 
     @property
     def samples_collect(self) -> bool:
-        return type(self.client).collect is not MonitoringClient.collect
+        client = self.client
+        return type(client).collect is not MonitoringClient.collect or client.splits_ticks
 
     @property
     def processes(self) -> bool:
@@ -318,8 +323,13 @@ class Pipeline:
                     return
                 if isinstance(item, FlushMarker):
                     self._to_batcher.put(item, timeout=60)
-                    continue
-                self._process(*item)
+                elif type(item) is RawTick:
+                    assert self.decoder is not None
+                    decoded = self.decoder.decode(item)
+                    if decoded is not None:
+                        self._process(*decoded, True)
+                else:
+                    self._process(*item)
 
     def _process(self, frame: Frame, samples: list[Sample], from_tick: bool) -> None:
         try:
@@ -367,6 +377,8 @@ class Pipeline:
         next_report = clock.monotonic() + push_interval
         last_report_ms = 0
         source = self._to_batcher
+        decoder = self.decoder
+        builder = self.builder
         while True:
             deadline = next_report if oldest is None else min(next_report, oldest + push_interval)
             items, first_at = source.take(max(0.0, deadline - clock.monotonic()))
@@ -379,9 +391,17 @@ class Pipeline:
                     batcher.flush()
                     self.outbox.put(item)
                 else:
-                    batcher.add(item, clock.time_ns() // 1_000_000)
-                    if item.tick:
-                        released += self.table.released_before(item.tick)
+                    frame = item
+                    if type(item) is RawTick:
+                        assert decoder is not None
+                        decoded = decoder.decode(item)
+                        if decoded is None:
+                            continue
+                        frame = decoded[0]
+                        builder.complete(frame, decoded[1])
+                    batcher.add(frame, clock.time_ns() // 1_000_000)
+                    if frame.tick:
+                        released += self.table.released_before(frame.tick)
             if stop or now >= next_report:
                 next_report = now + push_interval
                 last_report_ms = self._report_self(batcher, last_report_ms)

@@ -81,7 +81,8 @@ class SelfMetrics:
         self._lock = threading.Lock()
         self._values: dict[tuple[str, tuple[str, ...]], float] = {}
         self._families = {f.name: f for f in self.FAMILIES}
-        self._max_lag = 0.0
+        #: largest sampling lag since the last report; read without the lock, set by observe_lag
+        self.max_lag = 0.0
         self._cells: dict[tuple[str, tuple[str, ...]], list[Cell]] = {}
         # One label dict per series, reused at every report: the series table then finds its
         # handle by the dict's identity instead of validating the labels again.
@@ -136,9 +137,9 @@ class SelfMetrics:
 
     def observe_lag(self, lag_s: float) -> None:
         # Only a new maximum takes the lock (a few per report): the sampler calls this per tick.
-        if lag_s > self._max_lag:
+        if lag_s > self.max_lag:
             with self._lock:
-                self._max_lag = max(self._max_lag, lag_s)
+                self.max_lag = max(self.max_lag, lag_s)
 
     def _refresh_process(self) -> None:
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -148,9 +149,9 @@ class SelfMetrics:
     def snapshot(self, *, reset_lag: bool = False) -> dict[tuple[str, tuple[str, ...]], float]:
         self._refresh_process()
         with self._lock:
-            self._values[("monitoring_client_sampling_lag_seconds", ())] = self._max_lag
+            self._values[("monitoring_client_sampling_lag_seconds", ())] = self.max_lag
             if reset_lag:
-                self._max_lag = 0.0
+                self.max_lag = 0.0
             values = dict(self._values)
             for key, cells in self._cells.items():
                 values[key] = values.get(key, 0.0) + sum(c.value for c in cells)

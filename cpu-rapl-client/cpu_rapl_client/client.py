@@ -13,6 +13,7 @@ whole platform) contains the packages. The CPU total is the sum over ``zone=~"pa
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -137,6 +138,8 @@ class CpuRaplClient(MonitoringClient):
         self._counters: dict[CounterKey, ResettableCounter] = {}
         self._handles: dict[CounterKey, tuple[Series, Series]] = {}  # energy, power
         self._failing: dict[CounterKey, str] = {}
+        # (source, zone keys) that decode() found gone, for read() to drop: thread-safe deque
+        self._vanished: collections.deque[tuple[EnergySource, set[Any]]] = collections.deque()
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -159,19 +162,27 @@ class CpuRaplClient(MonitoringClient):
         if source is not None:
             source.close()
 
-    def collect(self, now_ns: int) -> None:
-        source = self._source
-        if source is None:
-            return
+    # The tick only reads the files (read()); parsing, the model and the counters run in
+    # decode(), on the batcher thread, many ticks back to back before each push.
+    def read(self, now_ns: int) -> tuple[int, EnergySource, Any] | None:
         mono = self._clock.monotonic_ns()
+        if self._vanished:
+            self._drop_vanished()
         if self._rescan_ns > 0 and mono >= self._next_rescan_ns:
             self._next_rescan_ns = mono + self._rescan_ns
             self._rescan(mono)
-            source = self._source
-            assert source is not None
+        source = self._source
+        if source is None:
+            return None
+        return mono, source, source.capture()
+
+    def decode(self, now_ns: int, raw: tuple[int, EnergySource, Any] | None) -> None:
+        if raw is None:
+            return
+        mono, source, captured = raw
         vanished: list[Zone] = []
         kind = source.source
-        for zone, value in source.read(mono):
+        for zone, value in source.decode(captured, mono):
             key = (kind, zone.zone, zone.socket)
             if isinstance(value, Exception):
                 self._zone_failed(key, zone, value, vanished)
@@ -203,8 +214,14 @@ class CpuRaplClient(MonitoringClient):
                     update.delta,
                 )
         if vanished and isinstance(source, SysfsSource):
-            gone = {z.key for z in vanished}
-            source.set_zones([z for z in source.zones if z.key not in gone])
+            # The zone list belongs to the thread that reads: read() applies this next tick.
+            self._vanished.append((source, {z.key for z in vanished}))
+
+    def _drop_vanished(self) -> None:
+        while self._vanished:
+            source, gone = self._vanished.popleft()
+            if source is self._source and isinstance(source, SysfsSource):
+                source.set_zones([z for z in source.zones if z.key not in gone])
 
     # -- sources ----------------------------------------------------------------------------
 

@@ -26,6 +26,8 @@ from .zones import Reader, read_sysfs
 _USER, _NICE, _SYSTEM, _IDLE, _IOWAIT, _IRQ, _SOFTIRQ, _STEAL = range(8)
 # A "cpuN" line after the first: a literal prefix, which the regex engine finds fast.
 _CPU_LINE = re.compile(rb"\ncpu\d")
+# The line after the last cpuN line; /proc/stat is read until it is in the buffer.
+_AFTER_CPUS = b"\nintr"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +59,8 @@ def _parse(data: bytes) -> tuple[int, int, int]:
     busy = v[_USER] + v[_NICE] + v[_SYSTEM] + v[_IRQ] + v[_SOFTIRQ]
     total = busy + v[_IDLE] + v[_IOWAIT] + v[_STEAL]
     # One pass in C instead of a Python loop over every line (the first is "cpu ", not "\ncpuN").
-    cpus = len(_CPU_LINE.findall(data))
+    end = data.find(_AFTER_CPUS)
+    cpus = len(_CPU_LINE.findall(data, 0, len(data) if end < 0 else end))
     if cpus == 0:
         raise ValueError("/proc/stat lists no cpuN lines")
     return busy, total, cpus
@@ -67,7 +70,8 @@ class EstimatedEnergy:
     """A cumulative energy 'counter' in µJ, integrated from the model at every read.
 
     Without an injected reader /proc/stat stays open and is read with ``pread`` at each tick
-    (procfs regenerates it at every read from offset 0).
+    (procfs regenerates it at every read from offset 0), with a buffer that grows until it
+    holds every cpuN line (hundreds of CPUs take more than the first 4 KiB).
     """
 
     def __init__(self, proc_root: Path, model: CpuPowerModel, reader: Reader | None = None) -> None:
@@ -76,6 +80,7 @@ class EstimatedEnergy:
         self._reader = reader or read_sysfs
         self._files = OpenFiles() if reader is None else None
         self._stat_name = str(self.stat_path)
+        self._size = 4096
         self._last: tuple[int, int, int] | None = None
         self._last_ns = 0
         self._busy_cpus = 0.0
@@ -85,12 +90,25 @@ class EstimatedEnergy:
         """Raise OSError / ValueError if /proc/stat cannot be used."""
         return parse_proc_stat(self._reader(self.stat_path))
 
-    def read(self, monotonic_ns: int) -> int:
+    def capture(self) -> bytes:
+        """/proc/stat now, up to its last cpuN line at least; OSError if unreadable."""
         files = self._files
-        if files is not None:
-            times = _parse(files.pread(self._stat_name, 4096))
-        else:
-            times = _parse(self._reader(self.stat_path).encode("ascii", "replace"))
+        if files is None:
+            return self._reader(self.stat_path).encode("ascii", "replace")
+        size = self._size
+        data = files.pread(self._stat_name, size)
+        while len(data) >= size and _AFTER_CPUS not in data:
+            size = self._size = size * 4
+            data = files.pread(self._stat_name, size)
+        return data
+
+    def read(self, monotonic_ns: int) -> int:
+        return self.update(self.capture(), monotonic_ns)
+
+    def update(self, data: bytes, monotonic_ns: int) -> int:
+        """The energy so far (µJ) with ``data`` (/proc/stat) read at ``monotonic_ns``;
+        ValueError if it is not /proc/stat."""
+        times = _parse(data)
         last, self._last = self._last, times
         if last is not None:
             busy_now, total_now, cpus = times

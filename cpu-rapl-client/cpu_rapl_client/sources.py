@@ -2,6 +2,9 @@
 
 Each source returns, per zone, the raw cumulative counter in microjoules (or the error that
 reading it raised); wrap and reset handling is the client's, the same for every source.
+
+A read is two steps so the client can split its ticks: ``capture()`` at the tick (only the
+file reads), ``decode(captured, monotonic_ns)`` later (parsing, the model); ``read()`` is both.
 """
 
 from __future__ import annotations
@@ -26,6 +29,14 @@ class EnergySource(Protocol):
 
     @property
     def zones(self) -> Sequence[Zone]: ...
+
+    def capture(self) -> Any:
+        """The raw state now (file contents, or errors): cheap, no parsing."""
+        ...
+
+    def decode(self, captured: Any, monotonic_ns: int) -> list[Reading]:
+        """``capture()``'s result, taken at ``monotonic_ns``, as readings."""
+        ...
 
     def read(self, monotonic_ns: int) -> list[Reading]: ...
 
@@ -63,18 +74,34 @@ class SysfsSource:
         if self._files is not None:
             self._files.retain({path for _, _, path in self._paths})
 
-    def read(self, monotonic_ns: int) -> list[Reading]:
-        out: list[Reading] = []
+    def capture(self) -> list[tuple[Zone, bytes | str | OSError]]:
+        out: list[tuple[Zone, bytes | str | OSError]] = []
         files, reader = self._files, self._reader
         if files is not None:
             files.refresh()
         for zone, path, name in self._paths:
             try:
-                raw = files.pread(name, 64) if files is not None else reader(path)
-                out.append((zone, int(raw)))
-            except (OSError, ValueError) as exc:
+                out.append((zone, files.pread(name, 64) if files is not None else reader(path)))
+            except OSError as exc:
                 out.append((zone, exc))
         return out
+
+    def decode(
+        self, captured: list[tuple[Zone, bytes | str | OSError]], monotonic_ns: int
+    ) -> list[Reading]:
+        out: list[Reading] = []
+        for zone, raw in captured:
+            if isinstance(raw, OSError):
+                out.append((zone, raw))
+                continue
+            try:
+                out.append((zone, int(raw)))
+            except ValueError as exc:
+                out.append((zone, exc))
+        return out
+
+    def read(self, monotonic_ns: int) -> list[Reading]:
+        return self.decode(self.capture(), monotonic_ns)
 
     def close(self) -> None:
         if self._files is not None:
@@ -94,11 +121,22 @@ class EstimatedSource:
     def zones(self) -> Sequence[Zone]:
         return self._zones
 
-    def read(self, monotonic_ns: int) -> list[Reading]:
+    def capture(self) -> bytes | OSError:
         try:
-            return [(self._zones[0], self.energy.read(monotonic_ns))]
-        except (OSError, ValueError) as exc:
+            return self.energy.capture()
+        except OSError as exc:
+            return exc
+
+    def decode(self, captured: bytes | OSError, monotonic_ns: int) -> list[Reading]:
+        if isinstance(captured, OSError):
+            return [(self._zones[0], captured)]
+        try:
+            return [(self._zones[0], self.energy.update(captured, monotonic_ns))]
+        except ValueError as exc:
             return [(self._zones[0], exc)]
+
+    def read(self, monotonic_ns: int) -> list[Reading]:
+        return self.decode(self.capture(), monotonic_ns)
 
     def close(self) -> None:
         self.energy.close()
@@ -177,12 +215,19 @@ class PyJoulesSource:
             )
         self._device, self._zones = device, zones
 
-    def read(self, monotonic_ns: int) -> list[Reading]:
+    def capture(self) -> list[Reading]:
+        """pyJoules parses as it reads: the readings themselves."""
         try:
             values = self._device.get_energy()
         except (OSError, ValueError) as exc:
             return [(zone, exc) for zone in self._zones]
         return [(zone, int(value)) for zone, value in zip(self._zones, values, strict=True)]
+
+    def decode(self, captured: list[Reading], monotonic_ns: int) -> list[Reading]:
+        return captured
+
+    def read(self, monotonic_ns: int) -> list[Reading]:
+        return self.capture()
 
     def close(self) -> None:
         """Nothing of its own to release: pyJoules opens the files at each read."""

@@ -114,3 +114,16 @@ def test_parse_proc_stat_counts_only_cpu_number_lines() -> None:
         parse_proc_stat("cpu  1 2 3 4 5 6 7 8\nintr 1\n")
     with pytest.raises(ValueError, match="aggregate"):
         parse_proc_stat("intr 1\ncpu0 1 2 3 4\n")
+
+
+def test_estimate_counts_every_cpu_of_a_large_host(tmp_path: Path) -> None:
+    # 300 cpuN lines fill ~8 KiB: a first-4-KiB read would count about 150 CPUs.
+    proc = tmp_path / "proc"
+    write_proc_stat(proc, busy=0, idle=1000, cpus=300)
+    assert (proc / "stat").stat().st_size > 7000
+    energy = EstimatedEnergy(proc, CpuPowerModel(idle_watts_per_core=1.0))
+    energy.read(0)
+    write_proc_stat(proc, busy=0, idle=2000, cpus=300)
+    # Idle for 1 s: 300 CPUs x 1 W idle = 300 J.
+    assert energy.read(1_000_000_000) == 300_000_000
+    energy.close()
