@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -46,24 +47,65 @@ STATE_TTL_NS = 3600 * 1_000_000_000
 _PRUNE_EVERY_NS = 2 * 1_000_000_000
 
 
+class _Plan:
+    """What read() reads for one snapshot: (paths, sizes) lists, each the same object every
+    tick (OpenFiles.read_many keeps their descriptors)."""
+
+    __slots__ = ("base", "first", "generation", "keys", "with_new_stats", "with_stats")
+
+    def __init__(
+        self,
+        generation: int,
+        keys: frozenset[tuple[str, str, str]],
+        base: list[tuple[str, int]],
+        with_stats: list[tuple[str, int]],
+        with_new_stats: list[tuple[str, int]],
+    ) -> None:
+        self.generation = generation
+        self.keys = keys
+        self.base = _columns(base)
+        self.with_stats = _columns(with_stats)
+        self.with_new_stats = _columns(with_new_stats)
+        self.first = True  # the new containers' memory.stat is read at the first tick
+
+
+def _columns(pairs: list[tuple[str, int]]) -> tuple[list[str], list[int]]:
+    return [path for path, _ in pairs], [size for _, size in pairs]
+
+
+#: (snapshot, paths read, their contents or None) of one tick
+_Capture = tuple[Snapshot, list[str], list[bytes | None]]
+
+
 class _ContainerState:
     __slots__ = (
         "cid",
         "cpu",
+        "cpu_data",
         "cpu_raw",
+        "cpu_seconds",
         "handles",
         "ids",
         "inactive",
-        "inactive_due_ns",
+        "memory_bytes",
         "net",
+        "net_data",
+        "rx_tx",
         "seen_ns",
+        "usage_data",
     )
 
     def __init__(self, handles: tuple[Series, Series, Series, Series]) -> None:
         self.cid = ""
         self.cpu_raw = 0
         self.inactive = 0
-        self.inactive_due_ns = 0
+        # the last reads and what they gave (the same bytes give the same values)
+        self.cpu_data: bytes | None = None
+        self.cpu_seconds = 0.0
+        self.usage_data: bytes | None = None
+        self.memory_bytes = 0.0
+        self.net_data: bytes | None = None
+        self.rx_tx = (0, 0)
         self.cpu = SummedCounter()
         self.net = NetDevCounter()
         self.seen_ns = 0
@@ -163,7 +205,12 @@ class DockerOverheadClient(MonitoringClient):
         self._was_incomplete = False
         self._generation = -1
         self._prune_due_ns = 0
-        self._files = OpenFiles(watch=True)  # refresh()ed at the start of every collect()
+        self._files = OpenFiles(watch=True)  # refresh()ed at the start of every read()
+        self._to_forget: collections.deque[str] = collections.deque()
+        self._plan: _Plan | None = None
+        self._stat_due_ns = 0
+        # stat path -> (its last read, parsed): an idle runtime process reads the same
+        self._engine_parsed: dict[str, tuple[bytes | None, tuple[int, int, int] | None]] = {}
 
     # -- life cycle ---------------------------------------------------------------------------
     def setup(self) -> None:
@@ -197,20 +244,67 @@ class DockerOverheadClient(MonitoringClient):
         self._files.close()
 
     # -- sampling -----------------------------------------------------------------------------
-    def collect(self, now_ns: int) -> None:
+    # The tick only reads (read(), sampler thread): every file of the snapshot in one pass.
+    # Parsing, counters and stale markers run in decode(), on the batcher thread, many ticks
+    # back to back before each push. The open files belong to the sampler thread: decode()
+    # asks read() to forget a file through a deque.
+    def read(self, now_ns: int) -> _Capture | None:
         discovery = self.discovery
         if discovery is None:
-            return
+            return None
+        files = self._files
+        forget = self._to_forget
+        while forget:
+            files.forget(forget.popleft())
         snap = discovery.snapshot
-        self._files.refresh()
+        plan = self._plan
+        if plan is None or plan.generation != snap.generation:
+            plan = self._plan = self._make_plan(snap, plan)
+        files.refresh()
+        if now_ns >= self._stat_due_ns:
+            # memory.stat is the costliest file and inactive page cache moves slowly: it is
+            # read every MEMORY_STAT_INTERVAL_S (and at once for a new container).
+            self._stat_due_ns = now_ns + self.memory_stat_interval_ns
+            paths, sizes = plan.with_stats
+        elif plan.first:
+            paths, sizes = plan.with_new_stats
+        else:
+            paths, sizes = plan.base
+        plan.first = False
+        return snap, paths, files.read_many(paths, sizes)
+
+    def _make_plan(self, snap: Snapshot, old: _Plan | None) -> _Plan:
+        """The files to read for a snapshot, in lists that stay the same object per snapshot."""
+        base = [(self._proc_stat, 4096)]
+        stats: list[tuple[str, int]] = []
+        new_stats: list[tuple[str, int]] = []
+        known = old.keys if old is not None else frozenset()
+        for target in snap.targets:
+            files = target.files
+            base += [(files.cpu, 4096), (files.memory_usage, 64)]
+            if target.net_dev is not None:
+                base.append((target.net_dev, 65536))
+            stats.append((files.memory_stat, 8192))
+            if target.key not in known:
+                new_stats.append((files.memory_stat, 8192))
+        base += [(proc.stat_path, 2048) for proc in snap.engine]
+        self._files.retain({path for path, _ in base + stats})
+        keys = frozenset(target.key for target in snap.targets)
+        return _Plan(snap.generation, keys, base, base + stats, base + new_stats)
+
+    def decode(self, now_ns: int, raw: _Capture | None) -> None:
+        if raw is None:
+            return
+        snap, paths, data = raw
+        got = dict(zip(paths, data, strict=True))
         # Single series go into these two lists and join the frame in one call at the end
         # (same order as one set() each, without ~90 Python calls per tick).
         ids: list[int] = []
         values: list[float] = []
         self._incomplete = False
-        host_ids = self._collect_host()
-        self._collect_containers(snap, discovery, now_ns, ids, values)
-        self._collect_engine(snap, ids, values)
+        host_ids = self._collect_host(got)
+        self._collect_containers(snap, now_ns, got, ids, values)
+        self._collect_engine(snap, got, ids, values)
         self.series_table.frame.extend(ids, values)
         # The emitted series set can only change with a new snapshot or when a read failed
         # (now or the tick before); otherwise skip the bookkeeping for stale markers.
@@ -222,22 +316,15 @@ class DockerOverheadClient(MonitoringClient):
             for sid in sorted(self._stale.update(live)):
                 handles[sid].stale()
         self._was_incomplete = self._incomplete
+        self._generation = snap.generation
         if now_ns >= self._prune_due_ns:
             # On a timer, not only with a new snapshot (those come only with changes).
             self._prune_due_ns = now_ns + _PRUNE_EVERY_NS
             self._prune(now_ns)
-        if snap.generation != self._generation:
-            self._generation = snap.generation
-            keep = {self._proc_stat, *(p.stat_path for p in snap.engine)}
-            for target in snap.targets:
-                keep.update(target.files.paths())
-                if target.net_dev is not None:
-                    keep.add(target.net_dev)
-            self._files.retain(keep)
 
-    def _collect_host(self) -> frozenset[int]:
+    def _collect_host(self, got: dict[str, bytes | None]) -> frozenset[int]:
         """Host CPU per mode; the ids set (none when /proc/stat could not be read)."""
-        data = self._files.read(self._proc_stat, 4096)
+        data = got.get(self._proc_stat)
         ticks = parse_host_cpu_ticks(data) if data else None
         if ticks is None:
             self._incomplete = True
@@ -249,83 +336,112 @@ class DockerOverheadClient(MonitoringClient):
     def _collect_containers(
         self,
         snap: Snapshot,
-        discovery: Discovery,
         now_ns: int,
+        got: dict[str, bytes | None],
         ids: list[int],
         values: list[float],
     ) -> None:
         states = self._states
-        files = self._files
-        read = files.read
+        discovery = self.discovery
+        assert discovery is not None
+        forget = self._to_forget.append
+        get = got.get
+
+        def read(path: str, size: int) -> bytes | None:
+            return get(path)
+
         add_id, add_value = ids.append, values.append
+        # A file that reads the same as last tick gives the same value: idle containers and
+        # runtimes skip the parse and the counter update (bytes compare in C).
         for target in snap.targets:
             cid = target.info.id
             net_dev = target.net_dev
-            cpu_ns = target.files.cpu_ns(read)
-            if cpu_ns is None:
-                # cgroup gone: exited or restarting. Its series go stale this tick.
-                discovery.request_refresh(cid)
-                if net_dev is not None:
-                    files.forget(net_dev)
-                self._incomplete = True
-                continue
+            files = target.files
+            cpu_data = get(files.cpu)
             state = states.get(target.key)
-            if state is None:
-                labels = target.labels
-                state = states[target.key] = _ContainerState(
-                    (
-                        self.handle(CONTAINER_CPU, labels),
-                        self.handle(CONTAINER_MEMORY, labels),
-                        self.handle(CONTAINER_RX, labels),
-                        self.handle(CONTAINER_TX, labels),
+            if state is None or cpu_data is None or cpu_data != state.cpu_data or state.cid != cid:
+                cpu_ns = files.cpu_ns(read)
+                if cpu_ns is None:
+                    # cgroup gone: exited or restarting. Its series go stale this tick.
+                    discovery.request_refresh(cid)
+                    if net_dev is not None:
+                        forget(net_dev)
+                    self._incomplete = True
+                    continue
+                if state is None:
+                    labels = target.labels
+                    state = states[target.key] = _ContainerState(
+                        (
+                            self.handle(CONTAINER_CPU, labels),
+                            self.handle(CONTAINER_MEMORY, labels),
+                            self.handle(CONTAINER_RX, labels),
+                            self.handle(CONTAINER_TX, labels),
+                        )
                     )
-                )
-            if state.cid != cid:
-                state.inactive_due_ns = 0
-            elif cpu_ns < state.cpu_raw:
-                # Restarted under the same id: new init pid, new network namespace.
-                discovery.request_refresh(cid)
-                state.inactive_due_ns = 0
-                if net_dev is not None:
-                    files.forget(net_dev)
-            state.cid = cid
-            state.cpu_raw = cpu_ns
+                if state.cid != cid or cpu_ns < state.cpu_raw:
+                    if state.cid == cid:
+                        # Restarted under the same id: new init pid, new network namespace.
+                        discovery.request_refresh(cid)
+                        if net_dev is not None:
+                            forget(net_dev)
+                    state.usage_data = state.net_data = None
+                state.cid = cid
+                state.cpu_raw = cpu_ns
+                state.cpu_data = cpu_data
+                state.cpu_seconds = state.cpu.update_one(cid, cpu_ns) / 1e9
             state.seen_ns = now_ns
             cpu_id, memory_id, rx_id, tx_id = state.ids
             add_id(cpu_id)
-            add_value(state.cpu.update_one(cid, cpu_ns) / 1e9)
-            usage = target.files.memory_usage_bytes(read)
-            if usage is not None:
-                # memory.stat is the costliest file here and inactive page cache moves slowly:
-                # re-read it every MEMORY_STAT_INTERVAL_S, subtract it from every fresh usage.
-                if now_ns >= state.inactive_due_ns:
-                    state.inactive = target.files.inactive_file_bytes(read)
-                    state.inactive_due_ns = now_ns + self.memory_stat_interval_ns
+            add_value(state.cpu_seconds)
+            usage_data = get(files.memory_usage)
+            if files.memory_stat in got:  # read this tick (see read())
+                state.inactive = files.inactive_file_bytes(read)
+                state.usage_data = None
+            if usage_data is None or usage_data != state.usage_data:
+                usage = files.memory_usage_bytes(read)
+                if usage is None:
+                    self._incomplete = True
+                    state.usage_data = None
+                else:
+                    # The last inactive page cache read, subtracted from every fresh usage.
+                    state.memory_bytes = float(max(0, usage - state.inactive))
+                    state.usage_data = usage_data
+            if state.usage_data is not None:
                 add_id(memory_id)
-                add_value(float(max(0, usage - state.inactive)))
-            else:
-                self._incomplete = True
+                add_value(state.memory_bytes)
             if net_dev is None:
                 continue
-            data = read(net_dev, 65536)
+            data = get(net_dev)
             if data is None:
                 discovery.request_refresh(cid)  # the pid changed: restarted with the same id
                 self._incomplete = True
                 continue
-            rx, tx = state.net.update(cid, data)
+            if data != state.net_data:
+                state.net_data = data
+                state.rx_tx = state.net.update(cid, data)
+            rx, tx = state.rx_tx
             add_id(rx_id)
             add_value(float(rx))
             add_id(tx_id)
             add_value(float(tx))
 
-    def _collect_engine(self, snap: Snapshot, ids: list[int], values: list[float]) -> None:
+    def _collect_engine(
+        self, snap: Snapshot, got: dict[str, bytes | None], ids: list[int], values: list[float]
+    ) -> None:
         lost = False
         ticks_by_name: dict[str, dict[tuple[int, int], int]] = {}
         rss_by_name: dict[str, int] = {}
-        read = self._files.read
+        parsed = self._engine_parsed
+        if len(parsed) > 2 * len(snap.engine) + 16:  # processes gone since
+            parsed.clear()
         for proc in snap.engine:
-            data = read(proc.stat_path, 2048)
-            stat = parse_proc_pid_stat(data) if data else None
+            data = got.get(proc.stat_path)
+            hit = parsed.get(proc.stat_path)
+            if hit is not None and hit[0] == data:
+                stat = hit[1]  # the same bytes as last tick
+            else:
+                stat = parse_proc_pid_stat(data) if data else None
+                parsed[proc.stat_path] = (data, stat)
             if stat is None:
                 lost = True  # exited since the last scan
                 continue
@@ -358,4 +474,8 @@ class DockerOverheadClient(MonitoringClient):
     def _prune(self, now_ns: int) -> None:
         cutoff = now_ns - STATE_TTL_NS
         for key in [k for k, s in self._states.items() if s.seen_ns < cutoff]:
-            del self._states[key]
+            # Stale-marked long ago: free the handles too, so churning containers stay bounded.
+            state = self._states.pop(key)
+            self._stale.forget(set(state.ids))
+            for handle in state.handles:
+                self.release(handle)
