@@ -205,3 +205,46 @@ def test_watched_pseudo_files_need_no_watch() -> None:
     before = len(os.listdir("/proc/self/fd"))
     files.close()
     assert len(os.listdir("/proc/self/fd")) == before - 2  # no inotify was made for them
+
+
+def test_read_many_reads_in_order_and_a_reaped_process_reads_none() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    paths = ["/proc/self/stat", f"/proc/{child.pid}/stat", "/proc/self/statm"]
+    sizes = [4096, 4096, 256]
+    files = OpenFiles()
+    try:
+        for _ in range(3):  # the first call opens, the next ones read through the plan
+            out = files.read_many(paths, sizes)
+            assert out[0] is not None and out[0].startswith(f"{os.getpid()} (".encode())
+            assert out[1] is not None and out[1].startswith(f"{child.pid} (".encode())
+            assert out[2] is not None and len(out[2].split()) == 7
+    finally:
+        child.kill()
+        child.wait()
+    # The plan's pread of the dead process fails: every path is read one by one instead.
+    out = files.read_many(paths, sizes)
+    assert out[1] is None and out[0] is not None and out[2] is not None
+    assert len(files) == 2
+    assert files.read_many(paths, sizes)[1] is None
+    files.close()
+
+
+def test_read_many_sees_replaced_regular_files(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_text("1\n")
+    b.write_text("2\n")
+    paths, sizes = [str(a), str(b)], [64, 64]
+    for watch in (True, False):
+        files = OpenFiles(watch=watch)
+        files.refresh()
+        assert files.read_many(paths, sizes) == [b"1\n", b"2\n"]
+        files.refresh()
+        assert files.read_many(paths, sizes) == [b"1\n", b"2\n"]
+        # Replaced under the kept descriptor: inotify (at refresh) or the per-read link check
+        # must reopen it, plan or no plan.
+        (tmp_path / "new").write_text("3\n")
+        os.replace(tmp_path / "new", b)
+        files.refresh()
+        assert files.read_many(paths, sizes) == [b"1\n", b"3\n"]
+        b.write_text("2\n")
+        files.close()

@@ -280,8 +280,11 @@ def test_unchanged_refresh_keeps_the_snapshot_and_old_counters_still_expire(
     gone = client.discovery.snapshot
     assert gone is not before and gone.generation == before.generation + 1
     tick()
+    held = client.handle("container_cpu_seconds_total", PROM)
     tick.now += STATE_TTL_NS  # an hour later, the container list never changed meanwhile
     tick()
+    # Its handles were released with its state: the series would be a new handle now.
+    assert client.handle("container_cpu_seconds_total", PROM) is not held
     refresh(client)
     assert client.discovery.snapshot is gone
     new_id = "2b" * 32
