@@ -11,8 +11,9 @@ CPU = Δ(utime + stime) of the sender's process from /proc/<pid>/stat over the w
 counted back with ``count_over_time`` (self-metrics and vmagent's scrape series left out).
 
 Part ``clients``: each client process alone at 10 Hz: cpu-rapl-client (RAPL_BACKEND=estimated,
-two data series), base-monitoring-client with 50 synthetic series, docker-overhead-client on
-the test fakes with 20 containers (bench/docker_overhead_measure_cpu.py), and a bare Python loop
+two data series), base-monitoring-client with 50 synthetic series, gpu-nvml-client over the
+fake NVML with two GPUs (bench/gpu_fake_client.py), docker-overhead-client on the test fakes
+with 20 containers (bench/docker_overhead_measure_cpu.py), and a bare Python loop
 waking at 10 Hz on Event.wait (the floor). For each: CPU % of one core, CPU per tick, RSS, and
 the sampling jitter: |dt - 100 ms| between consecutive sample timestamps of one data series
 (read back raw from Prometheus, which stores milliseconds; the bare loop's own wake times
@@ -305,6 +306,12 @@ def clients(prom: PrometheusProcess, args: argparse.Namespace, workdir: Path) ->
             [*bin_path("base-monitoring-client"), "--series", "50"],
             {"INSTANCE": "synthetic50-bench"},
             f'{METRIC}{{instance="synthetic50-bench",series="0"}}',
+        ),
+        (
+            "gpu-nvml-client, 2 GPUs of the fake NVML",
+            [sys.executable, str(Path(__file__).with_name("gpu_fake_client.py"))],
+            {"INSTANCE": "gpufake-bench"},
+            'gpu_energy_joules_total{instance="gpufake-bench",gpu="0"}',
         ),
     ]
     for title, cmd, extra, sel in cases:

@@ -177,7 +177,12 @@ class FakesRun:
 
 def source_pythonpath(tree: Path) -> str:
     """PYTHONPATH that runs the clients from the checkout ``tree`` (before/after runs)."""
-    components = ("base-monitoring-client", "cpu-rapl-client", "docker-overhead-client")
+    components = (
+        "base-monitoring-client",
+        "cpu-rapl-client",
+        "docker-overhead-client",
+        "gpu-nvml-client",
+    )
     return os.pathsep.join(str(tree / c) for c in components)
 
 

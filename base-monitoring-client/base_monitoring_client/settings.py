@@ -194,6 +194,9 @@ class Setting:
 
 
 def add_setting_flags(parser: argparse.ArgumentParser, settings: Iterable[Setting]) -> None:
+    # No prefixes of flags: `--basic-auth-password SECRET` would otherwise be taken as
+    # `--basic-auth-password-file` and the secret end up in an error message as a path.
+    parser.allow_abbrev = False
     group = parser.add_argument_group("settings (each flag overrides its environment variable)")
     for s in settings:
         default = "" if s.secret else f" (default: {s.default or 'unset'})"

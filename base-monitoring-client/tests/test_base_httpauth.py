@@ -258,3 +258,17 @@ def test_configure_logging_replaces_its_own_handler_only() -> None:
     finally:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
+
+
+def test_a_flag_prefix_is_refused_not_taken_for_the_file_flag(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # argparse would read `--basic-auth-password` as `--basic-auth-password-file`, and the
+    # secret would turn up in the "cannot read" error as a file name.
+    with pytest.raises(SystemExit) as info:
+        short_parser().parse_args(["--basic-auth-password", "s3cret"])
+    assert info.value.code == 2
+    assert "unrecognized arguments: --basic-auth-password" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        short_parser().parse_args(["--bearer-tok", "t"])
+    assert short_parser().parse_args(["--bearer-token-file", "/t"]).query_bearer_token_file
