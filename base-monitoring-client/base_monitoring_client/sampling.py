@@ -101,14 +101,6 @@ class RawTick(tuple[int, Any]):
 
     __slots__ = ()
 
-    @property
-    def now_ns(self) -> int:
-        return int(self[0])
-
-    @property
-    def raw(self) -> Any:
-        return self[1]
-
 
 _new_tuple = tuple.__new__
 
@@ -193,15 +185,24 @@ class Sampler:
         collect = self.client.collect
         observe_lag = self.metrics.observe_lag
         collect_sum, collect_count, skipped = self._cells
+        gate = system_gate(clock, stop)
+        metrics = self.metrics
         start = monotonic()
         tick = 0
-        # One method, few calls: every call made here is paid ten times a second, cold.
+        # One method, few calls: every call made here is paid ten times a second, cold. That is
+        # also why _run_split repeats this loop instead of sharing it through a callback.
         while True:
             deadline = start + tick * interval
-            if wait(stop, deadline - monotonic()):
+            if gate is not None:
+                timeout = deadline - monotonic()
+                if gate.acquire(True, timeout if timeout > 0 else 0):
+                    gate.release()
+                    return
+            elif wait(stop, deadline - monotonic()):
                 return
             began = monotonic()
-            observe_lag(began - deadline if began > deadline else 0.0)
+            if began - deadline > metrics.max_lag:
+                observe_lag(began - deadline)
             now_ns = time_ns()
             frame = begin(now_ns // 1_000_000)
             samples: list[Sample] | None
