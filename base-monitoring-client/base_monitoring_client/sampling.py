@@ -174,23 +174,22 @@ class Sampler:
         self._collected = metrics.cell("monitoring_client_samples_collected_total")
 
     def run(self) -> None:
-        if self.client.splits_ticks:
-            self._run_split()
-            return
         interval = self.interval_s
         clock = self.clock
         monotonic, time_ns, wait = clock.monotonic, clock.time_ns, clock.wait
         stop = self.life.stop_sampling
-        begin = self.builder.table.begin
-        collect = self.client.collect
-        observe_lag = self.metrics.observe_lag
+        metrics = self.metrics
+        observe_lag = metrics.observe_lag
         collect_sum, collect_count, skipped = self._cells
         gate = system_gate(clock, stop)
-        metrics = self.metrics
+        split = self.client.splits_ticks
+        begin = self.builder.table.begin
+        collect = self.client.collect
+        read, put, decoder = self.client.read, self.out.put, self.decoder
+        wake = self.to_processor  # the processor is woken by each tick, the batcher is not
         start = monotonic()
         tick = 0
-        # One method, few calls: every call made here is paid ten times a second, cold. That is
-        # also why _run_split repeats this loop instead of sharing it through a callback.
+        # One method, few calls: every call made here is paid ten times a second, cold.
         while True:
             deadline = start + tick * interval
             if gate is not None:
@@ -204,71 +203,37 @@ class Sampler:
             if began - deadline > metrics.max_lag:
                 observe_lag(began - deadline)
             now_ns = time_ns()
-            frame = begin(now_ns // 1_000_000)
-            samples: list[Sample] | None
-            try:
-                result = collect(now_ns)
-                samples = [] if result is None else list(result)
-            except Exception as exc:
-                self._collect_failed(exc)  # the tick is then not sent at all
-                samples = None
-            finished = monotonic()
+            if split:  # read() now; decode() downstream
+                try:
+                    raw: RawTick | None = _new_tuple(RawTick, (now_ns, read(now_ns)))
+                except Exception as exc:
+                    log_failure(self._log_once, "read", exc)
+                    raw = None
+                finished = monotonic()
+                if raw is not None:
+                    # Counted as the last decoded tick's size, for the batch-full wake-up.
+                    expected = decoder.last_size if decoder is not None else 1
+                    if not put(raw, expected, wake=wake):
+                        self._drop("processor_queue_full", expected)
+            else:
+                frame = begin(now_ns // 1_000_000)
+                samples: list[Sample] | None
+                try:
+                    result = collect(now_ns)
+                    samples = [] if result is None else list(result)
+                except Exception as exc:
+                    self._collect_failed(exc)  # the tick is then not sent at all
+                    samples = None
+                finished = monotonic()
+                if samples is not None:
+                    collected = len(frame) + len(samples)
+                    if collected:
+                        self._hand_on(frame, samples, collected)
             collect_sum.value += finished - began
             collect_count.value += 1
-            if samples is not None:
-                collected = len(frame) + len(samples)
-                if collected:
-                    self._hand_on(frame, samples, collected)
             next_tick = tick + 1
             if start + next_tick * interval <= finished:
                 # Overran: resume at the first deadline still ahead, never bunch ticks.
-                next_tick = math.floor((finished - start) / interval) + 1
-                skipped.value += next_tick - tick - 1
-            tick = next_tick
-
-    def _run_split(self) -> None:
-        """The loop of a client that splits its ticks: read() here, decode() downstream."""
-        interval = self.interval_s
-        clock = self.clock
-        monotonic, time_ns, wait = clock.monotonic, clock.time_ns, clock.wait
-        stop = self.life.stop_sampling
-        read = self.client.read
-        put = self.out.put
-        observe_lag = self.metrics.observe_lag
-        collect_sum, collect_count, skipped = self._cells
-        wake = self.to_processor
-        gate = system_gate(clock, stop)
-        metrics = self.metrics
-        start = monotonic()
-        tick = 0
-        while True:
-            deadline = start + tick * interval
-            if gate is not None:
-                timeout = deadline - monotonic()
-                if gate.acquire(True, timeout if timeout > 0 else 0):
-                    gate.release()
-                    return
-            elif wait(stop, deadline - monotonic()):
-                return
-            began = monotonic()
-            if began - deadline > metrics.max_lag:
-                observe_lag(began - deadline)
-            now_ns = time_ns()
-            try:
-                item: RawTick | None = _new_tuple(RawTick, (now_ns, read(now_ns)))
-            except Exception as exc:
-                log_failure(self._log_once, "read", exc)
-                item = None
-            finished = monotonic()
-            collect_sum.value += finished - began
-            collect_count.value += 1
-            if item is not None:
-                # Counted as the last decoded tick's size, for the queue's batch-full wake-up.
-                expected = self.decoder.last_size if self.decoder is not None else 1
-                if not put(item, expected, wake=wake):
-                    self._drop("processor_queue_full", expected)
-            next_tick = tick + 1
-            if start + next_tick * interval <= finished:
                 next_tick = math.floor((finished - start) / interval) + 1
                 skipped.value += next_tick - tick - 1
             tick = next_tick
