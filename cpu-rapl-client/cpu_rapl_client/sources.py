@@ -4,7 +4,8 @@ Each source returns, per zone, the raw cumulative counter in microjoules (or the
 reading it raised); wrap and reset handling is the client's, the same for every source.
 
 A read is two steps so the client can split its ticks: ``capture()`` at the tick (only the
-file reads), ``decode(captured, monotonic_ns)`` later (parsing, the model); ``read()`` is both.
+file reads), ``decode(captured, monotonic_ns)`` later (parsing, the model); ``read_now()`` is
+both at once.
 """
 
 from __future__ import annotations
@@ -38,11 +39,14 @@ class EnergySource(Protocol):
         """``capture()``'s result, taken at ``monotonic_ns``, as readings."""
         ...
 
-    def read(self, monotonic_ns: int) -> list[Reading]: ...
-
     def close(self) -> None:
         """Release what the source keeps open (it is not read again)."""
         ...
+
+
+def read_now(source: EnergySource, monotonic_ns: int) -> list[Reading]:
+    """Capture and decode at once (tests, tools): what one tick yields."""
+    return source.decode(source.capture(), monotonic_ns)
 
 
 class SysfsSource:
@@ -100,9 +104,6 @@ class SysfsSource:
                 out.append((zone, exc))
         return out
 
-    def read(self, monotonic_ns: int) -> list[Reading]:
-        return self.decode(self.capture(), monotonic_ns)
-
     def close(self) -> None:
         if self._files is not None:
             self._files.close()
@@ -134,9 +135,6 @@ class EstimatedSource:
             return [(self._zones[0], self.energy.update(captured, monotonic_ns))]
         except ValueError as exc:
             return [(self._zones[0], exc)]
-
-    def read(self, monotonic_ns: int) -> list[Reading]:
-        return self.decode(self.capture(), monotonic_ns)
 
     def close(self) -> None:
         self.energy.close()
@@ -226,9 +224,6 @@ class PyJoulesSource:
     def decode(self, captured: list[Reading], monotonic_ns: int) -> list[Reading]:
         return captured
 
-    def read(self, monotonic_ns: int) -> list[Reading]:
-        return self.capture()
-
     def close(self) -> None:
         """Nothing of its own to release: pyJoules opens the files at each read."""
 
@@ -239,4 +234,5 @@ __all__ = [
     "PyJoulesSource",
     "Reading",
     "SysfsSource",
+    "read_now",
 ]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from cpu_rapl_client.estimate import CpuPowerModel, EstimatedEnergy, parse_proc_stat
-from cpu_rapl_client.sources import EstimatedSource, SysfsSource
+from cpu_rapl_client.sources import EstimatedSource, SysfsSource, read_now
 from cpu_rapl_client.zones import describe_os_error, discover_zones
 from wattpush_testing.rapl import FakePowercap, proc_stat_text, write_proc_stat
 
@@ -20,7 +20,7 @@ def readings(source: SysfsSource) -> dict[str, int | str]:
     """zone id -> raw value, or the exception's class name."""
     return {
         zone.sysfs_id: value if isinstance(value, int) else type(value).__name__
-        for zone, value in source.read(0)
+        for zone, value in read_now(source, 0)
     }
 
 
@@ -64,7 +64,7 @@ def test_an_unreadable_zone_says_permission_denied(powercap: FakePowercap) -> No
     path = powercap.zone_dir("intel-rapl:0") / "energy_uj"
     path.chmod(0)
     try:
-        [(_, error)] = source.read(0)
+        [(_, error)] = read_now(source, 0)
     finally:
         path.chmod(0o644)
         source.close()
@@ -77,14 +77,14 @@ def test_estimate_rereads_proc_stat_and_notices_it_gone(tmp_path: Path) -> None:
     write_proc_stat(proc, busy=100, idle=100, cpus=2)
     before = open_fds()
     source = EstimatedSource(proc, CpuPowerModel(1.0, 2.0))
-    [(_, first)] = source.read(0)
+    [(_, first)] = read_now(source, 0)
     assert first == 0  # the first reading only starts the integral
     write_proc_stat(proc, busy=150, idle=150, cpus=2)  # half busy: 2 x 1 W + 1 CPU x 2 W
-    [(_, second)] = source.read(1_000_000_000)
+    [(_, second)] = read_now(source, 1_000_000_000)
     assert second == 4_000_000
     assert open_fds() == before + 1
     (proc / "stat").unlink()
-    [(_, gone)] = source.read(2_000_000_000)
+    [(_, gone)] = read_now(source, 2_000_000_000)
     assert isinstance(gone, FileNotFoundError)
     source.close()
     assert open_fds() == before

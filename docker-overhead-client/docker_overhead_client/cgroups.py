@@ -74,9 +74,6 @@ class ContainerFiles:
     version: int
     inactive_key: bytes
 
-    def paths(self) -> tuple[str, str, str]:
-        return self.cpu, self.memory_usage, self.memory_stat
-
     def cpu_ns(self, read: Reader = read_bytes) -> int | None:
         """Cumulative CPU time of the container in nanoseconds."""
         data = read(self.cpu, 4096)
