@@ -44,9 +44,9 @@ def test_component_list_names_existing_components() -> None:
     assert len({d for d, _ in COMPONENTS}) == len(COMPONENTS), "a component is listed twice"
 
 
-def test_hatch_dev_mode_dirs_are_the_component_dirs() -> None:
+def test_hatch_dev_mode_dirs_are_the_component_dirs_and_test_support() -> None:
     found = PYPROJECT["tool"]["hatch"]["build"]["dev-mode-dirs"]
-    expected = [d for d, _ in COMPONENTS]
+    expected = [d for d, _ in COMPONENTS] + [str(TEST_SUPPORT.parent)]
     assert found == expected, disagree("[tool.hatch.build] dev-mode-dirs", found, expected)
 
 
@@ -126,3 +126,22 @@ def test_component_packages_never_import_test_support(component: str) -> None:
             assert name.split(".")[0] != support, (
                 f"{source.relative_to(REPO)} imports {name}: {support} is not in the wheel"
             )
+
+
+def test_no_import_arrow_runs_from_the_framework_to_another_component() -> None:
+    """base-monitoring-client is the bottom layer: nothing under its folder imports a wing, and
+    the test support (which imports the wings) lives outside it."""
+    framework_dir, _ = COMPONENTS[0]
+    wings = {p for d, p in COMPONENTS if d != framework_dir}
+    arrows = [
+        f"{source.relative_to(REPO)} imports {name}"
+        for source in sorted((REPO / framework_dir).rglob("*.py"))
+        for name in imported_modules(source)
+        if name.split(".")[0] in wings
+    ]
+    assert not arrows, "imports from the framework's folder up into the wings:\n" + "\n".join(
+        arrows
+    )
+    assert not TEST_SUPPORT.is_relative_to(framework_dir), (
+        f"the test support ({TEST_SUPPORT}) sits under the framework but imports the wings"
+    )

@@ -9,13 +9,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from ffmpeg_runner.contract import QUALITY_METRICS
+from ffmpeg_runner.contract import QUALITY_METRICS, WindowRecord
 from scipy import stats
 
 from .energy import FloatArray, counter_cumulative, resample_power, window_integrals
 from .prom import Series
 from .sources import Selection
-from .windows import Window
 
 # metric -> higher is better
 SCORE_DIRECTIONS: dict[str, bool] = {
@@ -51,6 +50,10 @@ AGG_METRICS = (
 )
 
 
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
 def _sum_or_nan(parts: list[FloatArray], n: int) -> FloatArray:
     if not parts:
         return np.full(n, np.nan)
@@ -59,7 +62,11 @@ def _sum_or_nan(parts: list[FloatArray], n: int) -> FloatArray:
 
 
 def window_energy_table(
-    windows: Sequence[Window], sel: Selection, *, max_gap_s: float, max_edge_gap_s: float = 0.0
+    windows: Sequence[WindowRecord],
+    sel: Selection,
+    *,
+    max_gap_s: float,
+    max_edge_gap_s: float = 0.0,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Windows DataFrame (energy, power, sources, problems) and the per-entity breakdown.
 
@@ -153,7 +160,7 @@ def window_energy_table(
                 "bitrate_bps": w.top_bitrate_bps,
                 "streams": w.streams,
                 "ladder": w.ladder,
-                "fps": w.fps,
+                "fps": _nan(w.fps),
                 "start_s": w.start_s,
                 "end_s": w.end_s,
                 "duration_s": durations[i],
@@ -171,8 +178,8 @@ def window_energy_table(
                 "engine_cpu_share": engine[i] / host_busy[i]
                 if host_parts and host_busy[i] > 0
                 else np.nan,
-                "frames_total": w.frames_total,
-                "output_pixels": w.output_pixels,
+                "frames_total": _nan(w.frames_total),
+                "output_pixels": _nan(w.output_pixels),
                 "rungs": len(w.rungs),
                 "nominal_pixels_per_s": w.nominal_pixels_per_s,
                 "origin": w.origin,
@@ -181,7 +188,7 @@ def window_energy_table(
                 "resolution": w.rungs[0].resolution if len(w.rungs) == 1 else "",
                 **{f"quality_{m}": w.rung_quality(m) for m in QUALITY_METRICS},
                 "achieved_bitrate_bps": w.rung_achieved_bitrate(),
-                "quality": w.quality or None,
+                "quality": w.quality_by_rung() or None,
                 "quality_error": w.quality_error,
             }
         )

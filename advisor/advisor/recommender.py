@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from ffmpeg_runner.contract import INFO_METRIC
+from ffmpeg_runner.contract import INFO_METRIC, WindowRecord
 
 from .analysis import (
     SCORE_DIRECTIONS,
@@ -39,7 +39,6 @@ from .sources import (
 from .windows import (
     WINDOW_METRICS,
     RunInfo,
-    Window,
     discover_windows,
     load_manifests,
 )
@@ -295,7 +294,7 @@ class TranscodingRecommender:
         *,
         since_s: float | None = None,
         run_id: str | None = None,
-    ) -> list[Window]:
+    ) -> list[WindowRecord]:
         """From manifests, or discovered from ``ffmpeg_scenario_info`` over the last since_s."""
         if results:
             self.runs, windows = load_manifests(Path(p) for p in results)
@@ -309,7 +308,7 @@ class TranscodingRecommender:
         series = self._fetch(WINDOW_METRICS, end - since_s, end, self.step_s or 0.1)
         windows = discover_windows(series, run_id=run_id)
         # The runner's instance label names the measured host (clients default to the hostname).
-        hosts = {w.run_id: w.hostname for w in windows}
+        hosts = {w.run_id: w.instance for w in windows}
         self.runs = [
             RunInfo(r, "discovered", hosts.get(r, ""), None, "prometheus")
             for r in sorted({w.run_id for w in windows})
@@ -353,7 +352,7 @@ class TranscodingRecommender:
         )
 
     def analyze(
-        self, windows: Sequence[Window], *, series: Sequence[Series] | None = None
+        self, windows: Sequence[WindowRecord], *, series: Sequence[Series] | None = None
     ) -> AdvisorReport:
         """The report for these windows; ``series`` skips the fetch (already queried)."""
         t0 = time.perf_counter()
@@ -459,14 +458,14 @@ class TranscodingRecommender:
             series = [drop_repeated_counter_values(s) for s in series]
         return series
 
-    def compare_hosts(self, windows: Sequence[Window]) -> HostComparison:
+    def compare_hosts(self, windows: Sequence[WindowRecord]) -> HostComparison:
         """Each host's windows against its own series, then each scenario ranked across hosts.
 
         One fetch for all hosts: the query count does not grow with the number of hosts.
         """
         if not windows:
             raise AdvisorError("no windows to compare; the manifests list none")
-        unknown = sorted({w.window_id for w in windows if not w.hostname})
+        unknown = sorted({w.window_id for w in windows if not w.instance})
         if unknown:
             raise AdvisorError(
                 f"{len(unknown)} window(s) name no host (e.g. {unknown[0]}): --compare-hosts "
@@ -479,12 +478,12 @@ class TranscodingRecommender:
         series = self._fetch_data(start, end, interval)
         facts = host_facts(series)
         reports: dict[str, AdvisorReport] = {}
-        for host in sorted({w.hostname for w in windows}):
+        for host in sorted({w.instance for w in windows}):
             sub = self._for_host(host)
             mine = [
                 s for s in series if s.name not in DATA_METRICS or s.labels.get("instance") == host
             ]
-            reports[host] = sub.analyze([w for w in windows if w.hostname == host], series=mine)
+            reports[host] = sub.analyze([w for w in windows if w.instance == host], series=mine)
         frames = [rep.windows.assign(host=host) for host, rep in reports.items()]
         table, verdicts = compare_hosts(
             pd.concat(frames, ignore_index=True),
@@ -520,7 +519,7 @@ class TranscodingRecommender:
         *,
         since_s: float | None = None,
         run_id: str | None = None,
-        windows: Sequence[Window] | None = None,
+        windows: Sequence[WindowRecord] | None = None,
     ) -> pd.DataFrame:
         """Scenario table ranked within each ladder (rank 1 = most efficient)."""
         if windows is None:

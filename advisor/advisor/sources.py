@@ -5,9 +5,10 @@ psys ⊇ package ⊇ core/uncore, and dram sits beside package. Only top-level z
 psys when present (it already contains package and DRAM), otherwise package + dram of every
 socket. core/uncore (and any other sub-zone) are reported per zone but never added.
 GPU (``gpu_energy_joules_total`` / ``gpu_power_watts{gpu,uuid,name,source}``): every GPU adds.
-Per (zone, socket) or GPU one source is used, preferring measured ones; ``estimated`` is only
-used with allow_estimated. The counter is preferred; the power gauge is integrated where the
-counter is absent or does not cover a window.
+Per (zone, socket) or GPU one source is used, by the series contract's precedence (hardware
+counter > hardware power > integrated > estimate, ``source_rank``); an estimate is only used
+with allow_estimated. Within a source the counter is preferred; the power gauge is integrated
+where the counter is absent or does not cover a window.
 """
 
 from __future__ import annotations
@@ -16,21 +17,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from base_monitoring_client import contract
 
 from .energy import FloatArray, counter_cumulative, power_cumulative, window_integrals
 from .prom import Series
 
-CPU_ENERGY = "cpu_energy_joules_total"
-CPU_POWER = "cpu_power_watts"
-GPU_ENERGY = "gpu_energy_joules_total"
-GPU_POWER = "gpu_power_watts"
-ENGINE_CPU = "docker_engine_cpu_seconds_total"
-HOST_CPU = "host_cpu_seconds_total"
+CPU_ENERGY = contract.CPU_ENERGY.name
+CPU_POWER = contract.CPU_POWER.name
+GPU_ENERGY = contract.GPU_ENERGY.name
+GPU_POWER = contract.GPU_POWER.name
+ENGINE_CPU = contract.ENGINE_CPU.name
+HOST_CPU = contract.HOST_CPU.name
 DATA_METRICS = (CPU_ENERGY, CPU_POWER, GPU_ENERGY, GPU_POWER, ENGINE_CPU, HOST_CPU)
-ESTIMATED = "estimated"
-# Measured sources first; anything unknown after them; the estimate last.
-SOURCE_PREFERENCE = ("rapl", "nvml", "pyjoules")
-HOST_IDLE_MODES = ("idle", "iowait")
+ESTIMATED = contract.SOURCE_ESTIMATED
+HOST_IDLE_MODES = contract.HOST_CPU_IDLE_MODES
 
 
 def zone_kind(zone: str) -> str:
@@ -39,14 +39,6 @@ def zone_kind(zone: str) -> str:
         if z.startswith(kind) or kind in z.split("-"):
             return kind
     return "package" if z.startswith("pkg") else z
-
-
-def _source_rank(source: str) -> tuple[int, str]:
-    if source == ESTIMATED:
-        return (len(SOURCE_PREFERENCE) + 1, source)
-    if source in SOURCE_PREFERENCE:
-        return (SOURCE_PREFERENCE.index(source), source)
-    return (len(SOURCE_PREFERENCE), source)
 
 
 @dataclass
@@ -167,10 +159,10 @@ def select_entities(series: Sequence[Series], *, allow_estimated: bool) -> Selec
     for gkey in sorted(groups):
         domain, inst, key = gkey
         by_source = groups[gkey]
-        usable = sorted(by_source, key=_source_rank)
-        if not allow_estimated and ESTIMATED in usable:
+        usable = sorted(by_source, key=contract.source_rank)
+        if not allow_estimated and any(map(contract.is_estimate, usable)):
             sel.excluded_estimated.append(f"{domain}:{key}")
-            usable = [u for u in usable if u != ESTIMATED]
+            usable = [u for u in usable if not contract.is_estimate(u)]
         if not usable:
             continue
         source = usable[0]

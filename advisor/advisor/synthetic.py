@@ -14,7 +14,7 @@ window's end) and, in the manifest (schema 2), the per-output quality and the so
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import requests
+from base_monitoring_client import contract
 from base_monitoring_client.encoder import SeriesEncoder, compress
 from base_monitoring_client.sample import STALE_NAN
 from ffmpeg_runner.contract import (
@@ -32,6 +33,7 @@ from ffmpeg_runner.contract import (
     MetricScore,
     OutputQuality,
     Rung,
+    RunManifest,
     SourceInfo,
     WindowRecord,
     ladder_key,
@@ -47,110 +49,112 @@ PACKAGE_SHARE = 0.8  # CPU power split: package 80 %, dram 20 %; core = 50 % of 
 CORE_SHARE_OF_PACKAGE = 0.5
 
 
-@dataclass
-class SynthWindow:
-    run_id: str
-    scenario: str
-    phase: str
-    repeat: int
-    start_ms: int
-    end_ms: int
+@dataclass(frozen=True)
+class Load:
+    """What the machine does during a window (piecewise constant on the sample grid): CPU and
+    GPU power, and the CPU seconds per second of the Docker engine and of the whole host."""
+
     cpu_w: float
-    gpu_w: float
-    encoder: str = "libx264"
-    preset: str = "fast"
-    streams: int = 1
-    rungs: list[Rung] = field(default_factory=list)
-    fps: int = 30
-    status: str = "ok"
+    gpu_w: float = 0.0
     engine_rate: float = 0.0  # docker engine CPU seconds per second
     host_rate: float = 0.0  # busy host CPU seconds per second
-    realtime: bool = False
-    # metric -> mean score of every output; empty: quality not measured
-    quality: dict[str, float] = field(default_factory=dict)
-    achieved_ratio: float = 0.97  # achieved / target bitrate
-
-    @property
-    def duration_s(self) -> float:
-        return (self.end_ms - self.start_ms) / 1000.0
 
     @property
     def total_w(self) -> float:
         return self.cpu_w + self.gpu_w
 
-    @property
-    def bitrate(self) -> str:
-        return self.rungs[0].bitrate if self.rungs else ""
+
+@dataclass(frozen=True)
+class SynthWindow:
+    """One generated window: the contract's record (what the runner would write) and the load
+    behind it (what the generated power series say)."""
+
+    record: WindowRecord
+    load: Load
 
     @property
-    def frames_per_rung(self) -> int:
-        return round(self.fps * self.duration_s) * self.streams
+    def expected_energy_j(self) -> float:
+        return self.load.total_w * self.record.duration_s
 
-    @property
-    def output_pixels(self) -> int:
-        return sum(r.pixels for r in self.rungs) * self.frames_per_rung
 
-    def achieved_bps(self, rung: Rung) -> float:
-        return rung.bitrate_bps * self.achieved_ratio
-
-    def quality_records(self) -> tuple[OutputQuality, ...]:
-        """The manifest's per-output quality (schema 2): every stream x rung."""
-        if self.phase != "transcode" or not self.quality:
-            return ()
-        frames = self.frames_per_rung // self.streams
-        return tuple(
+def window_record(
+    *,
+    run_id: str,
+    scenario: str,
+    phase: str,
+    repeat: int,
+    start_ms: int,
+    end_ms: int,
+    instance: str = "",
+    encoder: str = "libx264",
+    preset: str = "fast",
+    streams: int = 1,
+    rungs: Sequence[Rung] = (),
+    fps: int = 30,
+    status: str = "ok",
+    realtime: bool = False,
+    quality: Mapping[str, float] | None = None,
+    achieved_ratio: float = 0.97,
+) -> WindowRecord:
+    """The record the runner writes for such a window: frames at ``fps`` for the whole window
+    on every rung of every stream; with ``quality`` (metric -> mean score of every output), the
+    per-output quality it measures after the window, at ``achieved_ratio`` x the target rate."""
+    transcode = phase == "transcode"
+    failed = status != "ok"
+    duration_s = (end_ms - start_ms) / 1000.0
+    frames_per_output = round(fps * duration_s)
+    frames_per_rung = frames_per_output * streams
+    outputs: tuple[OutputQuality, ...] = ()
+    if transcode and quality:
+        outputs = tuple(
             OutputQuality(
                 rung=r.key,
                 name=r.name,
                 stream=s,
                 target_bitrate_bps=r.bitrate_bps,
-                achieved_bitrate_bps=self.achieved_bps(r),
-                size_bytes=round(self.achieved_bps(r) * self.duration_s / 8),
-                duration_s=self.duration_s,
-                frames=frames,
-                scores={m: MetricScore(v, v * 0.95) for m, v in self.quality.items()},
+                achieved_bitrate_bps=r.bitrate_bps * achieved_ratio,
+                size_bytes=round(r.bitrate_bps * achieved_ratio * duration_s / 8),
+                duration_s=duration_s,
+                frames=frames_per_output,
+                scores={m: MetricScore(v, v * 0.95) for m, v in quality.items()},
             )
-            for s in range(self.streams)
-            for r in self.rungs
+            for s in range(streams)
+            for r in rungs
         )
+    return WindowRecord(
+        run_id=run_id,
+        instance=instance,
+        scenario=scenario,
+        phase=phase,
+        repeat=repeat,
+        start_ms=start_ms,
+        end_ms=end_ms,
+        status=status,
+        error="ffmpeg exited with code 1" if failed else None,
+        encoder=encoder,
+        preset=preset,
+        bitrate=rungs[0].bitrate if rungs else "",
+        streams=streams,
+        ladder=ladder_key(rungs),
+        rungs=tuple(rungs),
+        fps=fps,
+        input="testsrc2",
+        realtime=realtime,
+        commands=(("ffmpeg", "-hide_banner"),) * streams if transcode else (),
+        exit_codes=(1 if failed else 0,) * streams if transcode else (),
+        frames={f"{s}:{r.name}": frames_per_output for s in range(streams) for r in rungs}
+        if transcode
+        else {},
+        frames_total=frames_per_rung * len(rungs) if transcode else 0,
+        output_pixels=sum(r.pixels for r in rungs) * frames_per_rung if transcode else 0,
+        source=SourceInfo(
+            "file", "/synthetic/bigbuckbunny.mp4", "0" * 64, 1_000_000, fps, 1280, 720, 132
+        ),
+        quality=outputs,
+    )
 
-    def manifest_entry(self) -> dict[str, Any]:
-        """This window as the runner writes it: through the contract's WindowRecord."""
-        transcode = self.phase == "transcode"
-        failed = self.status != "ok"
-        return WindowRecord(
-            scenario=self.scenario,
-            phase=self.phase,
-            repeat=self.repeat,
-            start_ms=self.start_ms,
-            end_ms=self.end_ms,
-            status=self.status,
-            error="ffmpeg exited with code 1" if failed else None,
-            encoder=self.encoder,
-            preset=self.preset,
-            bitrate=self.bitrate,
-            streams=self.streams,
-            ladder=ladder_key(self.rungs),
-            rungs=tuple(self.rungs),
-            fps=self.fps,
-            input="testsrc2",
-            realtime=self.realtime,
-            commands=(("ffmpeg", "-hide_banner"),) * self.streams if transcode else (),
-            exit_codes=(1 if failed else 0,) * self.streams if transcode else (),
-            frames={
-                f"{s}:{r.name}": self.frames_per_rung // self.streams
-                for s in range(self.streams)
-                for r in self.rungs
-            }
-            if transcode
-            else {},
-            frames_total=self.frames_per_rung * len(self.rungs) if transcode else 0,
-            output_pixels=self.output_pixels if transcode else 0,
-            source=SourceInfo(
-                "file", "/synthetic/bigbuckbunny.mp4", "0" * 64, 1_000_000, self.fps, 1280, 720, 132
-            ),
-            quality=self.quality_records(),
-        ).to_json()
+
+_LOAD_FIELDS = ("cpu_w", "gpu_w", "engine_rate", "host_rate")
 
 
 @dataclass
@@ -162,7 +166,7 @@ class Experiment:
     idle_cpu_w: float = 20.0
     idle_gpu_w: float = 0.0
     gpu: bool = False
-    cpu_source: str = "rapl"
+    cpu_source: str = contract.SOURCE_RAPL
     idle_engine_rate: float = 0.01
     idle_host_rate: float = 0.05
     with_estimated_shadow: bool = True  # an estimated duplicate that must be ignored
@@ -185,11 +189,16 @@ class Experiment:
         self.cursor_ms += round(seconds * 1000 / self.interval_ms) * self.interval_ms
 
     def add(self, seconds: float, **kw: Any) -> SynthWindow:
+        """A window of ``seconds`` at the cursor: ``cpu_w``, ``gpu_w``, ``engine_rate`` and
+        ``host_rate`` are its load, every other keyword goes to ``window_record``."""
         dur = round(seconds * 1000 / self.interval_ms) * self.interval_ms
         kw.setdefault("gpu_w", self.idle_gpu_w if self.gpu else 0.0)
         kw.setdefault("engine_rate", self.idle_engine_rate)
         kw.setdefault("host_rate", self.idle_host_rate)
-        w = SynthWindow(start_ms=self.cursor_ms, end_ms=self.cursor_ms + dur, **kw)
+        load = Load(**{k: kw.pop(k) for k in _LOAD_FIELDS})
+        kw.setdefault("instance", self.instance)
+        record = window_record(start_ms=self.cursor_ms, end_ms=self.cursor_ms + dur, **kw)
+        w = SynthWindow(record, load)
         self.windows.append(w)
         self.cursor_ms += dur
         return w
@@ -198,40 +207,40 @@ class Experiment:
     def end_ms(self) -> int:
         return self.cursor_ms
 
-    def manifest(self, run_id: str) -> dict[str, Any]:
-        """Schema 2 when a window of the run measured quality, else schema 1 (no source or
-        quality fields): the advisor reads both."""
-        ws = [w for w in self.windows if w.run_id == run_id]
-        schema = 2 if any(w.quality for w in ws) else 1
-        entries = [w.manifest_entry() for w in ws]
-        if schema == 1:
-            for e in entries:
-                for key in ("realtime", "source", "quality", "quality_error"):
-                    del e[key]
-        return {
-            "schema_version": schema,
-            "run_id": run_id,
-            "status": "completed",
-            "started_ms": ws[0].start_ms,
-            "ended_ms": ws[-1].end_ms,
-            "host": {
+    def run_manifest(self, run_id: str) -> RunManifest:
+        ws = [w.record for w in self.windows if w.record.run_id == run_id]
+        return RunManifest(
+            run_id=run_id,
+            started_ms=ws[0].start_ms,
+            host={
                 "hostname": self.instance,
                 "cpu_model": "synthetic",
                 "cores": 2,
                 "kernel": "6.1",
                 "os": "Debian GNU/Linux 12",
             },
-            "ffmpeg": {"path": "/usr/bin/ffmpeg", "version": "5.1", "configuration": ""},
-            "sample_interval_s": self.interval_ms / 1000.0,
-            "windows": entries,
-        }
+            ffmpeg={"path": "/usr/bin/ffmpeg", "version": "5.1", "configuration": ""},
+            sample_interval_s=self.interval_ms / 1000.0,
+            status="completed",
+            ended_ms=ws[-1].end_ms,
+            windows=ws,
+        )
 
-    def write_manifests(self, directory: Path) -> list[Path]:
+    def manifest(self, run_id: str, schema_version: int | None = None) -> dict[str, Any]:
+        """The run's manifest as the runner writes it; an older ``schema_version`` leaves out
+        what that schema did not have (the advisor reads every supported schema). By default
+        schema 2 when a window of the run measured quality, else schema 1."""
+        run = self.run_manifest(run_id)
+        if schema_version is None:
+            schema_version = 2 if any(w.quality for w in run.windows) else 1
+        return run.to_json(schema_version)
+
+    def write_manifests(self, directory: Path, schema_version: int | None = None) -> list[Path]:
         directory.mkdir(parents=True, exist_ok=True)
         paths = []
-        for run_id in dict.fromkeys(w.run_id for w in self.windows):
+        for run_id in dict.fromkeys(w.record.run_id for w in self.windows):
             p = directory / f"{run_id}.json"
-            p.write_text(json.dumps(self.manifest(run_id), indent=1))
+            p.write_text(json.dumps(self.manifest(run_id, schema_version), indent=1))
             paths.append(p)
         return paths
 
@@ -248,16 +257,13 @@ class Experiment:
         eng = np.full(n, self.idle_engine_rate)
         host = np.full(n, self.idle_host_rate)
         for w in self.windows:
-            a = (w.start_ms - self.start_ms) // self.interval_ms
-            b = (w.end_ms - self.start_ms) // self.interval_ms
-            cpu[a:b] = w.cpu_w
-            gpu[a:b] = w.gpu_w
-            eng[a:b] = w.engine_rate
-            host[a:b] = w.host_rate
+            a = (w.record.start_ms - self.start_ms) // self.interval_ms
+            b = (w.record.end_ms - self.start_ms) // self.interval_ms
+            cpu[a:b] = w.load.cpu_w
+            gpu[a:b] = w.load.gpu_w
+            eng[a:b] = w.load.engine_rate
+            host[a:b] = w.load.host_rate
         return {"cpu": cpu, "gpu": gpu, "engine": eng, "host": host}
-
-    def expected_energy(self, w: SynthWindow) -> float:
-        return w.total_w * w.duration_s
 
     def series(
         self,
@@ -292,38 +298,31 @@ class Experiment:
                     # restart happened half an interval before sample idx
                     c[idx:] = c[idx:] - c[idx] + rate[idx - 1] * dt / 2
             labels = {"zone": zone, "socket": "0", "source": self.cpu_source}
-            out.append(("cpu_energy_joules_total", labels, t[keep], c[keep]))
-            out.append(("cpu_power_watts", labels, t[keep], gauge(rate)[keep]))
-            if self.with_estimated_shadow and zone == "package" and self.cpu_source != "estimated":
-                est = {"zone": zone, "socket": "0", "source": "estimated"}
-                out.append(("cpu_energy_joules_total", est, t, counter(rate * 3 + 7)))
+            out.append((contract.CPU_ENERGY.name, labels, t[keep], c[keep]))
+            out.append((contract.CPU_POWER.name, labels, t[keep], gauge(rate)[keep]))
+            estimated = contract.SOURCE_ESTIMATED
+            if self.with_estimated_shadow and zone == "package" and self.cpu_source != estimated:
+                est = {"zone": zone, "socket": "0", "source": estimated}
+                out.append((contract.CPU_ENERGY.name, est, t, counter(rate * 3 + 7)))
         if self.gpu:
-            g = {"gpu": "0", "uuid": "GPU-synthetic-0", "name": "Synthetic GPU", "source": "nvml"}
-            out.append(("gpu_energy_joules_total", g, t, counter(r["gpu"])))
-            out.append(("gpu_power_watts", g, t, gauge(r["gpu"])))
-        out.append(
-            (
-                "docker_engine_cpu_seconds_total",
-                {"process": "dockerd"},
-                t,
-                counter(r["engine"] * 0.75),
-            )
-        )
-        out.append(
-            (
-                "docker_engine_cpu_seconds_total",
-                {"process": "containerd"},
-                t,
-                counter(r["engine"] * 0.25),
-            )
-        )
-        out.append(("host_cpu_seconds_total", {"mode": "user"}, t, counter(r["host"])))
-        out.append(("host_cpu_seconds_total", {"mode": "idle"}, t, counter(2.0 - r["host"])))
+            # As gpu-nvml-client sends them: the energy counter and the instantaneous power.
+            g = {"gpu": "0", "uuid": "GPU-synthetic-0", "name": "Synthetic GPU"}
+            counter_labels = {**g, "source": contract.SOURCE_NVML_ENERGY_COUNTER}
+            power_labels = {**g, "source": contract.SOURCE_NVML_POWER_INSTANT}
+            out.append((contract.GPU_ENERGY.name, counter_labels, t, counter(r["gpu"])))
+            out.append((contract.GPU_POWER.name, power_labels, t, gauge(r["gpu"])))
+        engine = contract.ENGINE_CPU.name
+        out.append((engine, {"process": "dockerd"}, t, counter(r["engine"] * 0.75)))
+        out.append((engine, {"process": "containerd"}, t, counter(r["engine"] * 0.25)))
+        host = contract.HOST_CPU.name
+        out.append((host, {"mode": "user"}, t, counter(r["host"])))
+        out.append((host, {"mode": "idle"}, t, counter(2.0 - r["host"])))
         if self.host_info:
             every = max(1, 4000 // self.interval_ms)
-            out.append(("wattpush_host_info", self.host_info, t[::every], np.ones(t[::every].size)))
+            host_info = contract.HOST_INFO.name
+            out.append((host_info, self.host_info, t[::every], np.ones(t[::every].size)))
         if self.with_info:
-            for w in self.windows:
+            for w in (sw.record for sw in self.windows):
                 tw = np.arange(w.start_ms, w.end_ms + 1, self.interval_ms)
                 info = {
                     "run_id": w.run_id,
@@ -335,7 +334,8 @@ class Experiment:
                     "streams": str(w.streams),
                     "bitrate": w.bitrate or "none",
                     "repeat": str(w.repeat),
-                    "fps": str(w.fps),
+                    "fps": f"{w.fps or 0:g}",
+                    "rate_control": w.rate_control,
                 }
                 # like the runner: 1 for the whole window, then one stale marker
                 out.append(
@@ -362,22 +362,23 @@ class Experiment:
                                 FRAMES_METRIC,
                                 lab,
                                 np.append(tw, tw[-1] + 1),
-                                np.append((tw - w.start_ms) / 1000.0 * w.fps, STALE_NAN),
+                                np.append((tw - w.start_ms) / 1000.0 * (w.fps or 0), STALE_NAN),
                             )
                         )
-                # Measured after the window, pushed once per output (one sample).
+                # Measured after the window, pushed once per output of stream 0 (one sample).
                 t_q = np.array([w.end_ms + self.interval_ms])
-                for rung in w.rungs if w.quality else ():
+                for q in (q for q in w.quality if q.stream == 0):
                     base = {
                         "run_id": w.run_id,
                         "scenario": w.scenario,
                         "repeat": str(w.repeat),
-                        "rung": rung.key,
+                        "rung": q.rung,
                     }
-                    for metric, score in w.quality.items():
+                    for metric, score in q.scores.items():
                         lab = {**base, "metric": metric}
-                        out.append((QUALITY_METRIC, lab, t_q, np.array([score])))
-                    out.append((OUTPUT_BITRATE_METRIC, base, t_q, np.array([w.achieved_bps(rung)])))
+                        out.append((QUALITY_METRIC, lab, t_q, np.array([score.mean])))
+                    bps = q.achieved_bitrate_bps
+                    out.append((OUTPUT_BITRATE_METRIC, base, t_q, np.array([bps])))
         return out
 
     def push(self, write_url: str, slice_s: float = 60.0, session: Any = None) -> int:

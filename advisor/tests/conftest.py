@@ -88,7 +88,7 @@ class World:
         return [
             w
             for w in self.main.windows + self.est.windows
-            if w.run_id == run_id and w.phase == phase
+            if w.record.run_id == run_id and w.record.phase == phase
         ]
 
 
@@ -132,7 +132,7 @@ def build_world(tmp: Path) -> World:
                 host_rate=1.0,
             )
             if name == "fast" and rep == 1:
-                exp.counter_resets_ms.append(w.start_ms + 4000 + 50)
+                exp.counter_resets_ms.append(w.record.start_ms + 4000 + 50)
                 reset_w = w
             exp.idle(1)
     # A failed repeat (reported, not ranked) and a repeat whose CPU data has a gap.
@@ -148,7 +148,7 @@ def build_world(tmp: Path) -> World:
         status="failed",
     )
     # Its start also falls in a short CPU gap: both facts must be reported.
-    exp.cpu_gaps.append((failed_w.start_ms - 800, failed_w.start_ms + 1700))
+    exp.cpu_gaps.append((failed_w.record.start_ms - 800, failed_w.record.start_ms + 1700))
     exp.idle(1)
     gap_w = exp.add(
         10,
@@ -162,7 +162,7 @@ def build_world(tmp: Path) -> World:
     )
     # Over the window's end: the edge cannot be interpolated (a gap strictly inside a counter's
     # window would not matter: the counter difference is exact).
-    exp.cpu_gaps.append((gap_w.start_ms + 6000, gap_w.start_ms + 13000))
+    exp.cpu_gaps.append((gap_w.record.start_ms + 6000, gap_w.record.start_ms + 13000))
     exp.idle(2)
     # Run "law": the scaling law with 5 % noise, for prediction.
     rng = np.random.default_rng(7)
@@ -207,7 +207,8 @@ def build_world(tmp: Path) -> World:
         est.idle(1)
     # A client stalled by load (seen in Docker when encoders start): 2.5 s without samples from
     # 0.8 s before the second window (after the first one ended) to 1.7 s into it.
-    est.cpu_gaps.append((stalled[1].start_ms - 800, stalled[1].start_ms + 1700))
+    start = stalled[1].record.start_ms
+    est.cpu_gaps.append((start - 800, start + 1700))
     paths = exp.write_manifests(tmp / "results") + est.write_manifests(tmp / "results")
     assert exp.end_ms < now_ms - 60_000, "synthetic data must end in the past"
     assert gap_w is not None and reset_w is not None

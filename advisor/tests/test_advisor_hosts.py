@@ -103,7 +103,7 @@ def test_a_run_belongs_to_the_runners_instance_not_its_pod_hostname(tmp_path: Pa
     path = tmp_path / "r1.json"
     path.write_text(json.dumps(doc))
     run, windows = load_manifest(path)
-    assert run.hostname == "node-a" and windows[0].hostname == "node-a"
+    assert run.hostname == "node-a" and windows[0].instance == "node-a"
     del doc["host"]["instance"]  # schema-1 era manifests: the hostname is all there is
     path.write_text(json.dumps(doc))
     assert load_manifest(path)[0].hostname == "ffmpeg-runner-x7k2p"

@@ -39,8 +39,8 @@ def analyse(
     return _cache[key]
 
 
-def row(rep: AdvisorReport, w: SynthWindow) -> pd.Series:
-    df = rep.windows
+def row(rep: AdvisorReport, sw: SynthWindow) -> pd.Series:
+    df, w = rep.windows, sw.record
     hit = df[(df["scenario"] == w.scenario) & (df["repeat"] == w.repeat) & (df["phase"] == w.phase)]
     assert len(hit) == 1, f"{w.scenario}/{w.repeat}"
     return hit.iloc[0]
@@ -52,20 +52,21 @@ def test_window_energy_power_and_net_energy_match_closed_form(
     rep, queries = analyse(receiver, world, "rank")
     assert queries == 1  # one raw query for every window of the run
     checked = 0
-    for w in world.windows("rank"):
-        if w.status != "ok" or w is world.gap_window:
+    for sw in world.windows("rank"):
+        w, load = sw.record, sw.load
+        if w.status != "ok" or sw is world.gap_window:
             continue
-        r = row(rep, w)
+        r = row(rep, sw)
         assert r["status"] == "ok"
-        tol = 1e-2 if w is world.reset_window else 1e-6
-        assert r["energy_j"] == pytest.approx(w.total_w * w.duration_s, rel=tol)
-        assert r["cpu_power_w"] == pytest.approx(w.cpu_w, rel=tol)
-        assert r["gpu_power_w"] == pytest.approx(w.gpu_w, rel=1e-6)
+        tol = 1e-2 if sw is world.reset_window else 1e-6
+        assert r["energy_j"] == pytest.approx(sw.expected_energy_j, rel=tol)
+        assert r["cpu_power_w"] == pytest.approx(load.cpu_w, rel=tol)
+        assert r["gpu_power_w"] == pytest.approx(load.gpu_w, rel=1e-6)
         assert r["baseline_power_w"] == pytest.approx(CPU_IDLE_W + GPU_IDLE_W, rel=1e-6)
-        net = (w.total_w - CPU_IDLE_W - GPU_IDLE_W) * w.duration_s
+        net = (load.total_w - CPU_IDLE_W - GPU_IDLE_W) * w.duration_s
         assert r["net_energy_j"] == pytest.approx(net, rel=tol)
         assert r["pixels_per_joule"] == pytest.approx(
-            w.output_pixels / (w.total_w * w.duration_s), rel=tol
+            (w.output_pixels or 0) / sw.expected_energy_j, rel=tol
         )
         # docker engine: 0.2 CPU-s/s of a host busy 1.0 CPU-s/s
         assert r["engine_cpu_s"] == pytest.approx(0.2 * w.duration_s, rel=1e-6)
@@ -142,7 +143,7 @@ def test_window_starting_inside_a_counter_gap_is_interpolated_with_its_error(
     w = world.stalled_window
     rep, _ = analyse(receiver, world, "est", allow_estimated=True)
     got = row(rep, w)
-    truth = 55.0 * (w.end_ms - w.start_ms) / 1000
+    truth = 55.0 * w.record.duration_s
     assert got["status"] == "ok"
     # The gap also covers idle time before the window, so interpolation is not exact, but the
     # truth lies within the stated worst case, which is far below the window's energy.
@@ -155,7 +156,8 @@ def test_window_starting_inside_a_counter_gap_is_interpolated_with_its_error(
         r"start inside a 2\.6 s gap, interpolated, true value within -[\d.]+/\+", part["method"]
     )
     assert any(
-        w.scenario in text and "interpolated" in text and "±" in text for text in rep.warnings
+        w.record.scenario in text and "interpolated" in text and "±" in text
+        for text in rep.warnings
     )
     # A limit below the gap: the window is missing and the reason names the setting.
     strict, _ = analyse(receiver, world, "est", allow_estimated=True, max_edge_gap_s=2.0)

@@ -13,8 +13,10 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-HOST_INFO_METRIC = "wattpush_host_info"
-HOST_INFO_LABELS = ("cpu_model", "cores", "virtualized", "hypervisor", "gpu_model")
+from .contract import HOST_INFO
+
+HOST_INFO_METRIC = HOST_INFO.name
+HOST_INFO_LABELS = HOST_INFO.labels
 
 # DMI vendor/product strings of the common hypervisors, lower case, matched as substrings.
 _HYPERVISORS = (

@@ -24,6 +24,7 @@ from base_monitoring_client import (
     ClientConfig,
     MonitoringClient,
     Setting,
+    contract,
     parse_bool,
     parse_choice,
     parse_float,
@@ -40,10 +41,14 @@ from .zones import Reader, Zone, describe_os_error, discover_zones, read_sysfs
 
 log = logging.getLogger(__name__)
 
-ENERGY_METRIC = "cpu_energy_joules_total"
-POWER_METRIC = "cpu_power_watts"
+ENERGY_METRIC = contract.CPU_ENERGY.name
+POWER_METRIC = contract.CPU_POWER.name
 DEFAULT_POWERCAP_DIR = Path("/sys/class/powercap")
-BACKENDS = ("sysfs", "pyjoules", "estimated")
+# Backends are named after the source value their series carry (sysfs's is "rapl").
+BACKEND_SYSFS = "sysfs"
+BACKEND_PYJOULES = contract.SOURCE_PYJOULES
+BACKEND_ESTIMATED = contract.SOURCE_ESTIMATED
+BACKENDS = (BACKEND_SYSFS, BACKEND_PYJOULES, BACKEND_ESTIMATED)
 _REMINDER_NS = 600 * 1_000_000_000  # repeat the "estimating" warning every 10 minutes
 
 CounterKey = tuple[str, str, str]  # (source, zone, socket)
@@ -227,9 +232,9 @@ class CpuRaplClient(MonitoringClient):
 
     def _open_preferred(self) -> tuple[EnergySource | None, str]:
         """The configured backend, or None and why it cannot be used."""
-        if self.backend == "estimated":
+        if self.backend == BACKEND_ESTIMATED:
             return None, "RAPL_BACKEND=estimated"
-        if self.backend == "pyjoules":
+        if self.backend == BACKEND_PYJOULES:
             pyj = (
                 PyJoulesSource(self.powercap_dir, self._reader, self._load_pyjoules)
                 if self._load_pyjoules is not None
@@ -261,7 +266,7 @@ class CpuRaplClient(MonitoringClient):
         return SysfsSource(found.zones, self._tick_reader), ""
 
     def _fallback(self, reason: str) -> EnergySource:
-        if self.backend != "estimated" and not self.estimate_fallback:
+        if self.backend != BACKEND_ESTIMATED and not self.estimate_fallback:
             raise RaplUnavailableError(
                 f"{reason}. Fix one of: {fixes_text()}. Or set ESTIMATE_FALLBACK=true to "
                 'model power from CPU time instead (series marked source="estimated").'
@@ -275,7 +280,7 @@ class CpuRaplClient(MonitoringClient):
                 f"either ({exc}); set HOST_PROC to a readable proc root such as /proc"
             ) from None
         model = self.model
-        if self.backend == "estimated":
+        if self.backend == BACKEND_ESTIMATED:
             log.warning(
                 "RAPL_BACKEND=estimated: CPU power is MODELLED from CPU time, not measured "
                 "(%d CPUs x %g W idle + %g W per busy CPU); every series has source=estimated",
@@ -308,7 +313,7 @@ class CpuRaplClient(MonitoringClient):
     def _rescan(self, mono: int) -> None:
         source = self._source
         if isinstance(source, EstimatedSource):
-            if self.backend != "estimated":
+            if self.backend != BACKEND_ESTIMATED:
                 found, _ = self._open_preferred()
                 if found is not None:
                     log.warning("RAPL counters are readable now: measuring instead of estimating")
@@ -332,7 +337,7 @@ class CpuRaplClient(MonitoringClient):
     def _new_counter(self, key: CounterKey, zone: Zone) -> ResettableCounter:
         # max_zone_watts in uJ per second: a backwards step needing more is a reset
         counter = ResettableCounter(zone.max_energy_range_uj, self.max_zone_watts * 1e6)
-        if zone.max_energy_range_uj is None and key[0] != "estimated":
+        if zone.max_energy_range_uj is None and key[0] != contract.SOURCE_ESTIMATED:
             log.warning(
                 "%s (%s) has no readable max_energy_range_uj: a wrap will be counted as a reset",
                 zone.sysfs_id,

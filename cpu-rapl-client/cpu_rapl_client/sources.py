@@ -16,6 +16,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
+from base_monitoring_client import contract
 from base_monitoring_client.openfiles import OpenFiles
 
 from .errors import PyJoulesBackendError, RaplConfigError
@@ -57,7 +58,7 @@ class SysfsSource:
     then the reopen (FileNotFoundError), exactly as a fresh open would.
     """
 
-    source = "rapl"
+    source = contract.SOURCE_RAPL
 
     def __init__(self, zones: Sequence[Zone], reader: Reader | None = None) -> None:
         self._reader = reader or read_sysfs
@@ -112,11 +113,13 @@ class SysfsSource:
 class EstimatedSource:
     """One zone, ``package`` on socket ``all``: the whole host's CPUs through the model."""
 
-    source = "estimated"
+    source = contract.SOURCE_ESTIMATED
 
     def __init__(self, proc_root: Path, model: CpuPowerModel, reader: Reader | None = None) -> None:
         self.energy = EstimatedEnergy(proc_root, model, reader)
-        self._zones = [Zone("package", "all", "model", (), proc_root, "estimated", None)]
+        self._zones = [
+            Zone("package", "all", "model", (), proc_root, contract.SOURCE_ESTIMATED, None)
+        ]
 
     @property
     def zones(self) -> Sequence[Zone]:
@@ -149,7 +152,7 @@ class PyJoulesSource:
     no amd-rapl) and returns the files' microjoules as floats; its failures are translated
     into errors that say what to change (its own ``NoSuchDeviceError`` has no message)."""
 
-    source = "pyjoules"
+    source = contract.SOURCE_PYJOULES
 
     def __init__(
         self,
@@ -206,7 +209,8 @@ class PyJoulesSource:
                 max_range = None
             socket = str(domain.socket)
             zone_name = str(domain.get_domain_name())
-            zones.append(Zone(zone_name, socket, "pyjoules", (i,), path, repr(domain), max_range))
+            kind = contract.SOURCE_PYJOULES
+            zones.append(Zone(zone_name, socket, kind, (i,), path, repr(domain), max_range))
         if len(values) != len(zones):
             raise PyJoulesBackendError(
                 f"pyJoules returned {len(values)} values for {len(zones)} domains"

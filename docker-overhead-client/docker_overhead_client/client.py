@@ -13,6 +13,7 @@ from base_monitoring_client import (
     InvalidValue,
     MonitoringClient,
     Setting,
+    contract,
     parse_float,
     parse_path,
 )
@@ -34,13 +35,13 @@ from .procfs import (
     read_bytes,
 )
 
-CONTAINER_CPU = "container_cpu_seconds_total"
-CONTAINER_MEMORY = "container_memory_bytes"
-CONTAINER_RX = "container_network_receive_bytes_total"
-CONTAINER_TX = "container_network_transmit_bytes_total"
-ENGINE_CPU = "docker_engine_cpu_seconds_total"
-ENGINE_MEMORY = "docker_engine_memory_bytes"
-HOST_CPU = "host_cpu_seconds_total"
+CONTAINER_CPU = contract.CONTAINER_CPU.name
+CONTAINER_MEMORY = contract.CONTAINER_MEMORY.name
+CONTAINER_RX = contract.CONTAINER_RX.name
+CONTAINER_TX = contract.CONTAINER_TX.name
+ENGINE_CPU = contract.ENGINE_CPU.name
+ENGINE_MEMORY = contract.ENGINE_MEMORY.name
+HOST_CPU = contract.HOST_CPU.name
 
 #: How long the carried counters of a vanished container are kept for a comeback.
 STATE_TTL_NS = 3600 * 1_000_000_000

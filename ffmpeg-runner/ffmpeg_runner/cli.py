@@ -367,9 +367,9 @@ def run(scenarios: Sequence[Scenario], options: RunOptions, config: Any) -> int:
                 pipeline.stop()
     for window in manifest.windows:
         print(
-            f"{window['scenario']:<32} {window['phase']:<9} r{window['repeat']:<3} "
-            f"{window['status']:<11} {window['duration_s']:8.2f} s "
-            f"{window['frames_total']:>9} frames {window['output_pixels']:>15} px"
+            f"{window.scenario:<32} {window.phase:<9} r{window.repeat:<3} "
+            f"{window.status:<11} {window.duration_s:8.2f} s "
+            f"{window.frames_total:>9} frames {window.output_pixels:>15} px"
         )
     print(f"manifest: {manifest.path} ({manifest.status})")
     return _exit_code(manifest.status, signals.first)

@@ -138,7 +138,8 @@ class RunnerClient(MonitoringClient):
             seen.add(output.rung)
             base = validate_series(OUTPUT_BITRATE_METRIC, {**window_labels, "rung": output.rung})
             bitrate = output.achieved_bitrate_bps
-            samples.append(_Once(OUTPUT_BITRATE_METRIC, base, bitrate, ts_ms))
+            if bitrate is not None:
+                samples.append(_Once(OUTPUT_BITRATE_METRIC, base, bitrate, ts_ms))
             for metric, score in output.scores.items():
                 labels = validate_series(QUALITY_METRIC, {**base, "metric": metric})
                 samples.append(_Once(QUALITY_METRIC, labels, score.mean, ts_ms))

@@ -1,13 +1,20 @@
-"""What the runner writes and the advisor reads: metric and label names, bitrates, ladders and
-the manifest's window record.
+"""What the runner writes and the advisor reads: the window model, the manifest around it,
+bitrates, ladders and the typed labels of the runner's series.
 
-This module is the one place these are defined. The advisor imports it; the monitoring
-framework must not (it knows nothing of scenarios). It does no I/O and imports nothing heavy.
+This module is the one place these are defined; the series names and label keys themselves are
+the series contract's (``base_monitoring_client.contract``). The runner writes ``WindowRecord``
+and ``RunManifest``, the advisor reads them (from a manifest, or built from Prometheus series),
+and the advisor's synthetic generator writes them too. It does no I/O and imports nothing heavy.
 
 Manifest ``schema_version`` history:
 - 1: windows with timing, frames, output pixels, commands.
 - 2: adds each window's ``source`` (the input: path, sha256, size, frame rate) and ``quality``
   (per encoded output: achieved bitrate, file size and per-metric mean / 5th percentile).
+- 3: adds each window's ``run_id``, ``instance``, ``rate_control`` and ``quality_value`` (the
+  constant-quality setting) and ``accounting`` (CPU time of the window's ffmpeg processes and
+  of the host, for attribution); the run's ``order``, ``seed``, ``repeats`` (why each scenario
+  stopped repeating) and ``search`` (target-quality searches: probes and the chosen setting).
+Every older schema is still read: fields it lacks take their defaults (``accounting`` None).
 """
 
 from __future__ import annotations
@@ -18,36 +25,29 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from base_monitoring_client import contract as series
 from base_monitoring_client.config import InvalidValue
 
-SCHEMA_VERSION = 2
-SUPPORTED_SCHEMA_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+SUPPORTED_SCHEMA_VERSIONS = (1, 2, 3)
 
-# -- metric and label names ------------------------------------------------------------------
+# -- metric and label names (spelled in the series contract) ---------------------------------
 
-INFO_METRIC = "ffmpeg_scenario_info"
-FRAMES_METRIC = "ffmpeg_frames_total"
-FPS_METRIC = "ffmpeg_fps"
-SPEED_METRIC = "ffmpeg_speed_ratio"
-QUALITY_METRIC = "ffmpeg_output_quality"
-OUTPUT_BITRATE_METRIC = "ffmpeg_output_bitrate_bits_per_second"
+INFO_METRIC = series.FFMPEG_INFO.name
+FRAMES_METRIC = series.FFMPEG_FRAMES.name
+FPS_METRIC = series.FFMPEG_FPS.name
+SPEED_METRIC = series.FFMPEG_SPEED.name
+QUALITY_METRIC = series.FFMPEG_QUALITY.name
+OUTPUT_BITRATE_METRIC = series.FFMPEG_OUTPUT_BITRATE.name
+WINDOW_CPU_METRIC = series.FFMPEG_WINDOW_CPU.name
 
-# ffmpeg_scenario_info's labels; ``fps`` is the source frame rate (schema 2 and later).
-INFO_LABELS = (
-    "run_id",
-    "scenario",
-    "phase",
-    "encoder",
-    "preset",
-    "ladder",
-    "streams",
-    "bitrate",
-    "repeat",
-    "fps",
-)
-PROGRESS_LABELS = ("run_id", "scenario", "repeat", "stream", "output")
-QUALITY_LABELS = ("run_id", "scenario", "repeat", "rung", "metric")
-OUTPUT_BITRATE_LABELS = ("run_id", "scenario", "repeat", "rung")
+# ffmpeg_scenario_info's labels; ``fps`` is the source frame rate (schema 2 and later),
+# ``rate_control`` and ``quality_value`` the rate control (schema 3 and later).
+INFO_LABELS = series.FFMPEG_INFO.labels
+PROGRESS_LABELS = series.FFMPEG_FRAMES.labels
+QUALITY_LABELS = series.FFMPEG_QUALITY.labels
+OUTPUT_BITRATE_LABELS = series.FFMPEG_OUTPUT_BITRATE.labels
+WINDOW_CPU_LABELS = series.FFMPEG_WINDOW_CPU.labels
 
 # The ``metric`` label values. PSNR is in dB (luma-weighted average of Y, U, V as ffmpeg's psnr
 # filter reports it), SSIM in 0..1 (ffmpeg's "All"), VMAF in 0..100.
@@ -55,6 +55,12 @@ QUALITY_METRICS = ("vmaf", "psnr", "ssim")
 
 PHASES = ("baseline", "transcode")
 WINDOW_STATUSES = ("ok", "failed", "interrupted")
+# How the encoder's rate is controlled: a target bitrate (-b:v), a constant rate factor (-crf:
+# x264, x265, SVT-AV1, VP9 with -b:v 0) or a constant quantiser level (NVENC -rc vbr -cq).
+RATE_CONTROLS = ("bitrate", "crf", "cq")
+# The order a run measures its windows in (``--order``).
+ORDERS = ("sequential", "interleaved", "shuffled")
+SEARCH_STATUSES = ("found", "unreachable", "exceeded")
 
 
 class ContractError(ValueError):
@@ -217,27 +223,33 @@ class SourceInfo:
 
 @dataclass(frozen=True)
 class MetricScore:
-    """One metric over the compared frames: the mean and the 5th percentile (the bad frames)."""
+    """One metric over the compared frames: the mean and the 5th percentile (the bad frames);
+    ``p5`` is None where only the mean is known (a window read back from Prometheus)."""
 
     mean: float
-    p5: float
+    p5: float | None = None
 
-    def to_json(self) -> dict[str, float]:
+    def to_json(self) -> dict[str, float | None]:
         return {"mean": self.mean, "p5": self.p5}
 
 
 @dataclass(frozen=True)
 class OutputQuality:
-    """One encoded output compared with its source, measured after the window."""
+    """One encoded output compared with its source, measured after the window.
+
+    The manifest has every field (``target_bitrate_bps`` is None with constant-quality rate
+    control); an output read back from Prometheus knows only its scores' means and its achieved
+    bitrate, so the rest are None there.
+    """
 
     rung: str  # WxH@BITRATE, as in the ladder label
     name: str
     stream: int
-    target_bitrate_bps: int
-    achieved_bitrate_bps: float  # from the encoded size and duration
-    size_bytes: int
-    duration_s: float
-    frames: int  # frames compared
+    target_bitrate_bps: int | None
+    achieved_bitrate_bps: float | None  # from the encoded size and duration
+    size_bytes: int | None = None
+    duration_s: float | None = None
+    frames: int | None = None  # frames compared
     scores: Mapping[str, MetricScore] = field(default_factory=dict)  # by QUALITY_METRICS name
 
     def to_json(self) -> dict[str, Any]:
@@ -268,12 +280,13 @@ class OutputQuality:
             at = f"{where}.scores.{metric}"
             if not isinstance(score, Mapping):
                 raise ContractError(f"{at}: expected {{'mean': ..., 'p5': ...}}")
-            scores[metric] = MetricScore(_float(score, "mean", at), _float(score, "p5", at))
+            scores[metric] = MetricScore(_float(score, "mean", at), _opt_float(score, "p5", at))
         return cls(
             rung=str(_req(raw, "rung", where)),
             name=str(raw.get("name") or ""),
             stream=_opt_int(raw, "stream", where) or 0,
-            target_bitrate_bps=_int(raw, "target_bitrate_bps", where),
+            # null with constant-quality rate control (no target), but never left out
+            target_bitrate_bps=_opt_int(raw, _present(raw, "target_bitrate_bps", where), where),
             achieved_bitrate_bps=_float(raw, "achieved_bitrate_bps", where),
             size_bytes=_int(raw, "size_bytes", where),
             duration_s=_float(raw, "duration_s", where),
@@ -283,12 +296,67 @@ class OutputQuality:
 
 
 @dataclass(frozen=True)
-class WindowRecord:
-    """One window of the manifest: a baseline, or one repeat of a transcode scenario.
+class Accounting:
+    """CPU time used inside one window, read at its edges (schema 3).
 
-    ``start_ms``/``end_ms`` are exact unix milliseconds (stabilization excluded). Quality was
-    measured after ``end_ms``, outside the window; ``quality`` is empty when it was not asked
-    for, and ``quality_error`` says why when it was asked for and failed.
+    ``transcode_cpu_s``: utime + stime of every thread of the window's ffmpeg processes
+    (``/proc/<pid>/stat``); 0 for a baseline. ``host_busy_cpu_s`` / ``host_total_cpu_s``: the
+    host's busy and total CPU time from ``/proc/stat`` (busy = user + nice + system + irq +
+    softirq; total = busy + idle + iowait + steal, as cpu-rapl-client's estimate counts it).
+    ``cgroup_cpu_s``: the runner's own cgroup (``cpu.stat`` usage) when it runs in a container,
+    else None. ``processes``: how many processes were read.
+    """
+
+    transcode_cpu_s: float
+    host_busy_cpu_s: float
+    host_total_cpu_s: float
+    cgroup_cpu_s: float | None = None
+    processes: int = 0
+
+    @property
+    def background_cpu_share(self) -> float | None:
+        """1 - transcode / host busy: the share of busy CPU others used (0 when nothing else
+        ran); None when the host was not busy at all."""
+        if self.host_busy_cpu_s <= 0:
+            return None
+        return min(1.0, max(0.0, 1.0 - self.transcode_cpu_s / self.host_busy_cpu_s))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "transcode_cpu_s": self.transcode_cpu_s,
+            "host_busy_cpu_s": self.host_busy_cpu_s,
+            "host_total_cpu_s": self.host_total_cpu_s,
+            "cgroup_cpu_s": self.cgroup_cpu_s,
+            "processes": self.processes,
+        }
+
+    @classmethod
+    def from_json(cls, raw: Any, where: str) -> Accounting:
+        if not isinstance(raw, Mapping):
+            raise ContractError(f"{where}: expected an object")
+        out = cls(
+            transcode_cpu_s=_float(raw, "transcode_cpu_s", where),
+            host_busy_cpu_s=_float(raw, "host_busy_cpu_s", where),
+            host_total_cpu_s=_float(raw, "host_total_cpu_s", where),
+            cgroup_cpu_s=_opt_float(raw, "cgroup_cpu_s", where),
+            processes=_opt_int(raw, "processes", where) or 0,
+        )
+        for key in ("transcode_cpu_s", "host_busy_cpu_s", "host_total_cpu_s"):
+            if getattr(out, key) < 0:
+                raise ContractError(f"{where}.{key}: CPU time cannot be negative")
+        return out
+
+
+@dataclass(frozen=True)
+class WindowRecord:
+    """One window: a baseline, or one repeat of a transcode scenario.
+
+    The one window model: the runner writes it to the manifest, the advisor reads it from there
+    (or builds it from the runner's series, ``origin="discovered"``) and the synthetic generator
+    makes it. ``start_ms``/``end_ms`` are exact unix milliseconds (stabilization excluded).
+    Quality was measured after ``end_ms``, outside the window; ``quality`` is empty when it was
+    not asked for, and ``quality_error`` says why when it was asked for and failed. Counts that
+    a reader could not learn (frames of a window whose progress series are missing) are None.
     """
 
     scenario: str
@@ -296,42 +364,107 @@ class WindowRecord:
     repeat: int
     start_ms: int
     end_ms: int
+    run_id: str = ""
+    instance: str = ""  # the runner's instance label: which host's power series belong to it
     status: str = "ok"
     error: str | None = None
     encoder: str = ""
     preset: str = "default"
     bitrate: str = ""
+    rate_control: str = "bitrate"
+    quality_value: float | None = None  # the CRF or CQ value; None with rate_control=bitrate
     streams: int = 1
     ladder: str = ""
     rungs: tuple[Rung, ...] = ()
     fps: float | None = None
     input: str = ""
     output: str = "null"
-    realtime: bool = False
+    realtime: bool | None = False  # None: unknown (read back from Prometheus)
     stabilization_s: float = 0.0
     commands: tuple[tuple[str, ...], ...] = ()
     exit_codes: tuple[int | None, ...] = ()
     frames: Mapping[str, int] = field(default_factory=dict)
-    frames_total: int = 0
-    output_pixels: int = 0
-    dropped_frames: int = 0
+    frames_total: int | None = 0
+    output_pixels: int | None = 0
+    dropped_frames: int | None = 0
     stderr_tail: str = ""
     source: SourceInfo | None = None
     quality: tuple[OutputQuality, ...] = ()
     quality_error: str | None = None
+    accounting: Accounting | None = None
+    origin: str = "manifest"  # where a reader got it: manifest | discovered (not written)
+
+    # -- derived views ---------------------------------------------------------------------
 
     @property
     def duration_s(self) -> float:
         return (self.end_ms - self.start_ms) / 1000
 
+    @property
+    def start_s(self) -> float:
+        return self.start_ms / 1000.0
+
+    @property
+    def end_s(self) -> float:
+        return self.end_ms / 1000.0
+
+    @property
+    def window_id(self) -> str:
+        return f"{self.run_id}/{self.scenario}/{self.phase}/{self.repeat}"
+
+    @property
+    def top_bitrate_bps(self) -> float:
+        """The top rung's bitrate (the ``bitrate`` the runner reports); NaN without rungs."""
+        return float(self.rungs[0].bitrate_bps) if self.rungs else math.nan
+
+    @property
+    def nominal_pixels_per_s(self) -> float:
+        """Streams x Σ rung width x height x fps: the pixel rate the configuration asks for."""
+        if not self.rungs or self.fps is None or not math.isfinite(self.fps):
+            return math.nan
+        return float(self.streams * sum(r.pixels for r in self.rungs) * self.fps)
+
+    def quality_by_rung(self) -> dict[str, dict[str, float]]:
+        """Rung key -> metric -> mean score, averaged over the scenario's streams."""
+        sums: dict[str, dict[str, list[float]]] = {}
+        for out in self.quality:
+            for metric, score in out.scores.items():
+                sums.setdefault(out.rung, {}).setdefault(metric, []).append(score.mean)
+        return {r: {m: sum(v) / len(v) for m, v in q.items()} for r, q in sums.items()}
+
+    def achieved_bitrate_by_rung(self) -> dict[str, float]:
+        """Rung key -> achieved bits per second, averaged over the scenario's streams."""
+        sums: dict[str, list[float]] = {}
+        for out in self.quality:
+            if out.achieved_bitrate_bps is not None:
+                sums.setdefault(out.rung, []).append(out.achieved_bitrate_bps)
+        return {r: sum(v) / len(v) for r, v in sums.items()}
+
+    def rung_quality(self, metric: str) -> float:
+        """The single output's mean score (NaN for ladders of several rungs or unmeasured)."""
+        if len(self.rungs) != 1:
+            return math.nan
+        return self.quality_by_rung().get(self.rungs[0].key, {}).get(metric, math.nan)
+
+    def rung_achieved_bitrate(self) -> float:
+        if len(self.rungs) != 1:
+            return math.nan
+        return self.achieved_bitrate_by_rung().get(self.rungs[0].key, math.nan)
+
+    # -- JSON ------------------------------------------------------------------------------
+
     def to_json(self) -> dict[str, Any]:
         return {
+            "run_id": self.run_id,
+            "instance": self.instance,
             "scenario": self.scenario,
             "phase": self.phase,
             "repeat": self.repeat,
             "encoder": self.encoder,
             "preset": self.preset,
             "bitrate": self.bitrate,
+            "rate_control": self.rate_control,
+            "quality_value": _json_number(self.quality_value),
             "streams": self.streams,
             "ladder": self.ladder,
             "rungs": [r.to_json() for r in self.rungs],
@@ -355,11 +488,15 @@ class WindowRecord:
             "source": self.source.to_json() if self.source else None,
             "quality": [q.to_json() for q in self.quality],
             "quality_error": self.quality_error,
+            "accounting": self.accounting.to_json() if self.accounting else None,
         }
 
     @classmethod
-    def from_json(cls, raw: Any, where: str) -> WindowRecord:
-        """Read one manifest window (schema 1 or 2); ContractError names the field at fault."""
+    def from_json(
+        cls, raw: Any, where: str, *, run_id: str = "", instance: str = ""
+    ) -> WindowRecord:
+        """Read one manifest window (schema 1 to 3); ContractError names the field at fault.
+        ``run_id``/``instance`` fill in what a window of schema 1 or 2 does not carry."""
         if not isinstance(raw, Mapping):
             raise ContractError(f"{where}: expected an object")
         start_ms = _int(raw, "start_ms", where)
@@ -369,6 +506,11 @@ class WindowRecord:
         phase = str(_req(raw, "phase", where))
         if phase not in PHASES:
             raise ContractError(f"{where}.phase: {phase!r} is not one of {', '.join(PHASES)}")
+        rate_control = str(raw.get("rate_control") or "bitrate")
+        if rate_control not in RATE_CONTROLS:
+            raise ContractError(
+                f"{where}.rate_control: {rate_control!r} is not one of {', '.join(RATE_CONTROLS)}"
+            )
         rungs_raw = raw.get("rungs") or []
         if not isinstance(rungs_raw, list):
             raise ContractError(f"{where}.rungs: expected a list")
@@ -382,8 +524,11 @@ class WindowRecord:
         if not isinstance(quality_raw, list):
             raise ContractError(f"{where}.quality: expected a list")
         source_raw = raw.get("source")
+        accounting_raw = raw.get("accounting")
         frames_raw = raw.get("frames") or {}
         return cls(
+            run_id=str(raw.get("run_id") or run_id),
+            instance=str(raw.get("instance") or instance),
             scenario=str(_req(raw, "scenario", where)),
             phase=phase,
             repeat=_opt_int(raw, "repeat", where) or 0,
@@ -394,6 +539,8 @@ class WindowRecord:
             encoder=str(raw.get("encoder") or ""),
             preset=str(raw.get("preset") or "default"),
             bitrate=str(raw.get("bitrate") or ""),
+            rate_control=rate_control,
+            quality_value=_opt_float(raw, "quality_value", where),
             streams=_opt_int(raw, "streams", where) or 1,
             ladder=ladder,
             rungs=rungs,
@@ -417,7 +564,286 @@ class WindowRecord:
                 for i, q in enumerate(quality_raw)
             ),
             quality_error=_opt_str(raw.get("quality_error")),
+            accounting=Accounting.from_json(accounting_raw, f"{where}.accounting")
+            if accounting_raw
+            else None,
         )
+
+
+# -- the run: repeats and target-quality searches --------------------------------------------
+
+
+@dataclass(frozen=True)
+class RepeatRecord:
+    """How many repeats one scenario got and why it stopped (``--repeats N`` or ``auto``)."""
+
+    scenario: str
+    policy: str  # "fixed" or "auto:MIN:MAX"
+    repeats: int
+    reason: str  # e.g. "fixed count", "CI half-width 2.1 % <= 3 %", "MAX (8) reached"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "policy": self.policy,
+            "repeats": self.repeats,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_json(cls, raw: Any, where: str) -> RepeatRecord:
+        if not isinstance(raw, Mapping):
+            raise ContractError(f"{where}: expected an object")
+        return cls(
+            scenario=str(_req(raw, "scenario", where)),
+            policy=str(raw.get("policy") or "fixed"),
+            repeats=_int(raw, "repeats", where),
+            reason=str(raw.get("reason") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One quality-only encode of a search: its setting, score and cost (outside every window)."""
+
+    value: float  # the CRF/CQ value, or the bitrate in bits per second
+    score: float | None  # None: the probe failed (``error`` says why)
+    bitrate_bps: float | None
+    encode_s: float
+    quality_s: float
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "value": _json_number(self.value),
+            "score": self.score,
+            "bitrate_bps": self.bitrate_bps,
+            "encode_s": self.encode_s,
+            "quality_s": self.quality_s,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_json(cls, raw: Any, where: str) -> Probe:
+        if not isinstance(raw, Mapping):
+            raise ContractError(f"{where}: expected an object")
+        return cls(
+            value=_float(raw, "value", where),
+            score=_opt_float(raw, "score", where),
+            bitrate_bps=_opt_float(raw, "bitrate_bps", where),
+            encode_s=_opt_float(raw, "encode_s", where) or 0.0,
+            quality_s=_opt_float(raw, "quality_s", where) or 0.0,
+            error=_opt_str(raw.get("error")),
+        )
+
+
+@dataclass(frozen=True)
+class SearchRecord:
+    """One family's target-quality search: every probe, the status and the chosen setting.
+
+    ``status``: ``found`` (a probe within tolerance, or the bracket one step wide),
+    ``unreachable`` (even the best setting stays below the target), ``exceeded`` (even the
+    cheapest setting is above it). ``chosen`` is None unless found. ``scenario`` names the
+    scenario whose windows measured the energy at the chosen setting.
+    """
+
+    family: str  # ENCODER:PRESET@WxH (+ rate control)
+    encoder: str
+    preset: str
+    resolution: str
+    rate_control: str
+    target_metric: str
+    target_value: float
+    status: str
+    probes: tuple[Probe, ...] = ()
+    chosen: Probe | None = None
+    scenario: str | None = None
+    message: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        chosen = self.chosen
+        return {
+            "family": self.family,
+            "encoder": self.encoder,
+            "preset": self.preset,
+            "resolution": self.resolution,
+            "rate_control": self.rate_control,
+            "target": {"metric": self.target_metric, "value": self.target_value},
+            "status": self.status,
+            "probes": [p.to_json() for p in self.probes],
+            "chosen": None
+            if chosen is None
+            else {
+                "value": _json_number(chosen.value),
+                "score": chosen.score,
+                "bitrate_bps": chosen.bitrate_bps,
+            },
+            "scenario": self.scenario,
+            "message": self.message,
+        }
+
+    @classmethod
+    def from_json(cls, raw: Any, where: str) -> SearchRecord:
+        if not isinstance(raw, Mapping):
+            raise ContractError(f"{where}: expected an object")
+        status = str(_req(raw, "status", where))
+        if status not in SEARCH_STATUSES:
+            raise ContractError(
+                f"{where}.status: {status!r} is not one of {', '.join(SEARCH_STATUSES)}"
+            )
+        target = _req(raw, "target", where)
+        if not isinstance(target, Mapping):
+            raise ContractError(f"{where}.target: expected {{'metric': ..., 'value': ...}}")
+        metric = str(_req(target, "metric", f"{where}.target"))
+        if metric not in QUALITY_METRICS:
+            raise ContractError(
+                f"{where}.target.metric: {metric!r} is not one of {', '.join(QUALITY_METRICS)}"
+            )
+        probes_raw = raw.get("probes") or []
+        if not isinstance(probes_raw, list):
+            raise ContractError(f"{where}.probes: expected a list")
+        chosen_raw = raw.get("chosen")
+        chosen = None
+        if chosen_raw is not None:
+            if not isinstance(chosen_raw, Mapping):
+                raise ContractError(f"{where}.chosen: expected an object or null")
+            chosen = Probe(
+                value=_float(chosen_raw, "value", f"{where}.chosen"),
+                score=_opt_float(chosen_raw, "score", f"{where}.chosen"),
+                bitrate_bps=_opt_float(chosen_raw, "bitrate_bps", f"{where}.chosen"),
+                encode_s=0.0,
+                quality_s=0.0,
+            )
+        return cls(
+            family=str(_req(raw, "family", where)),
+            encoder=str(raw.get("encoder") or ""),
+            preset=str(raw.get("preset") or "default"),
+            resolution=str(raw.get("resolution") or ""),
+            rate_control=str(raw.get("rate_control") or "crf"),
+            target_metric=metric,
+            target_value=_float(target, "value", f"{where}.target"),
+            status=status,
+            probes=tuple(
+                Probe.from_json(p, f"{where}.probes[{i}]") for i, p in enumerate(probes_raw)
+            ),
+            chosen=chosen,
+            scenario=_opt_str(raw.get("scenario")),
+            message=str(raw.get("message") or ""),
+        )
+
+
+# What each schema added: (the manifest's keys, each window's keys).
+_ADDED_IN_SCHEMA: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    2: ((), ("realtime", "source", "quality", "quality_error")),
+    3: (
+        ("order", "seed", "repeats", "search"),
+        ("run_id", "instance", "rate_control", "quality_value", "accounting"),
+    ),
+}
+
+
+@dataclass
+class RunManifest:
+    """The results manifest ``results/<run_id>.json``: the run and its windows.
+
+    The runner keeps one and rewrites it after every window; the advisor and the synthetic
+    generator read and write the same. ``order`` is how windows were scheduled (``ORDERS``) and
+    ``seed`` the shuffle's seed; ``repeats`` and ``search`` are empty where not used.
+    """
+
+    run_id: str
+    started_ms: int
+    host: dict[str, Any] = field(default_factory=dict)
+    ffmpeg: dict[str, Any] = field(default_factory=dict)
+    sample_interval_s: float | None = None
+    status: str = "running"
+    ended_ms: int | None = None
+    order: str = "sequential"
+    seed: int | None = None
+    windows: list[WindowRecord] = field(default_factory=list)
+    repeats: list[RepeatRecord] = field(default_factory=list)
+    search: list[SearchRecord] = field(default_factory=list)
+    schema_version: int = SCHEMA_VERSION  # what was read; to_json always writes the current
+
+    @property
+    def instance(self) -> str:
+        """The instance label the run's series carry (older manifests: the hostname)."""
+        return str(self.host.get("instance") or self.host.get("hostname") or "")
+
+    def to_json(self, schema_version: int = SCHEMA_VERSION) -> dict[str, Any]:
+        """The manifest document; an older ``schema_version`` (for readers' tests) leaves out
+        the keys that schema did not have."""
+        if schema_version not in SUPPORTED_SCHEMA_VERSIONS:
+            raise ContractError(f"schema_version {schema_version} is not one this writes")
+        doc: dict[str, Any] = {
+            "schema_version": schema_version,
+            "run_id": self.run_id,
+            "status": self.status,
+            "started_ms": self.started_ms,
+            "ended_ms": self.ended_ms,
+            "host": self.host,
+            "ffmpeg": self.ffmpeg,
+            "sample_interval_s": self.sample_interval_s,
+            "order": self.order,
+            "seed": self.seed,
+            "repeats": [r.to_json() for r in self.repeats],
+            "search": [s.to_json() for s in self.search],
+            "windows": [w.to_json() for w in self.windows],
+        }
+        for version, (run_keys, window_keys) in _ADDED_IN_SCHEMA.items():
+            if version > schema_version:
+                for key in run_keys:
+                    del doc[key]
+                for window in doc["windows"]:
+                    for key in window_keys:
+                        del window[key]
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: Any, where: str) -> RunManifest:
+        """Any supported schema; ContractError names the field at fault and the fix."""
+        if not isinstance(doc, Mapping):
+            raise ContractError(f"{where}: expected a JSON object (ffmpeg-runner results manifest)")
+        version = doc.get("schema_version")
+        if version not in SUPPORTED_SCHEMA_VERSIONS:
+            raise ContractError(
+                f"{where}: schema_version {version!r} is not supported (this version reads "
+                f"{', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))}); upgrade wattpush or re-run "
+                "ffmpeg-runner"
+            )
+        host = doc.get("host") or {}
+        if not isinstance(host, Mapping):
+            raise ContractError(f"{where}.host: expected an object")
+        run_id = str(_req(doc, "run_id", where))
+        order = str(doc.get("order") or "sequential")
+        if order not in ORDERS:
+            raise ContractError(f"{where}.order: {order!r} is not one of {', '.join(ORDERS)}")
+        manifest = cls(
+            run_id=run_id,
+            started_ms=_opt_int(doc, "started_ms", where) or 0,
+            host=dict(host),
+            ffmpeg=dict(doc.get("ffmpeg") or {}),
+            sample_interval_s=_opt_float(doc, "sample_interval_s", where),
+            status=str(doc.get("status") or "completed"),
+            ended_ms=_opt_int(doc, "ended_ms", where),
+            order=order,
+            seed=_opt_int(doc, "seed", where),
+            schema_version=int(version),
+        )
+        instance = manifest.instance
+        manifest.windows = [
+            WindowRecord.from_json(raw, f"{where}: windows[{i}]", run_id=run_id, instance=instance)
+            for i, raw in enumerate(_list(doc, "windows", where, required=True))
+        ]
+        manifest.repeats = [
+            RepeatRecord.from_json(raw, f"{where}: repeats[{i}]")
+            for i, raw in enumerate(_list(doc, "repeats", where))
+        ]
+        manifest.search = [
+            SearchRecord.from_json(raw, f"{where}: search[{i}]")
+            for i, raw in enumerate(_list(doc, "search", where))
+        ]
+        return manifest
 
 
 # -- series labels, typed (readers for the advisor; the runner writes the plain dicts) --------
@@ -427,7 +853,8 @@ class WindowRecord:
 class InfoLabels:
     """The labels of one ``ffmpeg_scenario_info`` series (``INFO_LABELS``), typed.
 
-    ``fps`` is None before schema 2 (no label); ``rungs`` is () when the ladder is unparseable.
+    ``fps`` is None before schema 2 (no label); ``rungs`` is () when the ladder is unparseable;
+    ``rate_control`` is ``bitrate`` and ``quality_value`` None before schema 3.
     """
 
     run_id: str
@@ -441,6 +868,8 @@ class InfoLabels:
     bitrate: str
     repeat: int
     fps: float | None
+    rate_control: str = "bitrate"
+    quality_value: float | None = None
 
     @classmethod
     def from_labels(cls, labels: Mapping[str, str]) -> InfoLabels:
@@ -449,6 +878,13 @@ class InfoLabels:
         ladder = str(labels.get("ladder", ""))
         fps_text = labels.get("fps")
         fps = _label_number(fps_text, "fps", where, float) if fps_text else None
+        rate_control = str(labels.get("rate_control") or "bitrate")
+        if rate_control not in RATE_CONTROLS:
+            raise ContractError(
+                f"{where}: label rate_control={rate_control!r} is not one of "
+                f"{', '.join(RATE_CONTROLS)}"
+            )
+        value_text = labels.get("quality_value")
         return cls(
             run_id=str(labels.get("run_id", "")),
             scenario=str(labels.get("scenario", "")),
@@ -461,14 +897,18 @@ class InfoLabels:
             bitrate=str(labels.get("bitrate", "")),
             repeat=int(_label_number(labels.get("repeat") or "0", "repeat", where, int)),
             fps=fps,
+            rate_control=rate_control,
+            quality_value=_label_number(value_text, "quality_value", where, float)
+            if value_text
+            else None,
         )
 
 
 @dataclass(frozen=True)
 class OutputLabels:
-    """The window part of a progress, quality or achieved-bitrate series' labels
-    (``PROGRESS_LABELS``, ``QUALITY_LABELS``, ``OUTPUT_BITRATE_LABELS``), typed; fields a
-    series does not carry are None."""
+    """The window part of a progress, quality, achieved-bitrate or window-CPU series' labels
+    (``PROGRESS_LABELS``, ``QUALITY_LABELS``, ``OUTPUT_BITRATE_LABELS``,
+    ``WINDOW_CPU_LABELS``), typed; fields a series does not carry are None."""
 
     run_id: str
     scenario: str
@@ -477,6 +917,8 @@ class OutputLabels:
     metric: str | None = None
     stream: str | None = None
     output: str | None = None
+    phase: str | None = None
+    scope: str | None = None
 
     @property
     def window(self) -> tuple[str, str, int]:
@@ -493,6 +935,8 @@ class OutputLabels:
             metric=labels.get("metric"),
             stream=labels.get("stream"),
             output=labels.get("output"),
+            phase=labels.get("phase"),
+            scope=labels.get("scope"),
         )
 
 
@@ -513,6 +957,13 @@ def _req(raw: Mapping[str, Any], key: str, where: str) -> Any:
     if key not in raw or raw[key] is None:
         raise ContractError(f"{where}: missing field {key!r}; regenerate it with ffmpeg-runner")
     return raw[key]
+
+
+def _present(raw: Mapping[str, Any], key: str, where: str) -> str:
+    """``key``, after checking that it is there (its value may be null)."""
+    if key not in raw:
+        raise ContractError(f"{where}: missing field {key!r}; regenerate it with ffmpeg-runner")
+    return key
 
 
 def _int(raw: Mapping[str, Any], key: str, where: str) -> int:
@@ -537,6 +988,13 @@ def _opt_int(raw: Mapping[str, Any], key: str, where: str) -> int | None:
 
 def _opt_float(raw: Mapping[str, Any], key: str, where: str) -> float | None:
     return None if raw.get(key) is None else _float(raw, key, where)
+
+
+def _list(raw: Mapping[str, Any], key: str, where: str, *, required: bool = False) -> list[Any]:
+    value = _req(raw, key, where) if required else raw.get(key) or []
+    if not isinstance(value, list):
+        raise ContractError(f"{where}.{key}: expected a list; regenerate it with ffmpeg-runner")
+    return value
 
 
 def _opt_str(value: Any) -> str | None:

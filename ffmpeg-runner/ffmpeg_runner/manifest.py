@@ -11,13 +11,12 @@ import socket
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from base_monitoring_client.hostinfo import read_host_info
 
-from .contract import SCHEMA_VERSION
+from .contract import RunManifest, WindowRecord
 
 RUN_STATUSES = ("running", "completed", "interrupted", "failed")
 
@@ -79,41 +78,35 @@ def write_json_atomic(path: Path, document: Any) -> None:
         raise
 
 
-@dataclass
 class Manifest:
-    path: Path
-    run_id: str
-    started_ms: int
-    host: dict[str, Any]
-    ffmpeg: dict[str, Any]
-    sample_interval_s: float
-    status: str = "running"
-    ended_ms: int | None = None
-    windows: list[dict[str, Any]] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    """The run's ``RunManifest`` (the contract's) kept on disk at ``path``: written whole and
+    atomically at the start, after every window and at the end."""
+
+    def __init__(self, path: Path, run: RunManifest) -> None:
+        self.path = path
+        self.run = run
+        self._lock = threading.Lock()
+
+    @property
+    def windows(self) -> list[WindowRecord]:
+        return self.run.windows
+
+    @property
+    def status(self) -> str:
+        return self.run.status
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "run_id": self.run_id,
-            "status": self.status,
-            "started_ms": self.started_ms,
-            "ended_ms": self.ended_ms,
-            "host": self.host,
-            "ffmpeg": self.ffmpeg,
-            "sample_interval_s": self.sample_interval_s,
-            "windows": list(self.windows),
-        }
+        return self.run.to_json()
 
-    def add_window(self, window: dict[str, Any]) -> None:
+    def add_window(self, window: WindowRecord) -> None:
         with self._lock:
-            self.windows.append(window)
+            self.run.windows.append(window)
             self._write()
 
     def finish(self, status: str, ended_ms: int) -> None:
         with self._lock:
-            self.status = status
-            self.ended_ms = ended_ms
+            self.run.status = status
+            self.run.ended_ms = ended_ms
             self._write()
 
     def write(self) -> None:
@@ -121,4 +114,4 @@ class Manifest:
             self._write()
 
     def _write(self) -> None:
-        write_json_atomic(self.path, self.to_json())
+        write_json_atomic(self.path, self.run.to_json())

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from base_monitoring_client.clock import SYSTEM_CLOCK, Clock
 
-from .contract import OutputQuality, SourceInfo, WindowRecord
+from .contract import OutputQuality, RunManifest, SourceInfo, WindowRecord
 from .errors import QualityError
 from .ffmpeg import FfmpegInfo, measured_path, stream_commands
 from .manifest import Manifest, host_facts
@@ -120,6 +120,9 @@ def info_labels(
         "bitrate": scenario.bitrate,
         "repeat": str(repeat),
         "fps": f"{fps if fps is not None else scenario.fps:g}",
+        "rate_control": scenario.rate_control,
+        # empty (so no label) with rate_control=bitrate
+        "quality_value": "" if scenario.quality_value is None else f"{scenario.quality_value:g}",
     }
 
 
@@ -196,12 +199,14 @@ class Runner:
         self.stop_reason = ""
         self._sources: dict[str, SourceInfo] = {}
         self.manifest = Manifest(
-            path=options.manifest_path,
-            run_id=options.run_id,
-            started_ms=self._now_ms(),
-            host=self.host,
-            ffmpeg=options.ffmpeg.to_json(),
-            sample_interval_s=options.sample_interval_s,
+            options.manifest_path,
+            RunManifest(
+                run_id=options.run_id,
+                started_ms=self._now_ms(),
+                host=self.host,
+                ffmpeg=options.ffmpeg.to_json(),
+                sample_interval_s=options.sample_interval_s,
+            ),
         )
 
     def request_stop(self, reason: str = "stop requested") -> None:
@@ -237,7 +242,7 @@ class Runner:
                     if phase == "transcode" and scenario.output == "files":
                         (self.options.media_dir / scenario.name).mkdir(parents=True, exist_ok=True)
                     window = self._transcode(scenario, repeat)
-                self.manifest.add_window(window.to_json())
+                self.manifest.add_window(window)
                 log.info(
                     "window %s/%s/r%d: %s (%.1f s, %d frames)%s",
                     scenario.name, phase, repeat, window.status, window.duration_s,
@@ -304,12 +309,16 @@ class Runner:
 
     def _window_base(self, scenario: Scenario, phase: str, repeat: int) -> dict[str, Any]:
         return {
+            "run_id": self.options.run_id,
+            "instance": str(self.host.get("instance") or ""),
             "scenario": scenario.name,
             "phase": phase,
             "repeat": repeat,
             "encoder": scenario.encoder,
             "preset": scenario.preset_label,
             "bitrate": scenario.bitrate,
+            "rate_control": scenario.rate_control,
+            "quality_value": scenario.quality_value,
             "streams": scenario.streams,
             "ladder": scenario.ladder,
             "rungs": scenario.rungs,
@@ -525,7 +534,7 @@ class Runner:
                 cpu_after.ru_stime - cpu_before.ru_stime
             )
             wall_s = self.clock.monotonic() - started
-            compared = sum(o.frames for o in outputs)
+            compared = sum(o.frames or 0 for o in outputs)
             log.info(
                 "quality %s/r%d (%s): %d frames in %.2f s wall, %.2f s CPU: %.0f frames/s per "
                 "core", scenario.name, repeat, ",".join(scenario.quality), compared, wall_s,

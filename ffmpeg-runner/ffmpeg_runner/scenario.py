@@ -152,6 +152,9 @@ class Scenario:
     realtime: bool = False
     extra_args: tuple[str, ...] = field(default_factory=tuple)
     quality: tuple[str, ...] = ()
+    # contract.RATE_CONTROLS; the CRF/CQ value with crf or cq (rungs then carry no target rate)
+    rate_control: str = "bitrate"
+    quality_value: float | None = None
 
     @property
     def ladder(self) -> str:

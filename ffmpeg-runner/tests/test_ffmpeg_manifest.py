@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from ffmpeg_runner.contract import SCHEMA_VERSION
+from ffmpeg_runner.contract import SCHEMA_VERSION, RunManifest, WindowRecord
 from ffmpeg_runner.manifest import Manifest, host_facts, new_run_id, write_json_atomic
 
 
@@ -32,12 +32,15 @@ def test_failed_write_keeps_the_previous_file(tmp_path: Path) -> None:
 
 
 def test_manifest_is_rewritten_per_window_and_at_the_end(tmp_path: Path) -> None:
-    manifest = Manifest(tmp_path / "r.json", "r", 1000, {"cores": 2}, {"version": "5.1"}, 0.1)
+    run = RunManifest("r", 1000, {"cores": 2}, {"version": "5.1"}, 0.1)
+    manifest = Manifest(tmp_path / "r.json", run)
     manifest.write()
     assert json.loads(manifest.path.read_text())["status"] == "running"
-    manifest.add_window({"scenario": "a", "status": "ok"})
+    window = WindowRecord("a", "baseline", 0, 1000, 1500, run_id="r")
+    manifest.add_window(window)
     doc = json.loads(manifest.path.read_text())
-    assert doc["windows"] == [{"scenario": "a", "status": "ok"}]
+    assert doc["windows"] == [window.to_json()]
+    assert RunManifest.from_json(doc, "r.json").windows == [window]
     manifest.finish("completed", 2000)
     doc = json.loads(manifest.path.read_text())
     assert (doc["schema_version"], doc["status"], doc["ended_ms"]) == (

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from ffmpeg_runner import runner as runner_module
 from ffmpeg_runner.cli import main
-from ffmpeg_runner.contract import QUALITY_METRIC, WindowRecord
+from ffmpeg_runner.contract import QUALITY_METRIC, SCHEMA_VERSION, RunManifest, WindowRecord
 from ffmpeg_runner.ffmpeg import FfmpegInfo
 from ffmpeg_runner.quality import PSNR_CAP_DB, choose_tool, extra_ffmpeg
 from ffmpeg_runner.runner import Runner, RunOptions
@@ -35,8 +35,8 @@ def real_clip(name: str) -> Path:
 
 def windows(path: Path) -> list[WindowRecord]:
     manifest = json.loads(path.read_text())
-    assert manifest["schema_version"] == 2
-    return [WindowRecord.from_json(w, f"windows[{i}]") for i, w in enumerate(manifest["windows"])]
+    assert manifest["schema_version"] == SCHEMA_VERSION
+    return RunManifest.from_json(manifest, str(path)).windows
 
 
 def test_lossless_outputs_align_with_the_looped_source_frame_by_frame(

@@ -16,7 +16,14 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Self, TypeVar
 
-from base_monitoring_client import ClientConfig, InvalidValue, MonitoringClient, Setting, parse_bool
+from base_monitoring_client import (
+    ClientConfig,
+    InvalidValue,
+    MonitoringClient,
+    Setting,
+    contract,
+    parse_bool,
+)
 from base_monitoring_client.clock import SYSTEM_CLOCK, Clock
 from base_monitoring_client.counter import ResettableCounter, Step
 from base_monitoring_client.hostinfo import HostInfo
@@ -38,13 +45,15 @@ from .nvml import Handle, NvmlBackend, PynvmlBackend
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Values of the ``source`` label.
-SOURCE_ENERGY_COUNTER = "nvml_energy_counter"  # nvmlDeviceGetTotalEnergyConsumption
-SOURCE_INTEGRATED = "integrated_power"  # trapezoid integral of gpu_power_watts
-SOURCE_POWER_INSTANT = "nvml_power_instant"  # field NVML_FI_DEV_POWER_INSTANT
-SOURCE_POWER_USAGE = "nvml_power_usage"  # nvmlDeviceGetPowerUsage (1 s average on Ampere+)
+# Values of the ``source`` label (the series contract's).
+SOURCE_ENERGY_COUNTER = contract.SOURCE_NVML_ENERGY_COUNTER
+SOURCE_INTEGRATED = contract.SOURCE_INTEGRATED_POWER
+SOURCE_POWER_INSTANT = contract.SOURCE_NVML_POWER_INSTANT
+SOURCE_POWER_USAGE = contract.SOURCE_NVML_POWER_USAGE
 
-DEVICES_METRIC = "gpu_nvml_devices"
+DEVICES_METRIC = contract.GPU_DEVICES.name
+ENERGY_METRIC = contract.GPU_ENERGY.name
+POWER_METRIC = contract.GPU_POWER.name
 
 
 @dataclass(frozen=True)
@@ -57,32 +66,38 @@ class _Query:
 
 
 _GAUGES: tuple[_Query, ...] = (
-    _Query("power_limit", ("gpu_power_limit_watts",), lambda nv, h: (nv.power_limit_mw(h) / 1e3,)),
+    _Query(
+        "power_limit", (contract.GPU_POWER_LIMIT.name,), lambda nv, h: (nv.power_limit_mw(h) / 1e3,)
+    ),
     _Query(
         "utilization",
-        ("gpu_utilization_ratio", "gpu_memory_utilization_ratio"),
+        (contract.GPU_UTILIZATION.name, contract.GPU_MEMORY_UTILIZATION.name),
         lambda nv, h: tuple(p / 100.0 for p in nv.utilization_percent(h)),
     ),
     _Query(
         "encoder_utilization",
-        ("gpu_encoder_utilization_ratio",),
+        (contract.GPU_ENCODER_UTILIZATION.name,),
         lambda nv, h: (nv.encoder_utilization_percent(h) / 100.0,),
     ),
     _Query(
         "decoder_utilization",
-        ("gpu_decoder_utilization_ratio",),
+        (contract.GPU_DECODER_UTILIZATION.name,),
         lambda nv, h: (nv.decoder_utilization_percent(h) / 100.0,),
     ),
     _Query(
         "encoder_sessions",
-        ("gpu_encoder_sessions",),
+        (contract.GPU_ENCODER_SESSIONS.name,),
         lambda nv, h: (float(nv.encoder_session_count(h)),),
     ),
     _Query(
-        "memory_used", ("gpu_memory_used_bytes",), lambda nv, h: (float(nv.memory_used_bytes(h)),)
+        "memory_used",
+        (contract.GPU_MEMORY_USED.name,),
+        lambda nv, h: (float(nv.memory_used_bytes(h)),),
     ),
-    _Query("temperature", ("gpu_temperature_celsius",), lambda nv, h: (nv.temperature_celsius(h),)),
-    _Query("sm_clock", ("gpu_sm_clock_hertz",), lambda nv, h: (nv.sm_clock_mhz(h) * 1e6,)),
+    _Query(
+        "temperature", (contract.GPU_TEMPERATURE.name,), lambda nv, h: (nv.temperature_celsius(h),)
+    ),
+    _Query("sm_clock", (contract.GPU_SM_CLOCK.name,), lambda nv, h: (nv.sm_clock_mhz(h) * 1e6,)),
 )
 
 
@@ -337,11 +352,11 @@ class GpuNvmlClient(MonitoringClient):
         power = self._read_power(gpu)
         if power is not None:
             watts, source = power
-            out.append((self._handle(gpu, "gpu_power_watts", source), watts))
+            out.append((self._handle(gpu, POWER_METRIC, source), watts))
         energy = self._read_energy(gpu, None if power is None else power[0], mono)
         if energy is not None:
             joules, source = energy
-            out.append((self._handle(gpu, "gpu_energy_joules_total", source), joules))
+            out.append((self._handle(gpu, ENERGY_METRIC, source), joules))
         for query in _GAUGES:
             values = self._query(gpu, query.key, query.metrics, partial(query.read, nvml, handle))
             if values is not None:
@@ -357,7 +372,7 @@ class GpuNvmlClient(MonitoringClient):
             mw = self._query(
                 gpu,
                 "power_instant",
-                ("gpu_power_watts",),
+                (POWER_METRIC,),
                 lambda: nvml.power_instant_mw(handle),
                 instead=f"using nvmlDeviceGetPowerUsage (source={SOURCE_POWER_USAGE}, a 1 s "
                 "average on Ampere and newer)",
@@ -366,9 +381,7 @@ class GpuNvmlClient(MonitoringClient):
                 return mw / 1e3, SOURCE_POWER_INSTANT
             if "power_instant" not in gpu.unsupported:
                 return None  # a passing failure: no power this tick rather than a source flip
-        mw = self._query(
-            gpu, "power_usage", ("gpu_power_watts",), lambda: nvml.power_usage_mw(handle)
-        )
+        mw = self._query(gpu, "power_usage", (POWER_METRIC,), lambda: nvml.power_usage_mw(handle))
         return None if mw is None else (mw / 1e3, SOURCE_POWER_USAGE)
 
     def _read_energy(self, gpu: _Gpu, watts: float | None, mono: float) -> tuple[float, str] | None:
@@ -378,7 +391,7 @@ class GpuNvmlClient(MonitoringClient):
             raw = self._query(
                 gpu,
                 "energy_counter",
-                ("gpu_energy_joules_total",),
+                (ENERGY_METRIC,),
                 lambda: nvml.total_energy_mj(handle),
                 instead=f"integrating gpu_power_watts instead (source={SOURCE_INTEGRATED})",
             )
