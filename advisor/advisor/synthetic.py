@@ -9,10 +9,16 @@ write in chronological slices, and writes the ffmpeg-runner manifest for each ru
 Windows given ``quality`` scores also get what the runner records after a window: per output
 ``ffmpeg_output_quality`` and ``ffmpeg_output_bitrate_bits_per_second`` (one sample after the
 window's end) and, in the manifest (schema 2), the per-output quality and the source.
+
+With ``accounting=True`` every window also carries the runner's CPU accounting (manifest
+schema 3, and ``ffmpeg_window_cpu_seconds`` per scope at the window's end): the transcode's CPU
+seconds, and the host's busy CPU seconds, which include a window's *background load* (other
+processes: extra busy CPU and the power it draws), so attribution has a known answer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +36,8 @@ from ffmpeg_runner.contract import (
     INFO_METRIC,
     OUTPUT_BITRATE_METRIC,
     QUALITY_METRIC,
+    WINDOW_CPU_METRIC,
+    Accounting,
     MetricScore,
     OutputQuality,
     Rung,
@@ -52,16 +60,25 @@ CORE_SHARE_OF_PACKAGE = 0.5
 @dataclass(frozen=True)
 class Load:
     """What the machine does during a window (piecewise constant on the sample grid): CPU and
-    GPU power, and the CPU seconds per second of the Docker engine and of the whole host."""
+    GPU power, and the CPU seconds per second of the Docker engine, of the whole host and of
+    the window's ffmpeg processes; plus a background load of other processes (its busy CPU
+    seconds per second and the CPU power it adds)."""
 
     cpu_w: float
     gpu_w: float = 0.0
     engine_rate: float = 0.0  # docker engine CPU seconds per second
-    host_rate: float = 0.0  # busy host CPU seconds per second
+    host_rate: float = 0.0  # busy host CPU seconds per second, background load not included
+    transcode_rate: float = 0.0  # the window's ffmpeg processes' CPU seconds per second
+    background_rate: float = 0.0  # other processes' extra busy CPU seconds per second
+    background_w: float = 0.0  # the CPU power that background load draws
 
     @property
     def total_w(self) -> float:
-        return self.cpu_w + self.gpu_w
+        return self.cpu_w + self.gpu_w + self.background_w
+
+    @property
+    def host_busy_rate(self) -> float:
+        return self.host_rate + self.background_rate
 
 
 @dataclass(frozen=True)
@@ -75,6 +92,12 @@ class SynthWindow:
     @property
     def expected_energy_j(self) -> float:
         return self.load.total_w * self.record.duration_s
+
+    @property
+    def background_cpu_share(self) -> float:
+        """What the advisor must report: 1 - transcode / host busy CPU."""
+        busy = self.load.host_busy_rate
+        return 1.0 - self.load.transcode_rate / busy if busy > 0 else 0.0
 
 
 def window_record(
@@ -154,7 +177,15 @@ def window_record(
     )
 
 
-_LOAD_FIELDS = ("cpu_w", "gpu_w", "engine_rate", "host_rate")
+_LOAD_FIELDS = (
+    "cpu_w",
+    "gpu_w",
+    "engine_rate",
+    "host_rate",
+    "transcode_rate",
+    "background_rate",
+    "background_w",
+)
 
 
 @dataclass
@@ -180,6 +211,14 @@ class Experiment:
     cpu_gaps: list[tuple[int, int]] = field(default_factory=list)
     # times where the package counter restarts from zero
     counter_resets_ms: list[int] = field(default_factory=list)
+    # Windows carry the runner's CPU accounting (manifest schema 3 and ffmpeg_window_cpu_seconds)
+    accounting: bool = False
+    cores: int = 2  # host_total_cpu_s = cores x duration
+    # ffmpeg_frames_total every progress_interval_ms (default: interval_ms), the grid shifted by
+    # progress_offset_ms; one sample before the window (stabilization) and one after (the final
+    # count), as the runner pushes it
+    progress_interval_ms: int | None = None
+    progress_offset_ms: int = 0
 
     def __post_init__(self) -> None:
         self.start_ms -= self.start_ms % self.interval_ms
@@ -189,15 +228,34 @@ class Experiment:
         self.cursor_ms += round(seconds * 1000 / self.interval_ms) * self.interval_ms
 
     def add(self, seconds: float, **kw: Any) -> SynthWindow:
-        """A window of ``seconds`` at the cursor: ``cpu_w``, ``gpu_w``, ``engine_rate`` and
-        ``host_rate`` are its load, every other keyword goes to ``window_record``."""
+        """A window of ``seconds`` at the cursor: ``cpu_w``, ``gpu_w``, ``engine_rate``,
+        ``host_rate``, ``transcode_rate``, ``background_rate`` and ``background_w`` are its load
+        (``Load``), every other keyword goes to ``window_record``. ``transcode_rate`` defaults
+        to the host's busy rate above idle in a transcode window, 0 in a baseline."""
         dur = round(seconds * 1000 / self.interval_ms) * self.interval_ms
         kw.setdefault("gpu_w", self.idle_gpu_w if self.gpu else 0.0)
         kw.setdefault("engine_rate", self.idle_engine_rate)
         kw.setdefault("host_rate", self.idle_host_rate)
+        if kw.get("phase") == "transcode":
+            kw.setdefault("transcode_rate", max(0.0, kw["host_rate"] - self.idle_host_rate))
+        kw.setdefault("transcode_rate", 0.0)
+        kw.setdefault("background_rate", 0.0)
+        kw.setdefault("background_w", 0.0)
         load = Load(**{k: kw.pop(k) for k in _LOAD_FIELDS})
         kw.setdefault("instance", self.instance)
         record = window_record(start_ms=self.cursor_ms, end_ms=self.cursor_ms + dur, **kw)
+        if self.accounting:
+            d = dur / 1000.0
+            transcode = record.phase == "transcode"
+            record = dataclasses.replace(
+                record,
+                accounting=Accounting(
+                    transcode_cpu_s=load.transcode_rate * d,
+                    host_busy_cpu_s=load.host_busy_rate * d,
+                    host_total_cpu_s=self.cores * d,
+                    processes=record.streams if transcode else 0,
+                ),
+            )
         w = SynthWindow(record, load)
         self.windows.append(w)
         self.cursor_ms += dur
@@ -215,7 +273,7 @@ class Experiment:
             host={
                 "hostname": self.instance,
                 "cpu_model": "synthetic",
-                "cores": 2,
+                "cores": self.cores,
                 "kernel": "6.1",
                 "os": "Debian GNU/Linux 12",
             },
@@ -229,10 +287,12 @@ class Experiment:
     def manifest(self, run_id: str, schema_version: int | None = None) -> dict[str, Any]:
         """The run's manifest as the runner writes it; an older ``schema_version`` leaves out
         what that schema did not have (the advisor reads every supported schema). By default
-        schema 2 when a window of the run measured quality, else schema 1."""
+        schema 3 with accounting, else 2 when a window of the run measured quality, else 1."""
         run = self.run_manifest(run_id)
         if schema_version is None:
-            schema_version = 2 if any(w.quality for w in run.windows) else 1
+            schema_version = (
+                3 if self.accounting else 2 if any(w.quality for w in run.windows) else 1
+            )
         return run.to_json(schema_version)
 
     def write_manifests(self, directory: Path, schema_version: int | None = None) -> list[Path]:
@@ -259,10 +319,10 @@ class Experiment:
         for w in self.windows:
             a = (w.record.start_ms - self.start_ms) // self.interval_ms
             b = (w.record.end_ms - self.start_ms) // self.interval_ms
-            cpu[a:b] = w.load.cpu_w
+            cpu[a:b] = w.load.cpu_w + w.load.background_w
             gpu[a:b] = w.load.gpu_w
             eng[a:b] = w.load.engine_rate
-            host[a:b] = w.load.host_rate
+            host[a:b] = w.load.host_busy_rate
         return {"cpu": cpu, "gpu": gpu, "engine": eng, "host": host}
 
     def series(
@@ -316,7 +376,7 @@ class Experiment:
         out.append((engine, {"process": "containerd"}, t, counter(r["engine"] * 0.25)))
         host = contract.HOST_CPU.name
         out.append((host, {"mode": "user"}, t, counter(r["host"])))
-        out.append((host, {"mode": "idle"}, t, counter(2.0 - r["host"])))
+        out.append((host, {"mode": "idle"}, t, counter(self.cores - r["host"])))
         if self.host_info:
             every = max(1, 4000 // self.interval_ms)
             host_info = contract.HOST_INFO.name
@@ -346,8 +406,11 @@ class Experiment:
                         np.append(np.ones(tw.size), STALE_NAN),
                     )
                 )
+                if w.accounting is not None:
+                    out.extend(self._window_cpu_series(w))
                 if w.phase != "transcode":
                     continue
+                tp, frames = self._progress(w)
                 for s in range(w.streams):
                     for rung in w.rungs:
                         lab = {
@@ -357,14 +420,7 @@ class Experiment:
                             "stream": str(s),
                             "output": rung.name,
                         }
-                        out.append(
-                            (
-                                FRAMES_METRIC,
-                                lab,
-                                np.append(tw, tw[-1] + 1),
-                                np.append((tw - w.start_ms) / 1000.0 * (w.fps or 0), STALE_NAN),
-                            )
-                        )
+                        out.append((FRAMES_METRIC, lab, tp, frames))
                 # Measured after the window, pushed once per output of stream 0 (one sample).
                 t_q = np.array([w.end_ms + self.interval_ms])
                 for q in (q for q in w.quality if q.stream == 0):
@@ -380,6 +436,33 @@ class Experiment:
                     bps = q.achieved_bitrate_bps
                     out.append((OUTPUT_BITRATE_METRIC, base, t_q, np.array([bps])))
         return out
+
+    def _progress(self, w: WindowRecord) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """One output's ffmpeg_frames_total: frames at the source rate on the progress grid,
+        from one sample before the window to one after it, then a stale marker."""
+        step = self.progress_interval_ms or self.interval_ms
+        first = w.start_ms - step + self.progress_offset_ms % step
+        # the last sample lies in (end, end + step]: the count after the window
+        tp = np.arange(first, w.end_ms + step + 1, step, dtype=np.int64)
+        frames = (tp - first) / 1000.0 * (w.fps or 0)
+        return np.append(tp, tp[-1] + 1), np.append(frames, STALE_NAN)
+
+    def _window_cpu_series(self, w: WindowRecord) -> list[tuple[str, dict[str, str], Any, Any]]:
+        """ffmpeg_window_cpu_seconds, one sample per scope at the window's end (no cgroup: the
+        synthetic runner is not in a container)."""
+        acc = w.accounting
+        assert acc is not None
+        base = {"run_id": w.run_id, "scenario": w.scenario, "phase": w.phase}
+        base["repeat"] = str(w.repeat)
+        t_end = np.array([w.end_ms])
+        return [
+            (WINDOW_CPU_METRIC, {**base, "scope": scope}, t_end, np.array([value]))
+            for scope, value in (
+                (contract.SCOPE_TRANSCODE, acc.transcode_cpu_s),
+                (contract.SCOPE_HOST_BUSY, acc.host_busy_cpu_s),
+                (contract.SCOPE_HOST_TOTAL, acc.host_total_cpu_s),
+            )
+        ]
 
     def push(self, write_url: str, slice_s: float = 60.0, session: Any = None) -> int:
         """Remote-write everything in chronological slices (Prometheus only takes in-order

@@ -16,12 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from base_monitoring_client import contract as series_contract
 from ffmpeg_runner.contract import (
     FRAMES_METRIC,
     INFO_METRIC,
     OUTPUT_BITRATE_METRIC,
     QUALITY_METRIC,
     SUPPORTED_SCHEMA_VERSIONS,
+    WINDOW_CPU_METRIC,
+    Accounting,
     ContractError,
     InfoLabels,
     MetricScore,
@@ -38,7 +41,14 @@ from .prom import Series
 log = logging.getLogger(__name__)
 SUPPORTED_MANIFEST_VERSIONS = SUPPORTED_SCHEMA_VERSIONS
 # The series that describe windows (discovery reads them all with one selector).
-WINDOW_METRICS = (INFO_METRIC, FRAMES_METRIC, QUALITY_METRIC, OUTPUT_BITRATE_METRIC)
+WINDOW_METRICS = (
+    INFO_METRIC,
+    FRAMES_METRIC,
+    QUALITY_METRIC,
+    OUTPUT_BITRATE_METRIC,
+    WINDOW_CPU_METRIC,
+)
+_OUTPUT_METRICS = (FRAMES_METRIC, QUALITY_METRIC, OUTPUT_BITRATE_METRIC)
 
 
 @dataclass
@@ -108,23 +118,30 @@ def discover_windows(
     """Windows from ``ffmpeg_scenario_info`` (present for exactly the window's duration).
 
     Start/end are the first/last sample of the info series (precise to one sample interval).
-    Frames and output pixels come from the increase of ``ffmpeg_frames_total`` within the
-    window (None without it); fps from the info series' ``fps`` label (absent before manifest
-    schema 2); quality and achieved bitrate from ``ffmpeg_output_quality`` /
+    Frames and output pixels come from the increase of ``ffmpeg_frames_total`` between the
+    window's edges (None without it); fps from the info series' ``fps`` label (absent before
+    manifest schema 2); quality and achieved bitrate from ``ffmpeg_output_quality`` /
     ``ffmpeg_output_bitrate_bits_per_second`` (pushed once per output after the window, so
-    matched by run, scenario and repeat). Labels are read through the contract's
-    ``InfoLabels`` / ``OutputLabels``; a series whose labels break the contract is skipped with
-    a warning.
+    matched by run, scenario and repeat); the CPU accounting from
+    ``ffmpeg_window_cpu_seconds`` (one sample per scope at the window's end, matched by run,
+    scenario, phase and repeat; None when a scope is missing, as before manifest schema 3).
+    Labels are read through the contract's ``InfoLabels`` / ``OutputLabels``; a series whose
+    labels break the contract is skipped with a warning.
     """
     by_window: dict[tuple[str, str, int], list[tuple[OutputLabels, Series]]] = {}
+    cpu_by_window: dict[tuple[str, str, int, str], list[tuple[OutputLabels, Series]]] = {}
     for s in series:
-        if s.name in (FRAMES_METRIC, QUALITY_METRIC, OUTPUT_BITRATE_METRIC):
+        if s.name in _OUTPUT_METRICS or s.name == WINDOW_CPU_METRIC:
             try:
                 out = OutputLabels.from_labels(s.labels)
             except ContractError as exc:
                 log.warning("%s series skipped: %s", s.name, exc)
                 continue
-            by_window.setdefault(out.window, []).append((out, s))
+            if s.name == WINDOW_CPU_METRIC:
+                key = (*out.window, str(out.phase))
+                cpu_by_window.setdefault(key, []).append((out, s))
+            else:
+                by_window.setdefault(out.window, []).append((out, s))
     windows: list[WindowRecord] = []
     for s in series:
         if s.name != INFO_METRIC:
@@ -146,6 +163,9 @@ def discover_windows(
                 related = by_window.get((info.run_id, info.scenario, info.repeat), [])
                 frames = _frames_in(start, end, [r for _, r in related if r.name == FRAMES_METRIC])
                 quality = _quality_after(start, info.rungs, related)
+            accounting = _accounting_at(
+                end, cpu_by_window.get((info.run_id, info.scenario, info.repeat, info.phase), [])
+            )
             pixels = None
             if frames is not None and info.rungs:
                 pixels = frames * sum(r.pixels for r in info.rungs) / len(info.rungs)
@@ -172,6 +192,7 @@ def discover_windows(
                     output_pixels=None if pixels is None else round(pixels),
                     dropped_frames=None,
                     quality=quality,
+                    accounting=accounting,
                     origin="discovered",
                 )
             )
@@ -180,19 +201,68 @@ def discover_windows(
 
 
 def _frames_in(start_s: float, end_s: float, frames: Sequence[Series]) -> float | None:
-    """Σ frames over every output inside the window; pixels assume the rungs of a stream share
-    its frame count (one decode, split and scaled), so no output label has to be mapped to a
-    rung. None when no progress series covers the window."""
+    """Σ frames over every output between the window's edges; pixels assume the rungs of a
+    stream share its frame count (one decode, split and scaled), so no output label has to be
+    mapped to a rung. None when no progress series covers the window.
+
+    Like energy, each output's counter is read at the edges by interpolating between the
+    samples around them (the runner's progress runs from before the window, in stabilization,
+    to its final count after it): the first and last samples inside would lose up to one
+    progress interval of frames at each edge. An edge outside the series is read at the series'
+    nearest end (no extrapolation).
+    """
     total = 0.0
     found = False
     for s in frames:
-        inside = (s.t >= start_s) & (s.t <= end_s)
-        if inside.sum() < 2:
+        near = (s.t >= start_s) & (s.t <= end_s)
+        if not near.any() and not (s.t.size and s.t[0] < start_s and s.t[-1] > end_s):
+            continue  # a repeat of the same labels far from this window
+        if s.t.size < 2:
             continue
-        vals = s.v[inside]
-        total += float(vals[-1] - vals[0])
+        at_start, at_end = np.interp([start_s, end_s], s.t, s.v)
+        total += float(at_end - at_start)
         found = True
     return total if found else None
+
+
+def _accounting_at(
+    end_s: float, related: Sequence[tuple[OutputLabels, Series]]
+) -> Accounting | None:
+    """The window's ``Accounting`` from its ``ffmpeg_window_cpu_seconds`` samples (the one
+    nearest the window's end per scope); None unless transcode, host busy and host total are all
+    there."""
+    by_scope: dict[str, float] = {}
+    for out, s in related:
+        if out.scope is None or not s.t.size:
+            continue
+        k = int(np.argmin(np.abs(s.t - end_s)))
+        by_scope[out.scope] = float(s.v[k])
+    needed = (
+        series_contract.SCOPE_TRANSCODE,
+        series_contract.SCOPE_HOST_BUSY,
+        series_contract.SCOPE_HOST_TOTAL,
+    )
+    missing = [scope for scope in needed if scope not in by_scope]
+    if missing:
+        if by_scope:
+            log.warning(
+                "%s of a window ending at %.3f lacks scope(s) %s; its CPU accounting is unknown",
+                WINDOW_CPU_METRIC,
+                end_s,
+                ", ".join(missing),
+            )
+        return None
+    if any(v < 0 for v in by_scope.values()):
+        log.warning(
+            "%s: negative CPU seconds at %.3f; accounting ignored", WINDOW_CPU_METRIC, end_s
+        )
+        return None
+    return Accounting(
+        transcode_cpu_s=by_scope[series_contract.SCOPE_TRANSCODE],
+        host_busy_cpu_s=by_scope[series_contract.SCOPE_HOST_BUSY],
+        host_total_cpu_s=by_scope[series_contract.SCOPE_HOST_TOTAL],
+        cgroup_cpu_s=by_scope.get(series_contract.SCOPE_CGROUP),
+    )
 
 
 def _quality_after(
