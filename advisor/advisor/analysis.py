@@ -20,12 +20,15 @@ from .sources import Selection
 SCORE_DIRECTIONS: dict[str, bool] = {
     "pixels_per_joule": True,
     "net_pixels_per_joule": True,
+    "attributed_pixels_per_joule": True,
     "throughput_per_watt": True,
     "energy_per_output_minute_j": False,
     "net_energy_per_output_minute_j": False,
+    "attributed_energy_per_output_minute_j": False,
     "energy_per_frame_j": False,
     "energy_j": False,
     "net_energy_j": False,
+    "attributed_energy_j": False,
     "mean_power_w": False,
 }
 AGG_METRICS = (
@@ -36,16 +39,22 @@ AGG_METRICS = (
     "net_power_w",
     "energy_j",
     "net_energy_j",
+    "attributed_energy_j",
     "pixels_per_joule",
     "net_pixels_per_joule",
+    "attributed_pixels_per_joule",
     "throughput_per_watt",
     "energy_per_output_minute_j",
     "net_energy_per_output_minute_j",
+    "attributed_energy_per_output_minute_j",
     "energy_per_frame_j",
     *(f"quality_{m}" for m in QUALITY_METRICS),
     "achieved_bitrate_bps",
     "engine_cpu_s",
     "engine_cpu_share",
+    "transcode_cpu_s",
+    "host_busy_cpu_s",
+    "background_cpu_share",
     "duration_s",
 )
 
@@ -59,6 +68,29 @@ def _sum_or_nan(parts: list[FloatArray], n: int) -> FloatArray:
         return np.full(n, np.nan)
     # NaN propagates: one missing part = missing total
     return np.asarray(np.sum(np.vstack(parts), axis=0), dtype=np.float64)
+
+
+def _accounting_columns(w: WindowRecord) -> dict[str, float]:
+    """The runner's CPU accounting of a window (NaN without it: manifest schema 2 or older)."""
+    acc = w.accounting
+    if acc is None:
+        return dict.fromkeys(
+            (
+                "transcode_cpu_s",
+                "host_busy_cpu_s",
+                "host_total_cpu_s",
+                "cgroup_cpu_s",
+                "background_cpu_share",
+            ),
+            math.nan,
+        )
+    return {
+        "transcode_cpu_s": acc.transcode_cpu_s,
+        "host_busy_cpu_s": acc.host_busy_cpu_s,
+        "host_total_cpu_s": acc.host_total_cpu_s,
+        "cgroup_cpu_s": _nan(acc.cgroup_cpu_s),
+        "background_cpu_share": _nan(acc.background_cpu_share),
+    }
 
 
 def window_energy_table(
@@ -178,6 +210,7 @@ def window_energy_table(
                 "engine_cpu_share": engine[i] / host_busy[i]
                 if host_parts and host_busy[i] > 0
                 else np.nan,
+                **_accounting_columns(w),
                 "frames_total": _nan(w.frames_total),
                 "output_pixels": _nan(w.output_pixels),
                 "rungs": len(w.rungs),

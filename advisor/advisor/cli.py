@@ -31,6 +31,7 @@ from base_monitoring_client.settings import (
 from ffmpeg_runner.contract import QUALITY_METRICS, parse_bitrate
 
 from .analysis import SCORE_DIRECTIONS, finite_or_none
+from .attribution import BASES
 from .errors import AdvisorConfigError
 from .predict import PowerPredictor
 from .prom import PrometheusAPI
@@ -173,6 +174,7 @@ def _recommender(
         instance=args.instance,
         max_gap_s=args.max_gap,
         max_edge_gap_s=args.max_edge_gap,
+        energy_basis=args.energy_basis,
         **kw,  # type: ignore[arg-type]
     )
 
@@ -211,7 +213,7 @@ def cmd_report(args: argparse.Namespace, query: QueryConfig) -> int:
     finally:
         api.close()
     if args.compare_hosts:
-        _write(render_host_comparison(comparison, args.format, args.rank_by), args.output)
+        _write(render_host_comparison(comparison, args.format), args.output)
         log.info(
             "host comparison done: %d queries, %d hosts",
             comparison.queries,
@@ -364,6 +366,15 @@ def _add_window_args(p: argparse.ArgumentParser) -> None:
         help="a window edge inside an energy-counter gap up to this long is interpolated and its "
         "worst-case error reported; longer makes the window missing; 0 never interpolates "
         f"(default {DEFAULT_MAX_EDGE_GAP_S:g})",
+    )
+    p.add_argument(
+        "--energy-basis",
+        choices=BASES,
+        default=None,
+        help="which energy every figure uses: attributed (the transcode's share of the dynamic "
+        "energy by CPU time; needs the runner's CPU accounting), net (minus the idle baseline) "
+        "or gross (the whole machine); default attributed where every window has accounting, "
+        "else net where every window has a baseline, else gross",
     )
     add_setting_flags(p, QUERY_SETTINGS)
 

@@ -67,13 +67,15 @@ def compare_hosts(
     rank_by: str,
     alpha: float,
     facts: Mapping[str, Mapping[str, str]],
+    energy_column: str | None = None,
 ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Rank each (scenario, ladder) that ran on two or more hosts across those hosts.
 
     ``windows`` is the per-window table with a ``host`` column, each window measured against
     its own host's series. Returns one row per (scenario, ladder, host) with the rank within
     the scenario, and one verdict per compared scenario (Welch's t-test of the best host
-    against the runner-up, as for configurations).
+    against the runner-up, as for configurations). ``energy_column`` (the report's energy
+    basis, e.g. ``attributed_energy_j``) is shown beside ``HOST_FIGURES``.
     """
     higher = SCORE_DIRECTIONS.get(rank_by, True)
     ok = windows[(windows["phase"] == "transcode") & (windows["status"] == "ok")]
@@ -99,7 +101,7 @@ def compare_hosts(
                 f"{rank_by}_mean": mean,
                 f"{rank_by}_ci95": ci,
             }
-            for figure in HOST_FIGURES:
+            for figure in dict.fromkeys((*HOST_FIGURES, energy_column or "energy_j")):
                 if figure != rank_by:
                     m, c, _ = mean_ci95(mine[figure].to_numpy(dtype=float))
                     row[f"{figure}_mean"], row[f"{figure}_ci95"] = m, c

@@ -5,7 +5,9 @@ A *family* is encoder + preset + output resolution (+ the stream count when more
 points, one per bitrate (mean over repeats), pair a quality score with joules per output
 minute. Only scenarios with one output per stream enter: a ladder's energy is spent on all its
 rungs at once and cannot be split per output. Energy per output minute is per stream (the
-minutes of every stream add up), net of the idle baseline when every point has one.
+minutes of every stream add up), on the report's energy basis (``attribution``): attributed to
+the transcode where every window has CPU accounting, else net of the idle baseline where every
+window has one, else the whole machine's.
 
 The family's curve runs through its points in bitrate order; a point whose quality does not
 exceed that of a lower bitrate is left out of the curve (more bits, no better picture) and
@@ -25,6 +27,7 @@ import numpy as np
 import pandas as pd
 from ffmpeg_runner.contract import QUALITY_METRICS
 
+from .attribution import BASIS_TEXT, basis_problem, basis_score, resolve_basis
 from .energy import mean_ci95
 from .errors import AdvisorConfigError, InsufficientDataError
 
@@ -269,7 +272,7 @@ class QualityAnalysis:
     measured: bool
     metric: str | None = None
     target: QualityTarget | None = None
-    basis: str = "net"  # net | gross
+    basis: str = "net"  # attributed | net | gross (attribution.BASES)
     mode: str = "unknown"  # offline | live | mixed | unknown
     families: list[Family] = field(default_factory=list)
     # scenario -> None on the frontier, else the scenario that dominates it
@@ -290,17 +293,11 @@ class QualityAnalysis:
 
     @property
     def energy_column(self) -> str:
-        return (
-            "net_energy_per_output_minute_j"
-            if self.basis == "net"
-            else ("energy_per_output_minute_j")
-        )
+        return basis_score("energy_per_output_minute_j", self.basis)
 
     @property
     def basis_text(self) -> str:
-        return (
-            "net of idle power" if self.basis == "net" else "whole machine, baseline not subtracted"
-        )
+        return BASIS_TEXT[self.basis]
 
     def family(self, name: str) -> Family:
         for f in self.families:
@@ -413,11 +410,24 @@ def _scenario_quality(tr: pd.DataFrame) -> dict[tuple[str, str], dict[str, Any]]
     return out
 
 
+def _no_energy_reason(qa: QualityAnalysis, scored: pd.DataFrame, scenario: Any) -> str:
+    """Why none of a scenario's scored repeats has energy per output minute on the basis."""
+    rows = scored[scored["scenario"] == scenario].to_dict(orient="records")
+    problems = [p for p in (basis_problem(r, qa.basis) for r in rows) if p]
+    if problems:
+        return f"no {qa.basis} energy in any repeat: {problems[0]}"
+    return "no energy per output minute (frames or fps unknown)"
+
+
 def analyze_quality(
-    windows: pd.DataFrame, target: QualityTarget | None = None, metric: str | None = None
+    windows: pd.DataFrame,
+    target: QualityTarget | None = None,
+    metric: str | None = None,
+    basis: str | None = None,
 ) -> QualityAnalysis:
     """Families, energy at the target, the frontier and the recommendation, from the
-    advisor's windows table (after ``add_scores``)."""
+    advisor's windows table (after ``add_scores`` and ``attribute``). ``basis`` is the energy
+    basis the report uses; left out, it is chosen from the table (``resolve_basis``)."""
     tr = windows[(windows["phase"] == "transcode") & (windows["status"] == "ok")]
     metrics = measured_metrics(tr)
     if not metrics:
@@ -430,6 +440,10 @@ def analyze_quality(
         return qa
     metric = target.metric if target else (metric or metrics[0])
     qa = QualityAnalysis(measured=True, metric=metric, target=target)
+    if basis is None:
+        basis, notes = resolve_basis(windows, None)
+        qa.notes.extend(notes)
+    qa.basis = basis
     qa.scenario_quality = _scenario_quality(tr)
     qcol = f"quality_{metric}"
     multi = tr[tr["rungs"] != 1]
@@ -461,36 +475,10 @@ def analyze_quality(
         )
         qa.mode = _mode(tr.get("realtime", []))
         return qa
-    net = scored["net_energy_per_output_minute_j"].to_numpy(dtype=np.float64)
-    if len(scored) and not np.isfinite(net).all():
-        qa.basis = "gross"
-        bad = scored[~np.isfinite(net)]
-        base = (
-            bad["baseline_power_w"] if "baseline_power_w" in bad else pd.Series(np.nan, bad.index)
-        )
-        no_base = sorted(set(bad[~np.isfinite(base.to_numpy(dtype=np.float64))]["scenario"]))
-        not_above = sorted(set(bad["scenario"]) - set(no_base))
-        causes: list[str] = []
-        if no_base:
-            causes.append(
-                f"{_names(no_base)} lack a baseline (run ffmpeg-runner with --with-baseline)"
-            )
-        if not_above:
-            causes.append(
-                f"{_names(not_above)} drew no more power than the idle baseline in some repeat "
-                "(net energy ≤ 0: the load is within the baseline's noise; measure longer "
-                "windows or more repeats)"
-            )
-        qa.notes.append(
-            "energy per output minute is the whole machine's (baseline not subtracted) for "
-            "every family, because " + " and ".join(causes)
-        )
     ecol = qa.energy_column
     used = scored[np.isfinite(scored[ecol].to_numpy(dtype=np.float64))]
     for scen in sorted(set(scored["scenario"]) - set(used["scenario"])):
-        qa.excluded.append(
-            {"scenario": str(scen), "reason": "no energy per output minute (frames or fps unknown)"}
-        )
+        qa.excluded.append({"scenario": str(scen), "reason": _no_energy_reason(qa, scored, scen)})
     qa.mode = _mode(used["realtime"]) if len(used) else _mode(tr.get("realtime", []))
     mixed = qa.mode == "mixed"
     used = used.assign(_live=[mixed and _flag(v) is True for v in used["realtime"]])
@@ -514,11 +502,6 @@ def analyze_quality(
     else:
         _describe_frontier(qa)
     return qa
-
-
-def _names(names: Sequence[str], most: int = 5) -> str:
-    more = f" and {len(names) - most} more" if len(names) > most else ""
-    return ", ".join(names[:most]) + more
 
 
 def _ci(values: pd.Series) -> tuple[float, float, int]:
@@ -670,13 +653,19 @@ def _rank_at_target(qa: QualityAnalysis, target: QualityTarget) -> None:
         ci = math.sqrt(w.energy_ci95**2 + r.energy_ci95**2)
         pct = 100.0 * diff / r.energy if r.energy else math.nan
         if not math.isfinite(ci):
-            verdict = "uncertainty unknown: a bracketing point has one repeat; measure 3 or more"
+            verdict = (
+                "whether the difference is significant is unknown: a bracketing point has one "
+                "repeat; measure 3 or more"
+            )
             significant = None
         elif diff > ci:
             verdict = "the margin exceeds its 95 % uncertainty"
             significant = True
         else:
-            verdict = "within the 95 % uncertainty: treat them as equal or measure more repeats"
+            verdict = (
+                "the difference is not significant (within its 95 % uncertainty): treat them as "
+                "equal or measure more repeats"
+            )
             significant = False
         qa.margin = {
             "energy_j_per_output_minute": diff,
@@ -753,7 +742,7 @@ def compare(qa: QualityAnalysis, name_a: str, name_b: str) -> dict[str, Any]:
     doc["summary"] = (
         f"{where}, {b.name} uses on average {_fmt(abs(res.difference))} {UNIT} "
         f"({abs(res.difference_pct):.1f} %) {more} than {a.name} at equal quality "
-        f"({_fmt(res.mean_b)} vs {_fmt(res.mean_a)}; {qa.basis} energy, {qa.mode})."
+        f"({_fmt(res.mean_b)} vs {_fmt(res.mean_a)}; energy {qa.basis_text}, {qa.mode})."
     )
     doc["summary"] = doc["summary"][0].upper() + doc["summary"][1:]
     if lo == hi:

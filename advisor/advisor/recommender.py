@@ -24,6 +24,16 @@ from .analysis import (
     rank_ladders,
     window_energy_table,
 )
+from .attribution import (
+    BASIS_TEXT,
+    attribute,
+    basis_score,
+    basis_warnings,
+    check_basis,
+    describe_score,
+    require_accounting,
+    resolve_basis,
+)
 from .errors import AdvisorConfigError, AdvisorError, InsufficientDataError
 from .hosts import HOST_INFO_METRIC, compare_hosts, host_facts
 from .predict import PowerPredictor, measured_vs_predicted, stream_predictions
@@ -121,6 +131,8 @@ class HostComparison:
     verdicts: list[dict[str, Any]]
     reports: dict[str, AdvisorReport]
     queries: int
+    energy_basis: str = "gross"  # every host's, the same
+    rank_column: str = "pixels_per_joule"  # --rank-by on that basis
 
     def summary(self, rank_by: str) -> str:
         if not self.verdicts:
@@ -138,9 +150,10 @@ class HostComparison:
             ].iloc[0]
             lines.append(
                 f"{v['scenario']}: least energy on {best['host_description']} "
-                f"({rank_by} = {_fmt(best[f'{rank_by}_mean'])} ± {_fmt(best[f'{rank_by}_ci95'])}). "
-                f"{v['verdict']}"
+                f"({rank_by} = {_fmt(best[f'{rank_by}_mean'])} ± {_fmt(best[f'{rank_by}_ci95'])}, "
+                f"{describe_score(rank_by)}). {v['verdict']}"
             )
+        lines.append(f"Energy basis: {self.energy_basis} ({BASIS_TEXT[self.energy_basis]}).")
         return "\n".join(lines)
 
 
@@ -240,6 +253,7 @@ class TranscodingRecommender:
         clock: Callable[[], float] = time.time,
         target_quality: QualityTarget | str | None = None,
         quality_metric: str | None = None,
+        energy_basis: str | None = None,
     ) -> None:
         if api is None:
             if not prometheus_url:
@@ -261,6 +275,8 @@ class TranscodingRecommender:
         if isinstance(target_quality, str):
             target_quality = parse_target(target_quality)
         self.target_quality = target_quality
+        # None: attributed where every window has CPU accounting, else net, else gross
+        self.energy_basis = check_basis(energy_basis)
         self.quality_metric = parse_metric(quality_metric) if quality_metric else None
         self.api = api
         self.allow_estimated = allow_estimated
@@ -360,6 +376,7 @@ class TranscodingRecommender:
         windows = sorted(windows, key=lambda w: (w.start_s, w.scenario, w.phase))
         if not windows:
             raise AdvisorError("no windows to analyse; the manifest lists none")
+        require_accounting(windows, self.energy_basis)  # before any query
         interval = self.step_s or self._sample_interval()
         max_gap = self.max_gap_s or max(2.0, 10 * interval)
         span_start = min(w.start_s for w in windows) - EDGE_MARGIN_S
@@ -372,7 +389,9 @@ class TranscodingRecommender:
         wdf, breakdown = window_energy_table(
             windows, sel, max_gap_s=max_gap, max_edge_gap_s=self.max_edge_gap_s
         )
-        wdf = add_scores(assign_baselines(wdf))
+        wdf, idle = attribute(add_scores(assign_baselines(wdf)))
+        basis, basis_notes = resolve_basis(wdf, self.energy_basis)
+        rank_column = basis_score(self.rank_by, basis)
         for _, row in wdf.iterrows():
             if row["status"] == "missing":
                 warnings.append(f"window {row['window_id']}: power data missing ({row['problem']})")
@@ -391,11 +410,15 @@ class TranscodingRecommender:
                 f"{len(no_base)} transcode window(s) have no baseline: net energy unknown; "
                 "run ffmpeg-runner with --with-baseline"
             )
-        scenarios = aggregate_scenarios(wdf, self.rank_by)
-        ladders = rank_ladders(wdf, scenarios, self.rank_by, self.alpha)
-        quality = analyze_quality(wdf, self.target_quality, self.quality_metric)
+        warnings.extend(basis_notes)
+        if basis == "attributed":
+            warnings.extend(i.describe() for i in idle)
+        warnings.extend(basis_warnings(wdf, basis))
+        scenarios = aggregate_scenarios(wdf, rank_column)
+        ladders = rank_ladders(wdf, scenarios, rank_column, self.alpha)
+        quality = analyze_quality(wdf, self.target_quality, self.quality_metric, basis)
         warnings.extend(quality.notes)
-        best_overall = self._best(scenarios)
+        best_overall = self._best(scenarios, rank_column)
         prediction: dict[str, Any] = {"status": "skipped"}
         predictor = None
         if self.predict:
@@ -417,7 +440,12 @@ class TranscodingRecommender:
                 {"run_id": r.run_id, "status": r.status, "hostname": r.hostname, "from": r.source}
                 for r in self.runs
             ],
-            "rank_by": self.rank_by,
+            # the column ranked by: --rank-by on the energy basis
+            "rank_by": rank_column,
+            "rank_by_text": describe_score(rank_column),
+            "energy_basis": basis,
+            "energy_basis_text": BASIS_TEXT[basis],
+            "attribution": [i.to_json() for i in idle],
             "target_quality": self.target_quality.to_json() if self.target_quality else None,
             "alpha": self.alpha,
             "allow_estimated": self.allow_estimated,
@@ -475,23 +503,51 @@ class TranscodingRecommender:
         interval = self.step_s or self._sample_interval()
         start = min(w.start_s for w in windows) - EDGE_MARGIN_S
         end = max(w.end_s for w in windows) + EDGE_MARGIN_S
+        require_accounting(windows, self.energy_basis)
         series = self._fetch_data(start, end, interval)
         facts = host_facts(series)
+        hosts = sorted({w.instance for w in windows})
+        reports = self._host_reports(windows, series, hosts, self.energy_basis)
+        bases = {rep.meta["energy_basis"] for rep in reports.values()}
+        if len(bases) > 1:
+            # One basis for every host, or the comparison would be wrong: the one all can give.
+            common = next(b for b in ("gross", "net", "attributed") if b in bases)
+            reports = self._host_reports(windows, series, hosts, common)
+            for rep in reports.values():
+                rep.warnings.append(
+                    f"energy basis {common} for every host: the hosts' data allow "
+                    f"{', '.join(sorted(bases))}"
+                )
+        basis = next(iter(reports.values())).meta["energy_basis"]
+        rank_column = basis_score(self.rank_by, basis)
+        frames = [rep.windows.assign(host=host) for host, rep in reports.items()]
+        table, verdicts = compare_hosts(
+            pd.concat(frames, ignore_index=True),
+            rank_by=rank_column,
+            alpha=self.alpha,
+            facts=facts,
+            energy_column=basis_score("energy_j", basis),
+        )
+        return HostComparison(
+            facts, table, verdicts, reports, self.api.query_count, basis, rank_column
+        )
+
+    def _host_reports(
+        self,
+        windows: Sequence[WindowRecord],
+        series: Sequence[Series],
+        hosts: Sequence[str],
+        basis: str | None,
+    ) -> dict[str, AdvisorReport]:
         reports: dict[str, AdvisorReport] = {}
-        for host in sorted({w.instance for w in windows}):
+        for host in hosts:
             sub = self._for_host(host)
+            sub.energy_basis = basis
             mine = [
                 s for s in series if s.name not in DATA_METRICS or s.labels.get("instance") == host
             ]
             reports[host] = sub.analyze([w for w in windows if w.instance == host], series=mine)
-        frames = [rep.windows.assign(host=host) for host, rep in reports.items()]
-        table, verdicts = compare_hosts(
-            pd.concat(frames, ignore_index=True),
-            rank_by=self.rank_by,
-            alpha=self.alpha,
-            facts=facts,
-        )
-        return HostComparison(facts, table, verdicts, reports, self.api.query_count)
+        return reports
 
     def _for_host(self, host: str) -> TranscodingRecommender:
         """This recommender's settings (and its API client) for one host's windows."""
@@ -502,12 +558,12 @@ class TranscodingRecommender:
         sub._report = None
         return sub
 
-    def _best(self, scenarios: pd.DataFrame) -> dict[str, Any] | None:
-        col = f"{self.rank_by}_mean"
+    def _best(self, scenarios: pd.DataFrame, rank_column: str) -> dict[str, Any] | None:
+        col = f"{rank_column}_mean"
         if scenarios.empty or not np.isfinite(scenarios[col]).any():
             return None
         valid = scenarios[np.isfinite(scenarios[col])]
-        higher = SCORE_DIRECTIONS[self.rank_by]
+        higher = SCORE_DIRECTIONS[rank_column]
         row = valid.loc[valid[col].idxmax() if higher else valid[col].idxmin()]
         return {str(k): v for k, v in row.items()}
 
@@ -545,12 +601,13 @@ class TranscodingRecommender:
         sc = self.report.scenarios
         if sc.empty:
             return sc
-        col = f"{self.rank_by}_mean"
+        rank_column = self.report.meta["rank_by"]
+        col = f"{rank_column}_mean"
         sc = sc[np.isfinite(sc[col])]
         if ladder is not None:
             top = sc[sc["ladder"] == ladder].sort_values("rank").head(n)
         else:
-            asc = not SCORE_DIRECTIONS[self.rank_by]
+            asc = not SCORE_DIRECTIONS[rank_column]
             top = sc.sort_values(col, ascending=asc, kind="stable").head(n)
         return pd.DataFrame(top.reset_index(drop=True))
 
@@ -560,10 +617,15 @@ class TranscodingRecommender:
     def _summary(self, rep: AdvisorReport) -> str:
         # Quality first: it answers the question users bring (least energy at a quality).
         lines: list[str] = list(rep.quality.lines)
-        m = self.rank_by
+        m = rep.meta["rank_by"]
         if rep.quality.measured:
             # The efficiency verdicts below favour fast presets; say what they leave out.
-            lines.append("By energy efficiency alone (picture quality not considered):")
+            lines.append(
+                f"By energy efficiency alone (picture quality not considered), ranked by "
+                f"{rep.meta['rank_by_text']}:"
+            )
+        else:
+            lines.append(f"Ranked by {rep.meta['rank_by_text']}.")
         if rep.best_overall:
             b = rep.best_overall
             lines.append(

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .analysis import finite_or_none
+from .attribution import BACKGROUND_FLAG_SHARE
 from .quality import MODE_TEXT, UNIT, families_table, frontier_table
 from .recommender import AdvisorReport, _fmt
 
@@ -77,16 +78,34 @@ def scenario_display(rep: AdvisorReport) -> pd.DataFrame:
             _pm(a, b) if np.isfinite(a) else ""
             for a, b in zip(sc[f"quality_{m}_mean"], sc[f"quality_{m}_ci95"], strict=True)
         ]
-        out[f"net {UNIT}"] = [
-            _pm(a, b)
-            for a, b in zip(
-                sc["net_energy_per_output_minute_j_mean"],
-                sc["net_energy_per_output_minute_j_ci95"],
-                strict=True,
-            )
+        col = qa.energy_column
+        out[f"{qa.basis} {UNIT}"] = [
+            _pm(a, b) for a, b in zip(sc[f"{col}_mean"], sc[f"{col}_ci95"], strict=True)
         ]
+    share = sc["background_cpu_share_mean"].to_numpy(dtype=float)
+    if np.isfinite(share).any():
+        out["background CPU"] = [f"{100 * x:.0f} %" if np.isfinite(x) else "" for x in share]
     out["source"] = sc["power_source"]
     return out
+
+
+def shared_windows(rep: AdvisorReport) -> pd.DataFrame:
+    """Transcode windows where other processes used more than BACKGROUND_FLAG_SHARE of the busy
+    CPU, or that could not be attributed, with their figures."""
+    w = rep.windows
+    tr = w[(w["phase"] == "transcode") & (w["status"] == "ok")]
+    flagged = tr[
+        (tr["background_cpu_share"] > BACKGROUND_FLAG_SHARE) | tr["attribution_problem"].notna()
+    ]
+    return pd.DataFrame(
+        {
+            "window": flagged["window_id"],
+            "background CPU": [f"{100 * x:.0f} %" for x in flagged["background_cpu_share"]],
+            "energy J": [_fmt(x) for x in flagged["energy_j"]],
+            "attributed J": [_fmt(x) for x in flagged["attributed_energy_j"]],
+            "not attributed because": flagged["attribution_problem"].fillna(""),
+        }
+    ).reset_index(drop=True)
 
 
 def problem_windows(rep: AdvisorReport) -> pd.DataFrame:
@@ -169,8 +188,9 @@ def _head(rep: AdvisorReport) -> str:
     )
     return (
         f"runs: {runs}\nreceiver: {meta['prometheus_url']} ({meta['queries']} queries, "
-        f"mode {meta['query_mode']}, step {meta['step_s']} s)\nranked by: {meta['rank_by']} "
-        f"within identical output ladders; mean ± 95% CI over repeats\n{quality}\n"
+        f"mode {meta['query_mode']}, step {meta['step_s']} s)\nranked by: {meta['rank_by_text']} "
+        f"({meta['rank_by']}) within identical output ladders; mean ± 95% CI over repeats\n"
+        f"energy basis: {meta['energy_basis']} ({meta['energy_basis_text']})\n{quality}\n"
         f"power sources: "
         + (
             ", ".join(
@@ -246,6 +266,9 @@ def _sections(rep: AdvisorReport) -> list[Section]:
     bad = problem_windows(rep)
     if not bad.empty:
         out.append(("Windows not used (failed or missing data)", bad, "main"))
+    shared = shared_windows(rep)
+    if not shared.empty and rep.meta["energy_basis"] == "attributed":
+        out.append(("Windows shared with other processes, or not attributed", shared, "main"))
     if qa.excluded:
         out.append(("Left out of the quality analysis", pd.DataFrame(qa.excluded), "main"))
     out.extend(prediction_sections(rep))

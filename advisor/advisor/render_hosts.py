@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from .attribution import basis_score, describe_score
 from .recommender import HostComparison, _fmt
 from .render import _clean, _html_table, markdown_table, report_dict, scenario_display, text_table
 
@@ -26,7 +27,9 @@ def comparison_display(cmp: HostComparison, rank_by: str) -> pd.DataFrame:
                 "rank": "-" if pd.isna(rank) else int(rank),
                 "host": r["host_description"],
                 rank_by: f"{_fmt(r[f'{rank_by}_mean'])} ± {_fmt(r[f'{rank_by}_ci95'])}",
-                "energy J": _fmt(r.get("energy_j_mean")),
+                f"{cmp.energy_basis} energy J": _fmt(
+                    r.get(f"{basis_score('energy_j', cmp.energy_basis)}_mean")
+                ),
                 "power W": _fmt(r.get("mean_power_w_mean")),
                 "n": int(r["n_ok"]),
             }
@@ -41,12 +44,17 @@ def hosts_dict(cmp: HostComparison) -> dict[str, Any]:
             "comparison": cmp.table,
             "verdicts": cmp.verdicts,
             "queries": cmp.queries,
+            "energy_basis": cmp.energy_basis,
+            "rank_by": cmp.rank_column,
         }
     )
     return doc
 
 
-def render_host_comparison(cmp: HostComparison, fmt: str, rank_by: str) -> str:
+def render_host_comparison(cmp: HostComparison, fmt: str, rank_by: str | None = None) -> str:
+    """``rank_by``: the column the table ranks by; default the comparison's own (``--rank-by``
+    on its energy basis)."""
+    rank_by = rank_by or cmp.rank_column
     summary = cmp.summary(rank_by)
     table = comparison_display(cmp, rank_by)
     if fmt == "json":
@@ -63,7 +71,8 @@ def render_host_comparison(cmp: HostComparison, fmt: str, rank_by: str) -> str:
     if fmt in ("table", "markdown"):
         fmt_table = text_table if fmt == "table" else markdown_table
         head = "# " if fmt == "markdown" else ""
-        parts = [f"{head}Hosts compared ({rank_by})", summary, fmt_table(table)]
+        parts = [f"{head}Hosts compared ({rank_by}: {describe_score(rank_by)})", summary]
+        parts.append(fmt_table(table))
         for host, rep in cmp.reports.items():
             parts += [f"{head}{host}", rep.summary, fmt_table(scenario_display(rep))]
         return "\n\n".join(parts) + "\n"
@@ -71,7 +80,8 @@ def render_host_comparison(cmp: HostComparison, fmt: str, rank_by: str) -> str:
         parts = [
             "<!DOCTYPE html><html><head><meta charset='utf-8'><title>wattpush hosts compared"
             "</title></head><body>",
-            f"<h1>Hosts compared ({html.escape(rank_by)})</h1>",
+            f"<h1>Hosts compared ({html.escape(rank_by)}: "
+            f"{html.escape(describe_score(rank_by))})</h1>",
             f"<pre>{html.escape(summary)}</pre>",
             _html_table(table),
         ]

@@ -74,11 +74,32 @@ QUALITY_FRONTIER = sorted(
 QUALITY_SPREAD = (-0.02, 0.0, 0.02)
 VMAF_SPREAD = (-0.5, 0.0, 0.5)
 
+# Run "attrib" (host "attribhost", with the runner's CPU accounting): CPU power on a line,
+# P = ATTRIB_IDLE_W + ATTRIB_W_PER_CPU x busy CPUs, each window off it by ±0.3 % (noise). Two
+# families with known (bitrate, vmaf, transcode CPU seconds per second) points; while medium
+# encodes, a background load keeps 0.6 more CPUs busy (and draws 0.6 x 12 W), also during
+# medium's first baseline. Truth: attributed energy = 12 W x transcode CPU s; 4 s windows of
+# 120 frames at 30 fps are 1/15 output minute, so J per output minute = 720 x the rate. At
+# vmaf 93: medium 720 x (1.0 + 0.2 / 3) = 768, veryfast 720 x (1.05 + 0.75 x 0.2) = 864:
+# medium wins by 96. Gross (whole machine) and net energy count medium's background load
+# (medium 2316 vs veryfast 1980 J/min gross, 1200 vs 864 net) and pick veryfast.
+ATTRIB_IDLE_W = 18.0
+ATTRIB_W_PER_CPU = 12.0
+ATTRIB_IDLE_BUSY = 0.05
+ATTRIB_BACKGROUND_CPUS = 0.6
+ATTRIB_FAMILIES: dict[tuple[str, str], list[tuple[str, float, float]]] = {
+    ("libx264", "medium"): [("500k", 88.0, 0.9), ("1M", 92.0, 1.0), ("2M", 95.0, 1.2)],
+    ("libx264", "veryfast"): [("500k", 85.0, 0.8), ("1M", 90.0, 1.05), ("2M", 94.0, 1.25)],
+}
+ATTRIB_BACKGROUND = {("libx264", "medium")}
+ATTRIB_AT_93 = {"libx264/medium/640x360": 768.0, "libx264/veryfast/640x360": 864.0}
+
 
 @dataclass
 class World:
     main: Experiment
     est: Experiment
+    attrib: Experiment
     manifests: dict[str, Path]
     gap_window: SynthWindow
     reset_window: SynthWindow
@@ -87,7 +108,7 @@ class World:
     def windows(self, run_id: str, phase: str = "transcode") -> list[SynthWindow]:
         return [
             w
-            for w in self.main.windows + self.est.windows
+            for w in self.main.windows + self.est.windows + self.attrib.windows
             if w.record.run_id == run_id and w.record.phase == phase
         ]
 
@@ -209,10 +230,62 @@ def build_world(tmp: Path) -> World:
     # 0.8 s before the second window (after the first one ended) to 1.7 s into it.
     start = stalled[1].record.start_ms
     est.cpu_gaps.append((start - 800, start + 1700))
+    attrib = build_attrib(now_ms - 43 * 60_000)
     paths = exp.write_manifests(tmp / "results") + est.write_manifests(tmp / "results")
-    assert exp.end_ms < now_ms - 60_000, "synthetic data must end in the past"
+    paths += attrib.write_manifests(tmp / "results")
+    assert max(exp.end_ms, attrib.end_ms) < now_ms - 60_000, "synthetic data must end in the past"
     assert gap_w is not None and reset_w is not None
-    return World(exp, est, {p.stem: p for p in paths}, gap_w, reset_w, stalled[1])
+    return World(exp, est, attrib, {p.stem: p for p in paths}, gap_w, reset_w, stalled[1])
+
+
+def attrib_cpu_w(busy_cpus: float, noise: float = 0.0) -> float:
+    return (ATTRIB_IDLE_W + ATTRIB_W_PER_CPU * busy_cpus) * (1.0 + noise)
+
+
+def build_attrib(start_ms: int) -> Experiment:
+    """Run "attrib" (see ATTRIB_FAMILIES): one host, CPU power only, CPU accounting on."""
+    exp = Experiment(
+        start_ms=start_ms,
+        instance="attribhost",
+        idle_cpu_w=attrib_cpu_w(ATTRIB_IDLE_BUSY),
+        idle_host_rate=ATTRIB_IDLE_BUSY,
+        with_estimated_shadow=False,
+        accounting=True,
+    )
+    exp.idle(2)
+    l360 = {br: ladder((640, 360, br)) for br in ("500k", "1M", "2M")}
+    k = 0
+    for (enc, preset), points in ATTRIB_FAMILIES.items():
+        bg = ATTRIB_BACKGROUND_CPUS if (enc, preset) in ATTRIB_BACKGROUND else 0.0
+        for br, vmaf, rate in points:
+            name = f"{enc}-{preset}-{br}"
+            for rep, (dp, dq) in enumerate(zip(QUALITY_SPREAD, VMAF_SPREAD, strict=True)):
+                k += 1
+                common = {"run_id": "attrib", "scenario": name, "repeat": rep, "rungs": l360[br]}
+                common |= {"encoder": enc, "preset": preset}
+                base_bg = bg if rep == 0 else 0.0  # a baseline that is not idle
+                exp.add(
+                    2,
+                    phase="baseline",
+                    cpu_w=attrib_cpu_w(ATTRIB_IDLE_BUSY),
+                    background_rate=base_bg,
+                    background_w=ATTRIB_W_PER_CPU * base_bg,
+                    **common,
+                )
+                tr = rate * (1 + dp)
+                exp.add(
+                    4,
+                    phase="transcode",
+                    cpu_w=attrib_cpu_w(ATTRIB_IDLE_BUSY + tr, 0.003 * (-1) ** k),
+                    host_rate=ATTRIB_IDLE_BUSY + tr,
+                    transcode_rate=tr,
+                    background_rate=bg,
+                    background_w=ATTRIB_W_PER_CPU * bg,
+                    quality={"vmaf": vmaf + dq, "psnr": 30 + vmaf / 10, "ssim": 0.9 + vmaf / 1000},
+                    **common,
+                )
+                exp.idle(0.5)
+    return exp
 
 
 def add_quality_run(exp: Experiment) -> None:
@@ -258,6 +331,7 @@ def _start(kind: str, workdir: Path, world: World) -> Iterator[ReceiverProcess]:
     try:
         world.main.push(recv.write_url)
         world.est.push(recv.write_url)
+        world.attrib.push(recv.write_url)
         recv.flush()
         yield recv
     finally:

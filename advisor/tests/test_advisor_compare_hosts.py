@@ -175,7 +175,11 @@ def test_report_cli_compare_hosts_table_names_hosts_and_facts(
     ]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert out.startswith("Hosts compared (pixels_per_joule)")
+    # Every host has baselines and no CPU accounting: pixels per joule of net energy.
+    assert out.startswith(
+        "Hosts compared (net_pixels_per_joule: output pixels per joule of net energy)"
+    )
+    assert "Energy basis: net (net of idle power)." in out
     assert "least energy on node-b (AMD EPYC 9654, 96 cores, bare metal)" in out
     assert "node-c (Intel Xeon E5-2690, 8 cores, VM: kvm)" in out
 

@@ -118,9 +118,17 @@ def test_ranking_within_ladders_and_welch_verdicts(receiver: ReceiverProcess, wo
     assert hd.test is not None and hd.test["significant"] is False
     assert "NOT significant" in hd.test["verdict"]
     assert rep.best_overall is not None
-    sd_ppj = (1280 * 720 + 640 * 360) * 300 / 1300.0
-    hd_ppj = 1920 * 1080 * 300 / 2300.0
+    # Baselines and no CPU accounting: ranked by pixels per joule of net energy (the window's
+    # power less its baseline's 20 W CPU + 10 W GPU, over 10 s).
+    assert rep.meta["energy_basis"] == "net"
+    assert rep.meta["rank_by"] == "net_pixels_per_joule"
+    sd_ppj = (1280 * 720 + 640 * 360) * 300 / 1000.0
+    hd_ppj = 1920 * 1080 * 300 / 2000.0
     assert rep.best_overall["scenario"] == ("fast" if sd_ppj > hd_ppj else "hd-a")
+    assert rep.best_overall["net_pixels_per_joule_mean"] == pytest.approx(sd_ppj, rel=0.01)
+    gross, _ = analyse(receiver, world, "rank", energy_basis="gross")
+    assert gross.meta["rank_by"] == "pixels_per_joule"
+    assert gross.best_overall is not None and gross.best_overall["scenario"] == "hd-a"
     summary = rep.summary
     assert "significantly better" in summary and "NOT significant" in summary
 

@@ -455,6 +455,7 @@ def _windows(rows: list[dict[str, Any]]) -> pd.DataFrame:
                 "achieved_bitrate_bps": bps,
                 "energy_per_output_minute_j": r["e"] + 100.0,
                 "net_energy_per_output_minute_j": r.get("net", r["e"]),
+                "baseline_power_w": 10.0,  # every window has a baseline
             }
         )
     return pd.DataFrame(out)
@@ -497,12 +498,37 @@ def test_a_missing_baseline_switches_every_family_to_gross_energy() -> None:
     frame = _windows(rows).assign(baseline_power_w=[10.0, math.nan])
     qa = analyze_quality(frame)
     assert qa.basis == "gross" and qa.energy_column == "energy_per_output_minute_j"
-    assert "because b lack a baseline (run ffmpeg-runner with --with-baseline)" in qa.notes[0]
-    # A baseline, but no more power than it: said differently.
-    qa = analyze_quality(_windows(rows).assign(baseline_power_w=10.0))
-    assert qa.basis == "gross"
-    assert "b drew no more power than the idle baseline" in qa.notes[0]
+    assert any("attribution needs a newer ffmpeg-runner" in n for n in qa.notes)
+    assert any(
+        "because b lack a baseline (run ffmpeg-runner with --with-baseline)" in n for n in qa.notes
+    )
     assert sorted(qa.points["energy"]) == [200.0, 250.0]
+
+
+def test_net_energy_at_or_below_zero_leaves_the_window_out_not_the_basis() -> None:
+    """A baseline, but no more power than it: the basis stays net (it does not fall to gross
+    because of one window's value), and the window is named with the reason."""
+    from advisor.attribution import basis_warnings
+    from advisor.quality import analyze_quality
+
+    rows = [
+        {"scenario": "a", "bps": 5e5, "q": 80.0, "e": 100.0},
+        {"scenario": "b", "bps": 1e6, "q": 90.0, "e": 150.0, "net": math.nan},
+    ]
+    frame = _windows(rows).assign(
+        net_energy_j=[50.0, -3.0], window_id=["r/a/transcode/0", "r/b/transcode/0"]
+    )
+    qa = analyze_quality(frame)
+    assert qa.basis == "net"
+    assert list(qa.points["scenario"]) == ["a"]
+    reasons = {e["scenario"]: e["reason"] for e in qa.excluded}
+    assert reasons["b"].startswith("no net energy in any repeat: drew no more power than its")
+    warned = basis_warnings(frame, "net")
+    assert warned == [
+        "window r/b/transcode/0: no net energy (drew no more power than its baseline (net "
+        "energy -3 J ≤ 0: the load is within the baseline's noise; measure longer windows or "
+        "more repeats)); left out of the net figures"
+    ]
 
 
 def test_exceeded_unmeasured_and_ladder_scenarios_are_explained() -> None:
