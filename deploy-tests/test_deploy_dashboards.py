@@ -40,6 +40,10 @@ LADDER = "1280x720@2M+640x360@800k"
 RUNGS = (("720p", 1280 * 720), ("360p", 640 * 360))
 # Mean scores each preset's outputs get (psnr dB, ssim, vmaf), pushed once at the window end.
 QUALITY = {"fast": (40.0, 0.97, 93.0), "veryfast": (38.0, 0.95, 88.0)}
+# CPU seconds per second while encoding: ffmpeg's, and the host's busy time (user 1.6 + system
+# 0.1, as host_cpu_seconds_total below); the rest of the busy time is other processes'.
+FFMPEG_CPU_RATE = 1.5
+BUSY_CPU_RATE = 1.7
 
 # Metric names by producer: the clients, the runner and the base client's self-metrics.
 DATA_METRICS = {
@@ -69,6 +73,7 @@ DATA_METRICS = {
     "ffmpeg_speed_ratio",
     "ffmpeg_output_quality",
     "ffmpeg_output_bitrate_bits_per_second",
+    "ffmpeg_window_cpu_seconds",
 }
 SELF_METRICS = {fam.name for fam in SelfMetrics.FAMILIES}
 METRIC_PREFIXES = (
@@ -369,6 +374,18 @@ def generate(start_s: int) -> dict[str, Series]:
                     for labels, _ in progress:
                         for name in ("ffmpeg_frames_total", "ffmpeg_fps", "ffmpeg_speed_ratio"):
                             ff.samples.append(Sample.stale(name, labels, ts))
+                # The runner's CPU accounting: one sample per scope at the window's end.
+                seconds = w["end"] - w["start"]
+                busy = w["phase"] == "transcode"
+                accounting = {
+                    "transcode": FFMPEG_CPU_RATE * seconds if busy else 0.0,
+                    "host_busy": (BUSY_CPU_RATE if busy else 0.1 * 1.6 + 0.1) * seconds,
+                    "host_total": 2.0 * seconds,
+                }
+                for scope, cpu_s in accounting.items():
+                    labels = {"run_id": RUN_ID, "scenario": w["scenario"], "phase": w["phase"]}
+                    labels |= {"repeat": str(w["repeat"]), "scope": scope}
+                    ff.add("ffmpeg_window_cpu_seconds", labels, cpu_s, w["end"] * 1000)
         active_before = set(active)
 
         # Self-metrics every 2 s (a push), as every client sends them.
@@ -551,6 +568,40 @@ def test_scenario_power_table_tells_transcode_from_baseline(
     # package + dram = 1.12 * (12 + 38 * load): load 0.1 idle, 1.0 transcoding (± noise).
     assert rows[("x264-fast-720p", "transcode")] == pytest.approx(1.12 * 50, rel=0.05)
     assert rows[("x264-fast-720p", "baseline")] == pytest.approx(1.12 * 15.8, rel=0.05)
+
+
+@pytest.mark.integration
+def test_background_share_sits_beside_each_windows_energy(
+    filled_prometheus: tuple[Any, int],
+) -> None:
+    """Per transcode window: 1 - ffmpeg's CPU seconds / the host's busy CPU seconds, and the
+    window's CPU energy, keyed alike so the table's merge puts them on one row."""
+    prom, end_s = filled_prometheus
+    dash = load(GRAFANA / "dashboards/scenario-comparison.json")
+    title = "Background CPU share and energy per window"
+    targets = {t["refId"]: t for p, t in iter_targets(dash) if p["title"] == title}
+    assert list(targets) == ["A", "B"]
+    assert all(t["instant"] and t["format"] == "table" for t in targets.values())
+    rows = {}
+    for ref, target in targets.items():
+        expr = substitute(target["expr"], {"instance": INSTANCE, "run_id": RUN_ID}, SPAN_S)
+        rows[ref] = {
+            (r["metric"]["scenario"], r["metric"]["phase"], r["metric"]["repeat"]): float(
+                r["value"][1]
+            )
+            for r in prom.query(expr, at=end_s)
+        }
+    windows_seen = {
+        ("x264-fast-720p", "transcode", "0"),
+        ("x264-fast-720p", "transcode", "1"),
+        ("x264-veryfast-720p", "transcode", "0"),
+    }
+    assert set(rows["A"]) == set(rows["B"]) == windows_seen
+    for share in rows["A"].values():
+        assert share == pytest.approx(1 - FFMPEG_CPU_RATE / BUSY_CPU_RATE)
+    # 180 s windows, busy: package + dram = 1.12 * (12 + 38) W.
+    for joules in rows["B"].values():
+        assert joules == pytest.approx(1.12 * 50 * 180, rel=0.1)
 
 
 @pytest.mark.integration
