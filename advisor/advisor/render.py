@@ -82,7 +82,7 @@ def scenario_display(rep: AdvisorReport) -> pd.DataFrame:
         out[f"{qa.basis} {UNIT}"] = [
             _pm(a, b) for a, b in zip(sc[f"{col}_mean"], sc[f"{col}_ci95"], strict=True)
         ]
-    share = sc["background_cpu_share_mean"].to_numpy(dtype=float)
+    share = sc.get("background_cpu_share_mean", pd.Series(np.nan, sc.index)).to_numpy(float)
     if np.isfinite(share).any():
         out["background CPU"] = [f"{100 * x:.0f} %" if np.isfinite(x) else "" for x in share]
     out["source"] = sc["power_source"]
