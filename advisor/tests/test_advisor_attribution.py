@@ -403,6 +403,25 @@ def test_whole_machine_and_net_energy_pick_the_wrong_winner_and_say_their_basis(
 
 @pytest.mark.integration
 @pytest.mark.slow
+def test_compare_uses_the_attributed_basis_and_names_it(
+    receiver: ReceiverProcess, world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    medium, veryfast = ATTRIB_AT_93
+    opts = ["--prometheus-url", receiver.base_url, "--results", str(world.manifests["attrib"])]
+    assert main(["compare", medium, veryfast, *opts, "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["energy_basis"] == "attributed"
+    # Over vmaf 88-94 both lines are 720 x the transcode rate: veryfast spends more throughout.
+    assert doc["difference_j_per_output_minute"] > 0
+    assert main(["compare", medium, veryfast, *opts]) == 0
+    text = capsys.readouterr().out
+    assert "energy attributed to the transcode by its share of busy CPU" in text
+    assert main(["compare", medium, veryfast, *opts, "--energy-basis", "gross"]) == 0
+    assert "energy whole machine, baseline not subtracted" in capsys.readouterr().out
+
+
+@pytest.mark.integration
+@pytest.mark.slow
 def test_an_old_schema_manifest_still_reports_and_refuses_attribution_by_name(
     receiver: ReceiverProcess,
     world: World,
