@@ -78,6 +78,7 @@ def views_plot(cost: TitleCost | None) -> str | None:
         label = f.family + (" (least encode)" if f.family == cost.reference else "")
         entries.append((label, color(i), "line"))
     ref = next((f for f in fams if f.family == cost.reference), None)
+    drawn = {"overtakes": 0, "changes": 0}
     for i, f in enumerate(fams):
         n = f.break_even_views
         if ref is None or n is None or not 1.0 <= n <= 10.0**x_hi:
@@ -91,6 +92,7 @@ def views_plot(cost: TitleCost | None) -> str | None:
             stroke="#000",
             tips=[f"{f.family} overtakes {ref.family} after {num(n)} views ({num(total)} kWh)"],
         )
+        drawn["overtakes"] += 1
     for f in fams:
         n = f.least_total_from_views
         if n is None or not 1.0 <= n <= 10.0**x_hi:
@@ -105,6 +107,7 @@ def views_plot(cost: TitleCost | None) -> str | None:
             stroke="#000",
             tips=[f"from {num(n)} views on, {f.family} has the least total energy"],
         )
+        drawn["changes"] += 1
     ax.vline(math.log10(max(cost.views, 1.0)), "#d00")
     entries.append((f"{views_text(cost.views)} views", "#d00", "dashed"))
     ax.frame(
@@ -115,15 +118,21 @@ def views_plot(cost: TitleCost | None) -> str | None:
         yticks=False,
     )
     _log_ticks(ax)
-    marks_y = 40 + 15 * len(entries)
-    marks = (
-        f"<circle cx='748' cy='{marks_y - 3}' r='4' fill='#888' stroke='#000'/>"
-        f"<text x='762' y='{marks_y}' font-size='10'>overtakes the least-encode family</text>"
-        f"<rect x='743' y='{marks_y + 8}' width='10' height='10' fill='none' stroke='#000'/>"
-        f"<text x='762' y='{marks_y + 17}' font-size='10'>least total energy from here on</text>"
-    )
-    height = max(440, marks_y + 40)
-    body = [*ax.parts, legend(740, 40, entries, 10), marks]
+    y = 40 + 15 * len(entries)
+    marks = []
+    if drawn["overtakes"]:
+        marks.append(
+            f"<circle cx='748' cy='{y - 3}' r='4' fill='#888' stroke='#000'/>"
+            f"<text x='762' y='{y}' font-size='10'>overtakes the least-encode family</text>"
+        )
+        y += 17
+    if drawn["changes"]:
+        marks.append(
+            f"<rect x='743' y='{y - 9}' width='10' height='10' fill='none' stroke='#000'/>"
+            f"<text x='762' y='{y}' font-size='10'>least total energy from here on</text>"
+        )
+    height = max(440, y + 40)
+    body = [*ax.parts, legend(740, 40, entries, 10), *marks]
     return svg(1000, height, body, "total energy vs views")
 
 
