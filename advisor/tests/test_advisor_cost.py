@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from advisor.carbon_data import GridData, load_grid_data
 from advisor.cli import main
 from advisor.cost import (
     FamilyAtTarget,
@@ -30,9 +31,7 @@ from advisor.cost import (
 from advisor.cost_config import (
     CARBON_TRUST_FIXED_KWH_PER_GB,
     CostConfig,
-    GridData,
     load_cost_config,
-    load_grid_data,
     parse_cost_config,
 )
 from advisor.errors import AdvisorConfigError
