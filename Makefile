@@ -28,7 +28,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 venv: $(PY)
-	$(PY) -m pip install --quiet -e '.[dev,gpu,docker,advisor,pyjoules,quality]'
+	$(PY) -m pip install --quiet -e '.[dev,gpu,docker,advisor,pyjoules,quality,carbon]'
 
 lint: venv
 	$(VENV)/bin/ruff check .

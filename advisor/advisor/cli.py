@@ -32,10 +32,13 @@ from ffmpeg_runner.contract import QUALITY_METRICS, parse_bitrate
 
 from .analysis import SCORE_DIRECTIONS, finite_or_none
 from .attribution import BASES
+from .cost import TitleCostRequest
+from .cost_config import load_cost_config
 from .errors import AdvisorConfigError
+from .export import require_pyarrow, write_parquet
 from .predict import PowerPredictor
 from .prom import PrometheusAPI
-from .quality import compare, parse_target
+from .quality import QualityTarget, compare, parse_target
 from .recommender import DEFAULT_MAX_EDGE_GAP_S, TranscodingRecommender
 from .render import CSV_TABLES, FORMATS, markdown_table, render, text_table
 from .render_hosts import render_host_comparison
@@ -179,6 +182,51 @@ def _recommender(
     )
 
 
+def _count(flag: str, *, positive: bool) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text.replace("_", ""))
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < 0 or (positive and value == 0):
+            least = "more than 0" if positive else "0 or more"
+            raise argparse.ArgumentTypeError(f"{flag} {text!r}: give a number {least}")
+        return value
+
+    return parse
+
+
+def _title_cost(args: argparse.Namespace, target: QualityTarget | None) -> TitleCostRequest | None:
+    """--title-minutes, --views and --cost-config, checked before any query."""
+    given = [
+        flag
+        for flag, value in (
+            ("--views", args.views),
+            ("--title-minutes", args.title_minutes),
+            ("--cost-config", args.cost_config),
+        )
+        if value is not None
+    ]
+    if not given:
+        return None
+    if target is None:
+        raise AdvisorConfigError(
+            f"{given[0]} needs --target-quality: the title cost prices each family at a quality "
+            "target; add e.g. --target-quality vmaf=93"
+        )
+    if args.views is None or args.title_minutes is None:
+        raise AdvisorConfigError(
+            f"{' and '.join(given)} need both --title-minutes M and --views N, e.g. "
+            "--title-minutes 90 --views 1000000"
+        )
+    if args.compare_hosts:
+        raise AdvisorConfigError(
+            "--views prices one host's families: leave out --compare-hosts (run a report per host)"
+        )
+    config = load_cost_config(Path(args.cost_config) if args.cost_config else None)
+    return TitleCostRequest(args.title_minutes, args.views, config)
+
+
 def _windows_source(args: argparse.Namespace) -> float | None:
     if bool(args.results) == bool(args.since):
         raise AdvisorConfigError("pass exactly one of --results manifest.json or --since 2h")
@@ -188,6 +236,14 @@ def _windows_source(args: argparse.Namespace) -> float | None:
 def cmd_report(args: argparse.Namespace, query: QueryConfig) -> int:
     since = _windows_source(args)
     target = parse_target(args.target_quality) if args.target_quality else None
+    cost = _title_cost(args, target)
+    if args.format == "parquet":
+        if not args.output or args.compare_hosts:
+            raise AdvisorConfigError(
+                "--format parquet writes one file per table: pass --output DIR (a directory) "
+                "and leave out --compare-hosts"
+            )
+        require_pyarrow()
     api = query.api()
     rec = _recommender(
         args,
@@ -198,6 +254,7 @@ def cmd_report(args: argparse.Namespace, query: QueryConfig) -> int:
         predict=not args.no_predict,
         seed=args.seed,
         target_quality=target,
+        title_cost=cost,
     )
     if args.compare_hosts and (args.instance or args.save_model):
         raise AdvisorConfigError(
@@ -229,7 +286,14 @@ def cmd_report(args: argparse.Namespace, query: QueryConfig) -> int:
         else:
             report.predictor.save(args.save_model)
             log.info("model saved to %s", args.save_model)
-    _write(render(report, args.format, args.csv_table), args.output)
+    if args.format == "parquet":
+        written, skipped = write_parquet(report, Path(args.output))
+        for path in written:
+            log.info("wrote %s", path)
+        for table, why in skipped.items():
+            log.info("table %s not written: %s", table, why)
+    else:
+        _write(render(report, args.format, args.csv_table), args.output)
     log.info("report done: %d queries, %d windows", report.meta["queries"], len(report.windows))
     return 0
 
@@ -390,8 +454,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="analyse windows and print/write a report")
     _add_window_args(rep)
-    rep.add_argument("--format", choices=FORMATS, default="table")
-    rep.add_argument("--output", help="write here instead of stdout")
+    rep.add_argument("--format", choices=(*FORMATS, "parquet"), default="table")
+    rep.add_argument(
+        "--output", help="write here instead of stdout (with --format parquet: a directory)"
+    )
     rep.add_argument(
         "--csv-table",
         choices=CSV_TABLES,
@@ -403,6 +469,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="METRIC=VALUE",
         help="recommend the family with the least energy per output minute at this quality, "
         f"e.g. vmaf=93, psnr=40 or ssim=0.98 (metrics: {', '.join(QUALITY_METRICS)})",
+    )
+    cost = rep.add_argument_group("title cost (with --target-quality)")
+    cost.add_argument(
+        "--title-minutes",
+        type=_count("--title-minutes", positive=True),
+        metavar="M",
+        help="price encoding a title of M minutes once and delivering it --views times",
+    )
+    cost.add_argument(
+        "--views", type=_count("--views", positive=False), metavar="N", help="e.g. 1000000"
+    )
+    cost.add_argument(
+        "--cost-config",
+        metavar="FILE",
+        help="JSON prices, carbon intensity or region, delivery energy (default: the published "
+        "figures, no prices; example: advisor/cost-config.example.json)",
     )
     rep.add_argument("--rank-by", choices=tuple(SCORE_DIRECTIONS), default="pixels_per_joule")
     rep.add_argument("--alpha", type=float, default=0.05, help="significance level")

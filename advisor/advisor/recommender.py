@@ -34,6 +34,8 @@ from .attribution import (
     require_accounting,
     resolve_basis,
 )
+from .cost import TitleCost, TitleCostRequest, title_cost
+from .cost_text import summary_line as cost_summary_line
 from .errors import AdvisorConfigError, AdvisorError, InsufficientDataError
 from .hosts import HOST_INFO_METRIC, compare_hosts, host_facts
 from .predict import PowerPredictor, measured_vs_predicted, stream_predictions
@@ -78,6 +80,7 @@ class AdvisorReport:
     predictor: PowerPredictor | None = None
     summary: str = ""
     quality: QualityAnalysis = field(default_factory=lambda: QualityAnalysis(measured=False))
+    cost: TitleCost | None = None  # with a TitleCostRequest: encode + delivery per family
 
 
 def _one_sentence(target: str, reason: str, what: str) -> str:
@@ -254,6 +257,7 @@ class TranscodingRecommender:
         target_quality: QualityTarget | str | None = None,
         quality_metric: str | None = None,
         energy_basis: str | None = None,
+        title_cost: TitleCostRequest | None = None,
     ) -> None:
         if api is None:
             if not prometheus_url:
@@ -278,6 +282,12 @@ class TranscodingRecommender:
         # None: attributed where every window has CPU accounting, else net, else gross
         self.energy_basis = check_basis(energy_basis)
         self.quality_metric = parse_metric(quality_metric) if quality_metric else None
+        if title_cost is not None and target_quality is None:
+            raise AdvisorConfigError(
+                "a title cost needs a target quality: it prices each family at the target; "
+                "pass target_quality, e.g. vmaf=93"
+            )
+        self.title_cost = title_cost
         self.api = api
         self.allow_estimated = allow_estimated
         self.query_mode = query_mode
@@ -476,6 +486,9 @@ class TranscodingRecommender:
             quality=quality,
         )
         report.summary = self._summary(report)
+        if self.title_cost is not None:
+            report.cost = title_cost(quality, wdf, self.title_cost)
+            report.summary += "\n" + cost_summary_line(report.cost)
         meta["analysis_seconds"] = round(time.perf_counter() - t0, 3)
         self._report = report
         return report

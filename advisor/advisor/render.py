@@ -15,6 +15,7 @@ import pandas as pd
 
 from .analysis import finite_or_none
 from .attribution import BACKGROUND_FLAG_SHARE
+from .cost_text import sections as cost_sections
 from .quality import MODE_TEXT, UNIT, families_table, frontier_table
 from .recommender import AdvisorReport, _fmt
 
@@ -27,6 +28,7 @@ CSV_TABLES = (
     "measured_vs_predicted",
     "families",
     "frontier",
+    "cost",
 )
 
 _SCEN_COLS: Sequence[tuple[str, str, bool]] = (
@@ -262,6 +264,7 @@ def _sections(rep: AdvisorReport) -> list[Section]:
         out.append((title, families_table(qa), "main"))
     if qa.measured and not qa.points.empty:
         out.append((f"Frontier: {qa.metric} vs {UNIT}", frontier_table(qa), "main"))
+    out.extend(cost_sections(rep.cost))
     out.append(("Scenarios", scenario_display(rep), "main"))
     bad = problem_windows(rep)
     if not bad.empty:
@@ -355,6 +358,7 @@ def report_dict(rep: AdvisorReport) -> dict[str, Any]:
             "meta": meta,
             "summary": rep.summary,
             "quality": rep.quality.to_json(),
+            "cost": rep.cost.to_json() if rep.cost else None,
             "best_overall": rep.best_overall,
             "ladders": [lad.to_dict() for lad in rep.ladders],
             "scenarios": _scenario_records(rep),
@@ -389,6 +393,8 @@ def render_csv(rep: AdvisorReport, table: str = "scenarios") -> str:
         )
     elif table == "frontier":
         df = rep.quality.points
+    elif table == "cost":
+        df = pd.DataFrame([f.to_json() for f in rep.cost.families] if rep.cost else [])
     else:
         block = rep.prediction.get("power") if isinstance(rep.prediction, dict) else None
         key = "predictions" if table == "predictions" else "measured_vs_predicted"
@@ -447,6 +453,8 @@ def render_html(rep: AdvisorReport) -> str:
         fig = fn(rep)
         if fig:
             parts.append(_fig(title, fig))
+    for title, fig in importlib.import_module(".plots_cost", __package__).figures(rep.cost):
+        parts.append(_fig(title, fig))
     # What was measured and how (runs, receiver, quality basis, power sources), then tables.
     parts.append(f"<h2>About these figures</h2>{_html_body(head)}")
     for title, body, _ in main[2:]:
