@@ -135,6 +135,8 @@ def test_signal_mid_window_keeps_the_manifest_and_leaves_no_child(
     assert window["status"] == "interrupted"
     assert signal.Signals(signum).name in window["error"]
     assert window["frames_total"] > 0 and len(window["exit_codes"]) == 2
+    assert window["accounting"]["processes"] == 2  # an interrupted window keeps its CPU time
+    assert window["accounting"]["transcode_cpu_s"] > 0
     assert "(interrupted)" in out
 
 
