@@ -1,6 +1,7 @@
 """Runs scenarios window by window and records them in the manifest.
 
-A transcode window: start ``streams`` ffmpeg
+The windows run in the order ``schedule.Schedule`` gives (``--order``), as many repeats as
+each scenario's policy asks for (``--repeats``). A transcode window: start ``streams`` ffmpeg
 processes, let them run ``stabilization`` seconds, then measure ``duration`` seconds (the
 window), then stop them (``q``). Frames are counted inside the window only: ffmpeg's
 ``-progress`` count of the first output at the window's start and end edges, each interpolated
@@ -36,6 +37,7 @@ from .contract import Accounting, OutputQuality, RunManifest, SourceInfo, Window
 from .errors import QualityError
 from .ffmpeg import FfmpegInfo, measured_path, stream_commands
 from .manifest import Manifest, host_facts
+from .policy import DEFAULT_ORDER, Order
 from .process import FfmpegProcess, stop_all
 from .progress import ProgressEdge
 from .quality import (
@@ -47,6 +49,7 @@ from .quality import (
     read_scores,
 )
 from .scenario import Scenario
+from .schedule import Schedule
 from .source import ffprobe_next_to, lavfi_source, probe_file
 
 log = logging.getLogger(__name__)
@@ -105,6 +108,7 @@ class RunOptions:
     fail_fast: bool = False
     quality: QualityTool | None = None  # the ffmpeg that measures quality (None: not asked)
     instance: str = ""  # the instance label the runner pushes with (default: the hostname)
+    order: Order = DEFAULT_ORDER  # the order windows run in (--order)
 
     @property
     def manifest_path(self) -> Path:
@@ -201,6 +205,7 @@ class Runner:
         self.clock = clock
         self.host = host if host is not None else host_facts(instance=options.instance)
         self.accountant = accountant or CpuAccountant.detect()
+        self.schedule = Schedule(self.scenarios, options.order)
         self.stop_event = threading.Event()
         self.wake = threading.Event()
         self.stop_reason = ""
@@ -213,6 +218,8 @@ class Runner:
                 host=self.host,
                 ffmpeg=options.ffmpeg.to_json(),
                 sample_interval_s=options.sample_interval_s,
+                order=self.schedule.kind,
+                seed=self.schedule.seed,
             ),
         )
 
@@ -229,22 +236,25 @@ class Runner:
     # -- the run ----------------------------------------------------------------------------------
 
     def run(self) -> Manifest:
-        steps: list[tuple[Scenario, str, int]] = []
-        for scenario in self.scenarios:
-            if scenario.with_baseline:
-                steps.append((scenario, "baseline", 0))
-            steps.extend((scenario, "transcode", r) for r in range(scenario.repeats))
         self.manifest.write()
-        log.info("run %s: %d windows planned; accounting reads %s; manifest %s",
-                 self.options.run_id, len(steps), self.accountant.describe(),
-                 self.manifest.path)  # fmt: skip
+        log.info(
+            "run %s: order %s%s; repeats %s; accounting reads %s; manifest %s",
+            self.options.run_id, self.schedule.kind,
+            f" (seed {self.schedule.seed})" if self.schedule.seed is not None else "",
+            ", ".join(f"{s.name} {s.repeat_policy.text}"
+                      + ("" if s.repeat_policy.auto else f" {s.repeats}") for s in self.scenarios),
+            self.accountant.describe(), self.manifest.path,
+        )  # fmt: skip
         failed = False
         status = "failed"
+        steps = self.schedule.steps()
         try:
-            for index, (scenario, phase, repeat) in enumerate(steps):
-                if self.stop_event.is_set():
-                    break
+            step = next(steps, None)
+            while step is not None and not self.stop_event.is_set():
+                scenario, phase, repeat = step.scenario, step.phase, step.repeat
                 window = self._window(scenario, phase, repeat)
+                self.schedule.record(window)
+                self.manifest.set_repeats(self.schedule.records())
                 self.manifest.add_window(window)
                 log.info(
                     "window %s/%s/r%d: %s (%.1f s, %d frames)%s",
@@ -261,13 +271,15 @@ class Runner:
                         break
                 if window.status == "interrupted":
                     break
-                if index + 1 < len(steps) and scenario.cooldown_s > 0:
+                step = next(steps, None)  # decided now that this window is recorded
+                if step is not None and scenario.cooldown_s > 0:
                     self._wait(self.clock.monotonic() + scenario.cooldown_s, ())
             if self.stop_event.is_set():
                 status = "interrupted"
             else:
                 status = "failed" if failed else "completed"
         finally:
+            self.manifest.set_repeats(self.schedule.records(finished=True))
             self.manifest.finish(status, self._now_ms())
             self.accountant.close()
         return self.manifest
