@@ -6,28 +6,23 @@ Model (per logical CPU listed in ``/proc/stat``, i.e. per hardware thread):
     busy_cpus = cpus * Δbusy / Δtotal   (busy = user+nice+system+irq+softirq;
                                           total = busy+idle+iowait+steal)
 
-The defaults (0.74 W idle, +2.76 W at full load, i.e. 3.5 W per busy vCPU) are the Cloud Carbon
-Footprint coefficients for an average cloud vCPU. They are a rough guess for any particular
-machine: every series carries ``source="estimated"`` and the log says so.
-``/proc/stat`` is not namespaced, so inside a container it still describes the whole host.
+busy and total are counted by ``base_monitoring_client.cputime`` (the ffmpeg runner's process
+accounting uses the same parser). The defaults (0.74 W idle, +2.76 W at full load, i.e. 3.5 W
+per busy vCPU) are the Cloud Carbon Footprint coefficients for an average cloud vCPU. They are a
+rough guess for any particular machine: every series carries ``source="estimated"`` and the log
+says so. ``/proc/stat`` is not namespaced, so inside a container it still describes the whole
+host.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from base_monitoring_client.cputime import AFTER_CPUS, CpuTimes, parse_proc_stat, proc_stat_times
 from base_monitoring_client.openfiles import OpenFiles
 
 from .zones import Reader, read_sysfs
-
-# Fields of the aggregate "cpu" line, after the label.
-_USER, _NICE, _SYSTEM, _IDLE, _IOWAIT, _IRQ, _SOFTIRQ, _STEAL = range(8)
-# A "cpuN" line after the first: a literal prefix, which the regex engine finds fast.
-_CPU_LINE = re.compile(rb"\ncpu\d")
-# The line after the last cpuN line; /proc/stat is read until it is in the buffer.
-_AFTER_CPUS = b"\nintr"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,33 +32,6 @@ class CpuPowerModel:
 
     def power_watts(self, cpus: int, busy_cpus: float) -> float:
         return cpus * self.idle_watts_per_core + busy_cpus * self.dynamic_watts_per_core
-
-
-@dataclass(frozen=True, slots=True)
-class CpuTimes:
-    busy: int
-    total: int
-    cpus: int
-
-
-def parse_proc_stat(text: str) -> CpuTimes:
-    """Aggregate busy/total jiffies and the number of online CPUs; ValueError if malformed."""
-    return CpuTimes(*_parse(text.encode("ascii", "replace")))
-
-
-def _parse(data: bytes) -> tuple[int, int, int]:
-    fields = data.partition(b"\n")[0].split()
-    if len(fields) < 5 or fields[0] != b"cpu":
-        raise ValueError("the first line of /proc/stat is not the aggregate 'cpu' line")
-    v = [*map(int, fields[1:9]), 0, 0, 0, 0]  # old kernels lack the last columns: 0
-    busy = v[_USER] + v[_NICE] + v[_SYSTEM] + v[_IRQ] + v[_SOFTIRQ]
-    total = busy + v[_IDLE] + v[_IOWAIT] + v[_STEAL]
-    # One pass in C instead of a Python loop over every line (the first is "cpu ", not "\ncpuN").
-    end = data.find(_AFTER_CPUS)
-    cpus = len(_CPU_LINE.findall(data, 0, len(data) if end < 0 else end))
-    if cpus == 0:
-        raise ValueError("/proc/stat lists no cpuN lines")
-    return busy, total, cpus
 
 
 class EstimatedEnergy:
@@ -97,7 +65,7 @@ class EstimatedEnergy:
             return self._reader(self.stat_path).encode("ascii", "replace")
         size = self._size
         data = files.pread(self._stat_name, size)
-        while len(data) >= size and _AFTER_CPUS not in data:
+        while len(data) >= size and AFTER_CPUS not in data:
             size = self._size = size * 4
             data = files.pread(self._stat_name, size)
         return data
@@ -108,7 +76,7 @@ class EstimatedEnergy:
     def update(self, data: bytes, monotonic_ns: int) -> int:
         """The energy so far (µJ) with ``data`` (/proc/stat) read at ``monotonic_ns``;
         ValueError if it is not /proc/stat."""
-        times = _parse(data)
+        times = proc_stat_times(data)
         last, self._last = self._last, times
         if last is not None:
             busy_now, total_now, cpus = times

@@ -6,10 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
-from cpu_rapl_client.estimate import CpuPowerModel, EstimatedEnergy, parse_proc_stat
+from cpu_rapl_client.estimate import CpuPowerModel, EstimatedEnergy
 from cpu_rapl_client.sources import EstimatedSource, SysfsSource, read_now
 from cpu_rapl_client.zones import describe_os_error, discover_zones
-from wattpush_testing.rapl import FakePowercap, proc_stat_text, write_proc_stat
+from wattpush_testing.rapl import FakePowercap, write_proc_stat
 
 
 def open_fds() -> int:
@@ -103,17 +103,6 @@ def test_injected_reader_is_used_for_every_read(tmp_path: Path) -> None:
     energy.read(0)
     energy.read(1)
     assert seen == [proc / "stat", proc / "stat"]
-
-
-def test_parse_proc_stat_counts_only_cpu_number_lines() -> None:
-    text = proc_stat_text(busy=40, idle=60, cpus=12)
-    text = text.replace("intr", "cpufreq 3\ncpux 1\nintr")
-    times = parse_proc_stat(text)
-    assert (times.busy, times.total, times.cpus) == (40, 100, 12)
-    with pytest.raises(ValueError, match="no cpuN"):
-        parse_proc_stat("cpu  1 2 3 4 5 6 7 8\nintr 1\n")
-    with pytest.raises(ValueError, match="aggregate"):
-        parse_proc_stat("intr 1\ncpu0 1 2 3 4\n")
 
 
 def test_estimate_counts_every_cpu_of_a_large_host(tmp_path: Path) -> None:

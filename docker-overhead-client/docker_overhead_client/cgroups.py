@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from base_monitoring_client.cputime import parse_cgroup_cpu_usage_ns
+
 from .errors import HostLayoutError
 from .procfs import read_bytes
 
@@ -77,20 +79,7 @@ class ContainerFiles:
     def cpu_ns(self, read: Reader = read_bytes) -> int | None:
         """Cumulative CPU time of the container in nanoseconds."""
         data = read(self.cpu, 4096)
-        if not data:
-            return None
-        try:
-            if self.version == 1:
-                return int(data)
-            # cpu.stat starts with "usage_usec N"; search anyway in case the order changes.
-            if data.startswith(b"usage_usec "):
-                return int(data[11 : data.index(b"\n")]) * 1000
-            for line in data.split(b"\n"):
-                if line.startswith(b"usage_usec "):
-                    return int(line[11:]) * 1000
-        except ValueError:
-            return None
-        return None
+        return parse_cgroup_cpu_usage_ns(data, self.version) if data else None
 
     def memory_usage_bytes(self, read: Reader = read_bytes) -> int | None:
         """memory.current / memory.usage_in_bytes: everything charged, page cache included."""

@@ -18,6 +18,7 @@ from base_monitoring_client import (
     parse_path,
 )
 from base_monitoring_client.counter import SummedCounter
+from base_monitoring_client.cputime import parse_proc_pid_stat
 from base_monitoring_client.openfiles import OpenFiles
 from base_monitoring_client.series import Series
 from base_monitoring_client.stale import StaleTracker
@@ -31,7 +32,6 @@ from .procfs import (
     HOST_CPU_MODES,
     NetDevCounter,
     parse_host_cpu_ticks,
-    parse_proc_pid_stat,
     read_bytes,
 )
 

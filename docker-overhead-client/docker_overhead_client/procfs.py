@@ -56,22 +56,6 @@ def parse_host_cpu_ticks(data: bytes) -> tuple[int, ...] | None:
     return tuple(values)
 
 
-def parse_proc_pid_stat(data: bytes) -> tuple[int, int, int] | None:
-    """(utime + stime in USER_HZ ticks, start time since boot, RSS pages) of /proc/<pid>/stat.
-
-    Children are excluded; (pid, start time) identifies one process lifetime.
-    """
-    # comm (field 2) may contain spaces and ')', so split after the last ')'.
-    end = data.rfind(b")")
-    if end < 0:
-        return None
-    fields = data[end + 2 :].split(None, 22)
-    try:
-        return int(fields[11]) + int(fields[12]), int(fields[19]), int(fields[21])
-    except (IndexError, ValueError):
-        return None
-
-
 def net_dev_lines(data: bytes) -> Iterator[tuple[bytes, int, int]]:
     """(interface, received bytes, transmitted bytes) per line of /proc/<pid>/net/dev,
     loopback and short lines left out."""

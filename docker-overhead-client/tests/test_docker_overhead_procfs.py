@@ -11,7 +11,6 @@ from docker_overhead_client.procfs import (
     engine_process_name,
     parse_host_cpu_ticks,
     parse_net_dev,
-    parse_proc_pid_stat,
     scan_engine_processes,
 )
 from hypothesis import given, settings
@@ -28,17 +27,6 @@ def test_host_cpu_line_in_mode_order() -> None:
 def test_host_cpu_short_line_pads_missing_modes() -> None:
     assert parse_host_cpu_ticks(b"cpu  1 2 3 4\n") == (1, 2, 3, 4, 0, 0, 0, 0)
     assert parse_host_cpu_ticks(b"intr 1 2 3\n") is None
-
-
-def test_pid_stat_with_spaces_and_parens_in_comm() -> None:
-    fields = ["S", "1", "5", "5", "0", "-1", "0", "0", "0", "0", "0", "700", "300"]
-    fields += ["0", "0", "20", "0", "4", "0", "123456", "0", "2500"] + ["0"] * 20
-    data = ("5 (evil) (name) " + " ".join(fields)).encode()
-    stat = parse_proc_pid_stat(data)
-    assert stat is not None
-    assert stat == (1000, 123456, 2500)
-    assert parse_proc_pid_stat(b"garbage") is None
-    assert parse_proc_pid_stat(b"1 (x) S 1") is None
 
 
 def test_net_dev_sums_exclude_loopback(fake_host: FakeHost) -> None:

@@ -1,5 +1,6 @@
-"""``ffmpeg-runner single | multi | batch --file F``: run scenarios, tag their windows, write
-the results manifest; ``ffmpeg-runner clips`` lists the named real clips and their paths.
+"""``ffmpeg-runner single | multi | batch --file F``: run scenarios (in ``--order``, with
+``--repeats``), tag their windows, write the results manifest; ``ffmpeg-runner clips`` lists
+the named real clips and their paths.
 Exit codes: 0 every window ok, 1 a window failed (or another error), 2 invalid
 flags/settings/batch file (or quality asked for that no ffmpeg can measure), 3 ffmpeg
 unusable, 128+N stopped by signal N."""
@@ -38,9 +39,11 @@ from .contract import QUALITY_METRICS, parse_bitrate
 from .errors import FfmpegUnavailableError, ScenarioError
 from .ffmpeg import FfmpegInfo, check_encoders, probe_ffmpeg, stream_commands
 from .manifest import new_run_id
+from .policy import DEFAULT_ORDER, ORDER_HELP, Order, parse_order
 from .quality import QualityTool, choose_tool
 from .runner import NullSink, Runner, RunOptions, WindowSink
-from .scenario import FIELDS, Scenario, build_scenario, load_batch, parse_ladder
+from .scenario import FIELDS, Scenario, build_scenario, load_batch, parse_ladder, read_batch
+from .schedule import Schedule
 from .source import CLIP_DISTRIBUTION, CLIPS, clip_path
 
 log = logging.getLogger(__name__)
@@ -74,12 +77,16 @@ _SCENARIO_FLAGS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "duration": ("duration", float),
     "stabilization": ("stabilization", float),
     "cooldown": ("cooldown", float),
-    "repeat": ("repeat", int),
+    "repeat": ("repeat", str),  # N or auto[:MIN:MAX]
     "with_baseline": ("with_baseline", bool),
     "baseline_duration": ("baseline_duration", float),
     "realtime": ("realtime", bool),
     "quality": ("quality", str),
 }
+
+
+# Flags whose name is not their dest's (an error names the flag the help shows).
+_FLAG_NAMES = {"repeat": "--repeats"}
 
 
 def _add_scenario_flags(parser: argparse.ArgumentParser, *, batch: bool) -> None:
@@ -105,7 +112,10 @@ def _add_scenario_flags(parser: argparse.ArgumentParser, *, batch: bool) -> None
     add("--duration", metavar="S", help="measured window seconds (default: 30)")
     add("--stabilization", metavar="S", help="seconds of encoding before the window (default: 5)")
     add("--cooldown", metavar="S", help="idle seconds after each window (default: 5)")
-    add("--repeat", metavar="N", help="transcode windows per scenario (default: 1)")
+    add("--repeats", "--repeat", dest="repeat", metavar="N|auto[:MIN:MAX]",
+        help="transcode windows per scenario: N, or auto (= auto:3:8): at least MIN, until "
+        "the 95 %% CI of its transcode CPU per output minute is within 3 %%, at most MAX "
+        "(default: 1)")  # fmt: skip
     add("--with-baseline", action="store_const", const="true", default=None,
         help="record an idle baseline window before each scenario")  # fmt: skip
     add("--baseline-duration", metavar="S", help="baseline seconds (default: --duration)")
@@ -119,6 +129,12 @@ def _add_scenario_flags(parser: argparse.ArgumentParser, *, batch: bool) -> None
 def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("run")
     group.add_argument("--run-id", help="run id (default: UTC time + random suffix)")
+    group.add_argument(
+        "--order",
+        metavar="ORDER",
+        help=f'window order: {ORDER_HELP}; default: the batch file\'s "order", else '
+        "interleaved (round r runs repeat r of every scenario)",
+    )
     group.add_argument(
         "--dry-run", action="store_true", help="print the ffmpeg command lines, run nothing"
     )
@@ -174,7 +190,7 @@ def _flag_values(args: argparse.Namespace, problems: list[str]) -> dict[str, Any
         raw = getattr(args, dest, None)
         if raw is None:
             continue
-        flag = "--" + dest.replace("_", "-")
+        flag = _FLAG_NAMES.get(dest, "--" + dest.replace("_", "-"))
         try:
             typed = raw if isinstance(raw, bool) else convert(raw)
             if field == "with_baseline":
@@ -187,6 +203,24 @@ def _flag_values(args: argparse.Namespace, problems: list[str]) -> dict[str, Any
 
 def _split_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def plan_from_args(args: argparse.Namespace) -> tuple[list[Scenario], Order]:
+    """The scenarios and the order: ``--order``, else the batch file's, else interleaved."""
+    order = None
+    if args.order is not None:
+        try:
+            order = parse_order(args.order)
+        except InvalidValue as exc:
+            raise ScenarioError(f"--order {args.order}: {exc}") from None
+    if args.command == "batch":
+        problems: list[str] = []
+        values = _flag_values(args, problems)
+        if problems:
+            raise ScenarioError(problems)
+        batch = read_batch(args.file, overrides=values)
+        return batch.scenarios, order or batch.order or DEFAULT_ORDER
+    return scenarios_from_args(args), order or DEFAULT_ORDER
 
 
 def scenarios_from_args(args: argparse.Namespace) -> list[Scenario]:
@@ -248,17 +282,26 @@ def scenarios_from_args(args: argparse.Namespace) -> list[Scenario]:
 
 
 def print_dry_run(scenarios: Sequence[Scenario], options: RunOptions, out: Any) -> None:
+    schedule = Schedule(scenarios, options.order)
+    seed = f" (seed {schedule.seed})" if schedule.seed is not None else ""
     print(f"# run {options.run_id}: manifest would be {options.manifest_path}", file=out)
+    print(f"# order {schedule.kind}{seed}", file=out)
     for scenario in scenarios:
-        if scenario.with_baseline:
+        policy = scenario.repeat_policy
+        if policy.auto:
+            print(f"# {scenario.name}: repeats {policy.text}: {policy.min} shown; up to "
+                  f"{policy.max} until stable", file=out)  # fmt: skip
+    for step in schedule.steps():
+        scenario = step.scenario
+        if step.phase == "baseline":
             print(f"# {scenario.name} baseline: {scenario.baseline_duration_s:g} s idle", file=out)
-        for repeat in range(scenario.repeats):
-            commands = stream_commands(
-                scenario, repeat, options.media_dir, options.ffmpeg.path, options.stats_period_s
-            )
-            for stream, argv in enumerate(commands):
-                print(f"# {scenario.name} repeat {repeat} stream {stream}", file=out)
-                print(shlex.join(argv), file=out)
+            continue
+        commands = stream_commands(
+            scenario, step.repeat, options.media_dir, options.ffmpeg.path, options.stats_period_s
+        )
+        for stream, argv in enumerate(commands):
+            print(f"# {scenario.name} repeat {step.repeat} stream {stream}", file=out)
+            print(shlex.join(argv), file=out)
 
 
 def print_clips(out: Any) -> int:
@@ -301,7 +344,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return exc.exit_code
     configure_logging(config.log_level, config.log_format, PROG)
     try:
-        scenarios = scenarios_from_args(args)
+        scenarios, order = plan_from_args(args)
         run_id = args.run_id or new_run_id()
         if not RUN_ID_RE.match(run_id):
             raise ScenarioError(
@@ -329,6 +372,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         fail_fast=args.fail_fast,
         quality=quality_tool,
         instance=config.instance,
+        order=order,
     )
     if args.dry_run:
         print_dry_run(scenarios, options, sys.stdout)

@@ -12,9 +12,10 @@ sample), so a long batch keeps no handle of a finished window.
 
 Quality is pushed once per measured output, after it was computed, with the window's end as
 timestamp: ``ffmpeg_output_quality`` (the mean score, one series per metric) and
-``ffmpeg_output_bitrate_bits_per_second``. They get no stale marker: a single sample,
-visible to instant queries for Prometheus' lookback (5 min) after the window's end and to
-``last_over_time(...[range])`` for as long as the data is kept.
+``ffmpeg_output_bitrate_bits_per_second``; so is each window's accounting,
+``ffmpeg_window_cpu_seconds`` (one series per scope). They get no stale marker: a single
+sample, visible to instant queries for Prometheus' lookback (5 min) after the window's end and
+to ``last_over_time(...[range])`` for as long as the data is kept.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from base_monitoring_client import MonitoringClient
+from base_monitoring_client import contract as series
 from base_monitoring_client.series import Series, validate_series
 
 from .contract import (
@@ -34,6 +36,8 @@ from .contract import (
     OUTPUT_BITRATE_METRIC,
     QUALITY_METRIC,
     SPEED_METRIC,
+    WINDOW_CPU_METRIC,
+    Accounting,
     OutputQuality,
 )
 from .progress import ProgressSnapshot
@@ -67,7 +71,7 @@ class _Stream:
 
 @dataclass(frozen=True)
 class _Once:
-    """A single sample with no stale marker (quality, bitrate)."""
+    """A single sample with no stale marker (quality, bitrate, window CPU)."""
 
     name: str
     labels: dict[str, str]
@@ -143,6 +147,33 @@ class RunnerClient(MonitoringClient):
             for metric, score in output.scores.items():
                 labels = validate_series(QUALITY_METRIC, {**base, "metric": metric})
                 samples.append(_Once(QUALITY_METRIC, labels, score.mean, ts_ms))
+        with self._lock:
+            self._once.extend(samples)
+
+    def record_accounting(
+        self, window_labels: Mapping[str, str], accounting: Accounting, ts_ms: int
+    ) -> None:
+        """Push the window's CPU seconds once at ``ts_ms`` (its end), one series per scope.
+
+        ``window_labels`` are ``run_id``, ``scenario``, ``phase`` and ``repeat``; the cgroup
+        scope is left out outside a container (no value).
+        """
+        values = {
+            series.SCOPE_TRANSCODE: accounting.transcode_cpu_s,
+            series.SCOPE_HOST_BUSY: accounting.host_busy_cpu_s,
+            series.SCOPE_HOST_TOTAL: accounting.host_total_cpu_s,
+            series.SCOPE_CGROUP: accounting.cgroup_cpu_s,
+        }
+        samples = [
+            _Once(
+                WINDOW_CPU_METRIC,
+                validate_series(WINDOW_CPU_METRIC, {**window_labels, series.SCOPE: scope}),
+                value,
+                ts_ms,
+            )
+            for scope, value in values.items()
+            if value is not None
+        ]
         with self._lock:
             self._once.extend(samples)
 

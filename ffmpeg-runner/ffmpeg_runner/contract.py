@@ -418,6 +418,14 @@ class WindowRecord:
         return float(self.rungs[0].bitrate_bps) if self.rungs else math.nan
 
     @property
+    def output_minutes(self) -> float | None:
+        """Minutes of video the window delivered: frames / (fps x rungs) / 60 (every rung of a
+        stream is one minute of output, each stream another); None without frames or fps."""
+        if not self.frames_total or not self.fps or not self.rungs:
+            return None
+        return self.frames_total / (self.fps * len(self.rungs)) / 60.0
+
+    @property
     def nominal_pixels_per_s(self) -> float:
         """Streams x Σ rung width x height x fps: the pixel rate the configuration asks for."""
         if not self.rungs or self.fps is None or not math.isfinite(self.fps):

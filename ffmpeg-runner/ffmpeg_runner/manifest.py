@@ -16,7 +16,7 @@ from typing import Any
 
 from base_monitoring_client.hostinfo import read_host_info
 
-from .contract import RunManifest, WindowRecord
+from .contract import RepeatRecord, RunManifest, WindowRecord
 
 RUN_STATUSES = ("running", "completed", "interrupted", "failed")
 
@@ -102,6 +102,11 @@ class Manifest:
         with self._lock:
             self.run.windows.append(window)
             self._write()
+
+    def set_repeats(self, records: list[RepeatRecord]) -> None:
+        """How many repeats each scenario got and why (written with the next window)."""
+        with self._lock:
+            self.run.repeats = records
 
     def finish(self, status: str, ended_ms: int) -> None:
         with self._lock:

@@ -1,5 +1,11 @@
 """One ffmpeg child: its own process group, progress and stderr read on named threads.
 
+Progress reports are kept with the monotonic time they arrived, so a window edge can be placed
+between the report before it and the one after it (``edge()``). The child is reaped with
+``wait4`` (never by ``Popen``): the exit status goes to ``Popen.returncode`` as Popen would set
+it, and the rusage of exactly this child gives its CPU time at exit (``exit_cpu_s``, all
+threads), which the window accounting uses once /proc no longer has the process.
+
 Stopping is layered: ``q`` on stdin (ffmpeg finishes the outputs and exits 0), then SIGTERM
 to the child's process group, then SIGKILL, each after a grace period. Signals go only to the
 group this object started, and only while its leader has not been reaped (so the id cannot
@@ -13,6 +19,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -22,11 +29,24 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
-from .progress import ProgressParser, ProgressSnapshot, parse_final_frames
+from base_monitoring_client.clock import SYSTEM_CLOCK, Clock
+
+from .progress import (
+    NO_PROGRESS,
+    ProgressEdge,
+    ProgressParser,
+    ProgressSnapshot,
+    TimedSnapshot,
+    parse_final_frames,
+)
 
 log = logging.getLogger(__name__)
 
 STDERR_LINES_KEPT = 200
+# Reports kept to place an edge that is asked for just after a report arrived (the runner asks
+# at the edge itself, so the bracket is among the last two).
+RECENT_REPORTS_KEPT = 8
+_MAX_POLL_DELAY_S = 0.05  # the reaping loop's longest pause where pidfd is missing (as Popen's)
 _PR_SET_PDEATHSIG = 1
 
 
@@ -59,14 +79,22 @@ class FfmpegProcess:
         name: str,
         wake: threading.Event | None = None,
         cwd: Path | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.argv = list(argv)
+        self.clock = clock
         self.cwd = cwd
         self.name = name
         self.wake = wake or threading.Event()
         self.proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         self._progress: ProgressSnapshot | None = None
+        self._recent: collections.deque[TimedSnapshot] = collections.deque(
+            maxlen=RECENT_REPORTS_KEPT
+        )
+        self._edges: list[ProgressEdge] = []  # edges still waiting for the report after them
+        self._reap_lock = threading.Lock()
+        self.exit_cpu_s: float | None = None  # CPU time at exit (wait4's rusage), once reaped
         self._final_frames: dict[int, int] = {}
         self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_LINES_KEPT)
         self._threads: list[threading.Thread] = []
@@ -77,6 +105,9 @@ class FfmpegProcess:
     # -- life cycle -------------------------------------------------------------------------------
 
     def start(self) -> FfmpegProcess:
+        # Nothing is encoded before the process exists: the anchor of an edge that comes
+        # before the first report.
+        self._recent.append(TimedSnapshot(self.clock.monotonic(), NO_PROGRESS))
         try:
             self.proc = subprocess.Popen(
                 self.argv,
@@ -112,18 +143,70 @@ class FfmpegProcess:
         """Exit status (negative: killed by that signal), None while running."""
         if self.proc is None:
             return -1 if self.start_error else None
-        return self.proc.poll()
+        self._reap(os.WNOHANG)
+        return self.proc.returncode
 
     def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.proc is not None and self.poll() is None
+
+    @property
+    def reaped(self) -> bool:
+        """The child has exited and been reaped: its pid may name another process now."""
+        return self.proc is not None and self.proc.returncode is not None
 
     def wait(self, timeout: float | None) -> int | None:
+        """Wait up to ``timeout`` seconds (None: for ever) for the exit; the status or None."""
         if self.proc is None:
             return self.poll()
+        if self.proc.returncode is None:
+            self._wait_exited(timeout)
+        return self.poll()
+
+    def _reap(self, flags: int) -> bool:
+        """Reap the child if it has exited (``flags=os.WNOHANG``: without blocking); True
+        once reaped. ``wait4`` returns the rusage of exactly this child: its CPU time at exit
+        (all threads), which /proc cannot give once the child is gone."""
+        proc = self.proc
+        assert proc is not None
+        with self._reap_lock:
+            if proc.returncode is not None:
+                return True
+            try:
+                pid, status, usage = os.wait4(proc.pid, flags)
+            except ChildProcessError:
+                # Reaped behind our back (it should not happen): Popen records what it can.
+                proc.poll()
+                return proc.returncode is not None
+            if pid == 0:
+                return False
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            self.exit_cpu_s = usage.ru_utime + usage.ru_stime
+            return True
+
+    def _wait_exited(self, timeout: float | None) -> None:
+        """Block until the child has exited (not reaping it) or ``timeout`` passed: on a pidfd
+        where the kernel has them, else in short pauses as ``Popen.wait`` does."""
+        assert self.proc is not None
         try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
+            pidfd = os.pidfd_open(self.proc.pid)
+        except (AttributeError, OSError):
+            pidfd = -1
+        if pidfd >= 0:
+            try:
+                poller = select.poll()
+                poller.register(pidfd, select.POLLIN)
+                poller.poll(None if timeout is None else max(0, round(timeout * 1000)))
+            finally:
+                os.close(pidfd)
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.0005
+        while not self._reap(os.WNOHANG):
+            remaining = _MAX_POLL_DELAY_S if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, _MAX_POLL_DELAY_S)
 
     def request_quit(self) -> None:
         """Ask ffmpeg to finish (as pressing q): outputs are closed properly, exit code 0."""
@@ -170,8 +253,12 @@ class FfmpegProcess:
             for raw in stream:
                 snapshot = parser.feed(raw.decode("utf-8", "replace"))
                 if snapshot is not None:
+                    timed = TimedSnapshot(self.clock.monotonic(), snapshot)
                     with self._lock:
                         self._progress = snapshot
+                        self._recent.append(timed)
+                        if self._edges:
+                            self._edges = [e for e in self._edges if not e.offer(timed)]
         finally:
             stream.close()
             self._closed()
@@ -202,6 +289,18 @@ class FfmpegProcess:
     def progress(self) -> ProgressSnapshot | None:
         with self._lock:
             return self._progress
+
+    def edge(self, t_s: float) -> ProgressEdge:
+        """A window edge at monotonic ``t_s`` (now, or just past): the report before it is
+        known now; the reader thread fills in the first report after it when that arrives
+        (for the end edge: the next periodic report, or the final one after ``q``)."""
+        edge = ProgressEdge(t_s)
+        with self._lock:
+            for timed in self._recent:  # oldest first
+                edge.offer(timed)
+            if edge.after is None:
+                self._edges.append(edge)
+        return edge
 
     @property
     def final_frames(self) -> dict[int, int]:

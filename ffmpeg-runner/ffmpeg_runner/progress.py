@@ -1,8 +1,16 @@
-"""Parsers for what ffmpeg reports: ``-progress`` blocks and the final per-output statistics."""
+"""Parsers for what ffmpeg reports: ``-progress`` blocks and the final per-output statistics;
+window edges placed between two timed reports.
+
+ffmpeg writes a report right after the frame that completed its period, so a report's count
+is the count at the moment it arrived: counts between two reports are read off the straight
+line between them. An edge read as "the last report before it" would be up to one period
+stale (a second with ``-stats_period 1``: 25 frames at 25 fps).
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 # "[verbose]   Output stream #1:0 (video): 3458 frames encoded; 3458 packets muxed (...)"
@@ -21,6 +29,65 @@ class ProgressSnapshot:
     dup_frames: int
     out_time_us: int | None
     ended: bool
+
+
+NO_PROGRESS = ProgressSnapshot(0, 0.0, None, 0, 0, None, False)
+
+
+@dataclass(frozen=True, slots=True)
+class TimedSnapshot:
+    """A report and the monotonic time (seconds) it arrived."""
+
+    t_s: float
+    snapshot: ProgressSnapshot
+
+
+@dataclass(slots=True)
+class ProgressEdge:
+    """A window edge at monotonic ``t_s`` and the reports around it: the last that arrived at
+    or before it and the first after it (None until it arrives, or for ever when the process
+    stopped reporting before: it ended, or was killed)."""
+
+    t_s: float
+    before: TimedSnapshot | None = None
+    after: TimedSnapshot | None = None
+
+    def offer(self, timed: TimedSnapshot) -> bool:
+        """Take a report (in arrival order); True once the report after the edge is known."""
+        if self.after is None:
+            if timed.t_s <= self.t_s:
+                self.before = timed
+            else:
+                self.after = timed
+        return self.after is not None
+
+    def value(self, field: Callable[[ProgressSnapshot], float]) -> float:
+        """``field`` at the edge: interpolated between the reports around it; the last report
+        when none came after it (a finished process reports no more); 0 before any."""
+        before, after = self.before, self.after
+        if before is None:
+            return 0.0
+        if after is None or after.t_s <= before.t_s:
+            return float(field(before.snapshot))
+        share = (self.t_s - before.t_s) / (after.t_s - before.t_s)
+        low, high = field(before.snapshot), field(after.snapshot)
+        return low + (high - low) * share
+
+    @property
+    def frames(self) -> float:
+        return self.value(_frame)
+
+    @property
+    def dropped_frames(self) -> float:
+        return self.value(_drop_frames)
+
+
+def _frame(snapshot: ProgressSnapshot) -> float:
+    return snapshot.frame
+
+
+def _drop_frames(snapshot: ProgressSnapshot) -> float:
+    return snapshot.drop_frames
 
 
 def _int(text: str | None) -> int | None:

@@ -1,10 +1,17 @@
 """Runs scenarios window by window and records them in the manifest.
 
-A transcode window: start ``streams`` ffmpeg processes, let them run ``stabilization``
-seconds, then measure ``duration`` seconds (the window), then stop them (``q``). Frames are
-counted inside the window only: ffmpeg's ``-progress`` count of the first output at the window
-start and end, plus each other output's difference to the first in ffmpeg's final per-output
-statistics (every rung is fed by one split, so they differ only if an encoder lost frames).
+The windows run in the order ``schedule.Schedule`` gives (``--order``), as many repeats as
+each scenario's policy asks for (``--repeats``). A transcode window: start ``streams`` ffmpeg
+processes, let them run ``stabilization`` seconds, then measure ``duration`` seconds (the
+window), then stop them (``q``). Frames are counted inside the window only: ffmpeg's
+``-progress`` count of the first output at the window's start and end edges, each interpolated
+between the reports around the edge (``progress.ProgressEdge``), plus each other output's
+difference to the first in ffmpeg's final per-output statistics (every rung is fed by one
+split, so they differ only if an encoder lost frames).
+
+At both edges of every window, baselines included, the CPU time of the window's ffmpeg
+processes, of the host and of the runner's cgroup is read (``accounting``); the window record
+carries the difference and the sink pushes it stamped at the window's end.
 
 Quality (when the scenario asks for it) is measured after the window has ended and ffmpeg has
 exited, before the cooldown: it is never inside a window, so it never counts as transcoding
@@ -25,12 +32,14 @@ from typing import Any, Protocol
 
 from base_monitoring_client.clock import SYSTEM_CLOCK, Clock
 
-from .contract import OutputQuality, RunManifest, SourceInfo, WindowRecord
+from .accounting import AccountingError, CpuAccountant, CpuReading
+from .contract import Accounting, OutputQuality, RunManifest, SourceInfo, WindowRecord
 from .errors import QualityError
 from .ffmpeg import FfmpegInfo, measured_path, stream_commands
 from .manifest import Manifest, host_facts
+from .policy import DEFAULT_ORDER, Order
 from .process import FfmpegProcess, stop_all
-from .progress import ProgressSnapshot
+from .progress import ProgressEdge
 from .quality import (
     COMPARE_BASE_TIMEOUT_S,
     COMPARE_TIMEOUT_S_PER_FRAME,
@@ -40,6 +49,7 @@ from .quality import (
     read_scores,
 )
 from .scenario import Scenario
+from .schedule import Schedule
 from .source import ffprobe_next_to, lavfi_source, probe_file
 
 log = logging.getLogger(__name__)
@@ -58,6 +68,9 @@ class WindowSink(Protocol):
     def end_stream(self, handle: object, final_frames: Sequence[int] | None) -> None: ...
     def record_quality(
         self, window_labels: Mapping[str, str], outputs: Sequence[OutputQuality], ts_ms: int
+    ) -> None: ...
+    def record_accounting(
+        self, window_labels: Mapping[str, str], accounting: Accounting, ts_ms: int
     ) -> None: ...
 
 
@@ -79,6 +92,11 @@ class NullSink:
     ) -> None:
         pass
 
+    def record_accounting(
+        self, window_labels: Mapping[str, str], accounting: Accounting, ts_ms: int
+    ) -> None:
+        pass
+
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -90,6 +108,7 @@ class RunOptions:
     fail_fast: bool = False
     quality: QualityTool | None = None  # the ffmpeg that measures quality (None: not asked)
     instance: str = ""  # the instance label the runner pushes with (default: the hostname)
+    order: Order = DEFAULT_ORDER  # the order windows run in (--order)
 
     @property
     def manifest_path(self) -> Path:
@@ -142,26 +161,16 @@ def progress_labels(
 
 
 def window_frames(
-    scenario: Scenario,
-    before: ProgressSnapshot | None,
-    after: ProgressSnapshot | None,
-    finals: Mapping[int, int],
+    scenario: Scenario, start_frames: float, end_frames: float, finals: Mapping[int, int]
 ) -> list[int]:
-    """Frames each rung encoded inside the window (see the module docstring)."""
-    start = before.frame if before is not None else 0
+    """Frames each rung encoded inside the window (see the module docstring), from the first
+    output's count at the window's start and end edges."""
     first_final = finals.get(0)
     counts = []
     for k in range(len(scenario.rungs)):
         final = finals.get(k)
-        if after is not None and first_final is not None and final is not None:
-            frames = after.frame - start + (final - first_final)
-        elif final is not None:
-            frames = final - start
-        elif after is not None:
-            frames = after.frame - start  # killed before its statistics: progress is all we have
-        else:
-            frames = 0
-        counts.append(max(0, frames))
+        offset = final - first_final if final is not None and first_final is not None else 0
+        counts.append(max(0, round(end_frames - start_frames + offset)))
     return counts
 
 
@@ -188,12 +197,15 @@ class Runner:
         sink: WindowSink | None = None,
         clock: Clock = SYSTEM_CLOCK,
         host: dict[str, Any] | None = None,
+        accountant: CpuAccountant | None = None,
     ) -> None:
         self.scenarios = list(scenarios)
         self.options = options
         self.sink: WindowSink = sink or NullSink()
         self.clock = clock
         self.host = host if host is not None else host_facts(instance=options.instance)
+        self.accountant = accountant or CpuAccountant.detect()
+        self.schedule = Schedule(self.scenarios, options.order)
         self.stop_event = threading.Event()
         self.wake = threading.Event()
         self.stop_reason = ""
@@ -206,6 +218,8 @@ class Runner:
                 host=self.host,
                 ffmpeg=options.ffmpeg.to_json(),
                 sample_interval_s=options.sample_interval_s,
+                order=self.schedule.kind,
+                seed=self.schedule.seed,
             ),
         )
 
@@ -222,26 +236,25 @@ class Runner:
     # -- the run ----------------------------------------------------------------------------------
 
     def run(self) -> Manifest:
-        steps: list[tuple[Scenario, str, int]] = []
-        for scenario in self.scenarios:
-            if scenario.with_baseline:
-                steps.append((scenario, "baseline", 0))
-            steps.extend((scenario, "transcode", r) for r in range(scenario.repeats))
         self.manifest.write()
-        log.info("run %s: %d windows planned; manifest %s", self.options.run_id, len(steps),
-                 self.manifest.path)  # fmt: skip
+        log.info(
+            "run %s: order %s%s; repeats %s; accounting reads %s; manifest %s",
+            self.options.run_id, self.schedule.kind,
+            f" (seed {self.schedule.seed})" if self.schedule.seed is not None else "",
+            ", ".join(f"{s.name} {s.repeat_policy.text}"
+                      + ("" if s.repeat_policy.auto else f" {s.repeats}") for s in self.scenarios),
+            self.accountant.describe(), self.manifest.path,
+        )  # fmt: skip
         failed = False
         status = "failed"
+        steps = self.schedule.steps()
         try:
-            for index, (scenario, phase, repeat) in enumerate(steps):
-                if self.stop_event.is_set():
-                    break
-                if phase == "baseline":
-                    window = self._baseline(scenario)
-                else:
-                    if phase == "transcode" and scenario.output == "files":
-                        (self.options.media_dir / scenario.name).mkdir(parents=True, exist_ok=True)
-                    window = self._transcode(scenario, repeat)
+            step = next(steps, None)
+            while step is not None and not self.stop_event.is_set():
+                scenario, phase, repeat = step.scenario, step.phase, step.repeat
+                window = self._window(scenario, phase, repeat)
+                self.schedule.record(window)
+                self.manifest.set_repeats(self.schedule.records())
                 self.manifest.add_window(window)
                 log.info(
                     "window %s/%s/r%d: %s (%.1f s, %d frames)%s",
@@ -258,15 +271,25 @@ class Runner:
                         break
                 if window.status == "interrupted":
                     break
-                if index + 1 < len(steps) and scenario.cooldown_s > 0:
+                step = next(steps, None)  # decided now that this window is recorded
+                if step is not None and scenario.cooldown_s > 0:
                     self._wait(self.clock.monotonic() + scenario.cooldown_s, ())
             if self.stop_event.is_set():
                 status = "interrupted"
             else:
                 status = "failed" if failed else "completed"
         finally:
+            self.manifest.set_repeats(self.schedule.records(finished=True))
             self.manifest.finish(status, self._now_ms())
+            self.accountant.close()
         return self.manifest
+
+    def _window(self, scenario: Scenario, phase: str, repeat: int) -> WindowRecord:
+        if phase == "baseline":
+            return self._baseline(scenario)
+        if scenario.output == "files":
+            (self.options.media_dir / scenario.name).mkdir(parents=True, exist_ok=True)
+        return self._transcode(scenario, repeat)
 
     # -- waiting ----------------------------------------------------------------------------------
 
@@ -334,20 +357,48 @@ class Runner:
         fps = self._source_fps(scenario)
         return info_labels(self.options.run_id, scenario, phase, repeat, fps)
 
+    def _accounting(
+        self,
+        scenario: Scenario,
+        phase: str,
+        repeat: int,
+        edges: tuple[CpuReading, CpuReading],
+        end_ms: int,
+    ) -> Accounting | None:
+        """The window's CPU time from its edge readings, pushed at ``end_ms``; None (logged
+        with the reason) when a counter could not be read."""
+        try:
+            accounting = self.accountant.between(*edges)
+        except AccountingError as exc:
+            log.warning("window %s/%s/r%d: no accounting: %s", scenario.name, phase, repeat, exc)
+            return None
+        labels = {
+            "run_id": self.options.run_id,
+            "scenario": scenario.name,
+            "phase": phase,
+            "repeat": str(repeat),
+        }
+        self.sink.record_accounting(labels, accounting, end_ms)
+        return accounting
+
     def _baseline(self, scenario: Scenario) -> WindowRecord:
         labels = self._info_labels(scenario, "baseline", 0)
         start_ms = self._now_ms()
+        start_cpu = self.accountant.read(())
         self.sink.begin_window(labels, start_ms)
         outcome = self._wait(self.clock.monotonic() + scenario.baseline_duration_s, ())
         end_ms = self._now_ms()
+        end_cpu = self.accountant.read(())
         self.sink.end_window(end_ms)
         interrupted = outcome == "stopped"
+        end_ms = max(end_ms, start_ms + 1)
         return WindowRecord(
             **self._window_base(scenario, "baseline", 0),
             start_ms=start_ms,
-            end_ms=max(end_ms, start_ms + 1),
+            end_ms=end_ms,
             status="interrupted" if interrupted else "ok",
             error=f"interrupted: {self.stop_reason}" if interrupted else None,
+            accounting=self._accounting(scenario, "baseline", 0, (start_cpu, end_cpu), end_ms),
         )
 
     def _transcode(self, scenario: Scenario, repeat: int) -> WindowRecord:
@@ -373,15 +424,14 @@ class Runner:
             quality_dir=quality_dir,
         )
         processes = [
-            FfmpegProcess(argv, name=f"ffmpeg-s{i}", wake=self.wake)
+            FfmpegProcess(argv, name=f"ffmpeg-s{i}", wake=self.wake, clock=self.clock)
             for i, argv in enumerate(commands)
         ]
         handles: list[object] = []
         status, error = "ok", None
         start_ms = end_ms = 0
-        before: list[ProgressSnapshot | None] = [None] * len(processes)
-        after: list[ProgressSnapshot | None] = [None] * len(processes)
-        running_at_end = [False] * len(processes)
+        edges: list[tuple[ProgressEdge, ProgressEdge]] = []
+        cpu: tuple[CpuReading, CpuReading] | None = None
         graceful = True
         try:
             for i, process in enumerate(processes):
@@ -395,16 +445,17 @@ class Runner:
             outcome = self._wait(self.clock.monotonic() + scenario.stabilization_s, processes)
             in_window = outcome == "elapsed"
             if in_window:
-                start_ms = self._now_ms()
-                before = [p.progress for p in processes]
+                start_ms, start_s = self._now_ms(), self.clock.monotonic()
+                start_cpu = self.accountant.read(processes)
+                starts = [p.edge(start_s) for p in processes]
                 self.sink.begin_window(self._info_labels(scenario, "transcode", repeat), start_ms)
                 outcome = self._wait(self.clock.monotonic() + scenario.duration_s, processes)
-                end_ms = self._now_ms()
+                end_ms, end_s = self._now_ms(), self.clock.monotonic()
+                cpu = (start_cpu, self.accountant.read(processes))
+                edges = list(zip(starts, [p.edge(end_s) for p in processes], strict=True))
                 # Close at once: a tick stamped after end_ms would put the window's last
                 # sample past its end.
                 self.sink.end_window(end_ms)
-                running_at_end = [p.running() for p in processes]
-                after = [p.progress for p in processes]
             else:
                 start_ms = end_ms = self._now_ms()
             if outcome == "stopped":
@@ -414,6 +465,7 @@ class Runner:
                 status, error = self._early_exit(processes, in_window)
         finally:
             stop_all(processes, self.options.stop_grace_s, graceful=graceful)
+        end_ms = max(end_ms, start_ms + 1)
         exit_codes = [p.poll() for p in processes]
         if status == "ok":
             for i, process in enumerate(processes):
@@ -425,20 +477,25 @@ class Runner:
         frames: dict[str, int] = {}
         dropped = 0
         for i, process in enumerate(processes):
-            if not running_at_end[i]:
-                after[i] = process.progress  # it ended on its own: its last report is final
-            counts = window_frames(scenario, before[i], after[i], process.final_frames)
+            # The processes have stopped and their readers are joined: every report around
+            # the end edge (the final one included) is in.
+            if i < len(edges):
+                start_edge, end_edge = edges[i]
+                counts = window_frames(
+                    scenario, start_edge.frames, end_edge.frames, process.final_frames
+                )
+                dropped += round(end_edge.dropped_frames - start_edge.dropped_frames)
+            else:
+                counts = [0] * len(scenario.rungs)  # no window: it failed in stabilization
             for rung, count in zip(scenario.rungs, counts, strict=True):
                 frames[f"{i}:{rung.name}"] = count
-            end, begin = after[i], before[i]
-            if end is not None:
-                dropped += end.drop_frames - (begin.drop_frames if begin is not None else 0)
             finals = process.final_frames
             last = process.progress
             self.sink.end_stream(
                 handles[i] if i < len(handles) else None,
                 [finals.get(k, last.frame if last else 0) for k in range(len(scenario.rungs))],
             )
+        accounting = self._accounting(scenario, "transcode", repeat, cpu, end_ms) if cpu else None
         pixels = sum(
             rung.width * rung.height * frames[f"{i}:{rung.name}"]
             for i in range(len(processes))
@@ -457,7 +514,7 @@ class Runner:
         return WindowRecord(
             **self._window_base(scenario, "transcode", repeat),
             start_ms=start_ms,
-            end_ms=max(end_ms, start_ms + 1),
+            end_ms=end_ms,
             status=status,
             error=error,
             commands=tuple(tuple(c) for c in commands),
@@ -469,6 +526,7 @@ class Runner:
             stderr_tail=stderr_tail(processes),
             quality=quality,
             quality_error=quality_error,
+            accounting=accounting,
         )
 
     # -- quality ----------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Scenarios: what to encode, how, how often. Batch files are validated field by field.
 
 A batch file is JSON: either a list of scenario objects or ``{"defaults": {...},
-"scenarios": [...]}``. Every problem is reported at once, each with its location
-(``scenarios[2] "x265-slow": ladder[1].bitrate``), the bad value and the fix.
+"scenarios": [...], "order": "interleaved"}``. Every problem is reported at once, each with its
+location (``scenarios[2] "x265-slow": ladder[1].bitrate``), the bad value and the fix.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from base_monitoring_client import InvalidValue
 from .contract import Rung, format_bitrate, ladder_key, parse_bitrate, sort_rungs
 from .encoders import RTMP_ENCODER_MARKER, preset_args
 from .errors import ScenarioError
+from .policy import Order, RepeatPolicy, parse_order, parse_repeats
 from .quality import parse_metrics
 from .source import CLIP_DISTRIBUTION, CLIPS, clip_path
 
@@ -146,7 +147,7 @@ class Scenario:
     duration_s: float = 30.0
     stabilization_s: float = 5.0
     cooldown_s: float = 5.0
-    repeats: int = 1
+    repeats: int = 1  # with auto repeats: the most it may get (MAX)
     with_baseline: bool = False
     baseline_duration_s: float = 30.0
     realtime: bool = False
@@ -155,6 +156,11 @@ class Scenario:
     # contract.RATE_CONTROLS; the CRF/CQ value with crf or cq (rungs then carry no target rate)
     rate_control: str = "bitrate"
     quality_value: float | None = None
+    auto_repeats: RepeatPolicy | None = None  # repeat "auto[:MIN:MAX]"; None: ``repeats`` times
+
+    @property
+    def repeat_policy(self) -> RepeatPolicy:
+        return self.auto_repeats or RepeatPolicy.fixed(self.repeats)
 
     @property
     def ladder(self) -> str:
@@ -213,7 +219,9 @@ FIELDS: dict[str, FieldSpec] = {
     "stabilization": FieldSpec(_number(0, low_inclusive=True, high=3600), 5,
                                "seconds of encoding before the window starts"),
     "cooldown": FieldSpec(_number(0, low_inclusive=True, high=3600), 5, "idle s after a window"),
-    "repeat": FieldSpec(_integer(1, 1000), 1, "repetitions of the transcode window"),
+    "repeat": FieldSpec(parse_repeats, 1, "transcode windows: a count from 1 to 1000, or "
+                        "auto[:MIN:MAX] (auto = auto:3:8) to repeat until the scenario's "
+                        "transcode CPU per output minute is stable"),
     "with_baseline": FieldSpec(_boolean, False, "record an idle baseline window first"),
     "baseline_duration": FieldSpec(_number(0, low_inclusive=False, high=86400), None,
                                    "baseline seconds (default: duration)"),
@@ -387,6 +395,8 @@ def build_scenario(
         realtime = output.startswith("rtmp://")
     duration = get("duration")
     baseline = get("baseline_duration")
+    repeat = get("repeat")
+    policy = repeat if isinstance(repeat, RepeatPolicy) else RepeatPolicy.fixed(repeat)
     if len(problems) > start:
         return None
     return Scenario(
@@ -403,7 +413,8 @@ def build_scenario(
         duration_s=float(duration),
         stabilization_s=float(get("stabilization")),
         cooldown_s=float(get("cooldown")),
-        repeats=get("repeat"),
+        repeats=policy.max,
+        auto_repeats=policy if policy.auto else None,
         with_baseline=get("with_baseline"),
         baseline_duration_s=float(baseline if baseline is not None else duration),
         realtime=realtime,
@@ -430,6 +441,14 @@ def parse_scenario(
     return scenario
 
 
+@dataclass(frozen=True)
+class Batch:
+    """A batch file's scenarios and its ``order`` (None: not given)."""
+
+    scenarios: list[Scenario]
+    order: Order | None = None
+
+
 def parse_batch(
     data: Any, *, base_dir: Path | None = None, overrides: Mapping[str, Any] | None = None
 ) -> list[Scenario]:
@@ -438,17 +457,30 @@ def parse_batch(
     ``overrides`` (already parsed field values, e.g. from CLI flags) replace the file's
     ``defaults`` but not what a scenario sets itself.
     """
+    return parse_batch_document(data, base_dir=base_dir, overrides=overrides).scenarios
+
+
+def parse_batch_document(
+    data: Any, *, base_dir: Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> Batch:
+    """``parse_batch`` with the run-level keys (``order``)."""
     problems: list[str] = []
     defaults: dict[str, Any] = {}
+    order: Order | None = None
     if isinstance(data, list):
         items: Any = data
     elif isinstance(data, Mapping):
-        unknown = sorted(set(data) - {"defaults", "scenarios", "description"})
+        unknown = sorted(set(data) - {"defaults", "scenarios", "description", "order"})
         if unknown:
             problems.append(
                 f"top level: unknown key(s) {', '.join(unknown)}; "
-                'a batch has "defaults", "scenarios" and an optional "description"'
+                'a batch has "defaults", "scenarios" and optional "description" and "order"'
             )
+        if "order" in data:
+            try:
+                order = parse_order(data["order"])
+            except InvalidValue as exc:
+                problems.append(f"order: {exc}")
         items = data.get("scenarios")
         raw_defaults = data.get("defaults", {})
         if not isinstance(raw_defaults, Mapping):
@@ -486,7 +518,7 @@ def parse_batch(
         scenarios.append(scenario)
     if problems:
         raise ScenarioError(problems)
-    return scenarios
+    return Batch(scenarios, order)
 
 
 def bundled_dirs() -> list[Path]:
@@ -507,6 +539,11 @@ def resolve_batch_path(path: Path) -> Path:
 
 
 def load_batch(path: Path, overrides: Mapping[str, Any] | None = None) -> list[Scenario]:
+    return read_batch(path, overrides).scenarios
+
+
+def read_batch(path: Path, overrides: Mapping[str, Any] | None = None) -> Batch:
+    """A batch file (a path, or a shipped batch by name): its scenarios and run-level keys."""
     path = resolve_batch_path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -522,6 +559,6 @@ def load_batch(path: Path, overrides: Mapping[str, Any] | None = None) -> list[S
             f"{path}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
     try:
-        return parse_batch(data, base_dir=path.parent, overrides=overrides)
+        return parse_batch_document(data, base_dir=path.parent, overrides=overrides)
     except ScenarioError as exc:
         raise ScenarioError([f"{path}: {p}" for p in exc.problems]) from None

@@ -71,6 +71,76 @@ def test_bad_batch_file_exits_2_naming_the_scenario_and_field(
     assert "scenarios[1] 'x': streams: 99: expected a whole number from 1 to 64" in err
 
 
+def test_order_and_repeats_flags_plan_the_windows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def planned(*flags: str) -> list[str]:
+        argv = ["single", "--bitrates", "200k,400k", "--dry-run", "--output-dir", str(tmp_path)]
+        assert main([*argv, *TINY, *flags], env={}) == 0
+        return [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("# ")]
+
+    interleaved = planned("--repeats", "2")
+    assert "# order interleaved" in interleaved
+    streams = [ln for ln in interleaved if " stream " in ln]
+    assert [ln.split()[1][-4:] + ln.split()[3] for ln in streams] == [
+        "200k0", "400k0", "200k1", "400k1",
+    ]  # fmt: skip
+    sequential = [
+        ln for ln in planned("--repeat", "2", "--order", "sequential") if " stream " in ln
+    ]
+    assert [ln.split()[1][-4:] + ln.split()[3] for ln in sequential] == [
+        "200k0", "200k1", "400k0", "400k1",
+    ]  # fmt: skip
+    shuffled = planned("--repeats", "auto:2:4", "--order", "shuffled:9")
+    assert "# order shuffled (seed 9)" in shuffled
+    assert any("repeats auto:2:4: 2 shown; up to 4 until stable" in ln for ln in shuffled)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--order", "random"], "--order random: 'random': expected sequential, interleaved or "
+         "shuffled[:SEED] (e.g. shuffled:42)"),
+        (["--order", "sequential:4"], "only shuffled takes a seed; write sequential or shuffled:4"),
+        (["--repeats", "auto:5:3"], "--repeats auto:5:3: 'auto:5:3': MAX must be from MIN (5) to "
+         "1000, e.g. auto:5:10"),
+        (["--repeats", "sometimes"], "--repeats sometimes: 'sometimes': expected a whole number"),
+    ],
+)  # fmt: skip
+def test_bad_order_or_repeats_exit_2_naming_the_flag(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["single", "--dry-run", *flags], env={}) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_batch_file_order_and_repeats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    batch = tmp_path / "b.json"
+    batch.write_text(
+        json.dumps(
+            {
+                "order": "shuffled:3",
+                "defaults": {"repeat": "auto:2:3", "preset": "ultrafast"},
+                "scenarios": [{"name": "x"}, {"name": "y", "repeat": 2}],
+            }
+        )
+    )
+    argv = ["batch", "--file", str(batch), "--dry-run", "--output-dir", str(tmp_path)]
+    assert main(argv, env={}) == 0
+    out = capsys.readouterr().out
+    assert "# order shuffled (seed 3)" in out and "# x: repeats auto:2:3" in out
+    assert "# y: repeats" not in out  # a fixed count needs no note
+    assert main([*argv, "--order", "sequential"], env={}) == 0  # the flag wins
+    assert "# order sequential" in capsys.readouterr().out
+    batch.write_text(json.dumps({"order": "alphabetical", "scenarios": [{"name": "x"}]}))
+    assert main(argv, env={}) == 2
+    err = capsys.readouterr().err
+    assert "order: 'alphabetical': expected sequential, interleaved or shuffled" in err
+    batch.write_text(json.dumps({"scenarios": [{"name": "x", "repeat": "auto:1:3"}]}))
+    assert main(argv, env={}) == 2
+    assert "scenarios[0] 'x': repeat: 'auto:1:3': MIN must be at least 2" in capsys.readouterr().err
+
+
 def test_unknown_encoder_exits_2_before_anything_runs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], ffmpeg_info: Any
 ) -> None:
@@ -107,6 +177,30 @@ def test_no_push_run_writes_the_manifest(
 
 
 @pytest.mark.integration
+def test_auto_repeats_in_shuffled_rounds_are_recorded(tmp_path: Path) -> None:
+    code = main(
+        ["single", "--bitrates", "200k,400k", "--duration", "0.6", "--stabilization", "0.2",
+         "--repeats", "auto:2:3", "--order", "shuffled:5", "--no-push", "--run-id", "auto",
+         "--output-dir", str(tmp_path), *TINY],
+        env={},
+    )  # fmt: skip
+    assert code == 0
+    manifest = json.loads((tmp_path / "auto.json").read_text())
+    assert (manifest["order"], manifest["seed"]) == ("shuffled", 5)
+    windows = [(w["scenario"][-4:], w["repeat"]) for w in manifest["windows"]]
+    repeats = {r["scenario"][-4:]: r for r in manifest["repeats"]}
+    assert set(repeats) == {"200k", "400k"}
+    for name, record in repeats.items():
+        assert record["policy"] == "auto:2:3"
+        assert record["repeats"] in (2, 3)
+        assert record["reason"].startswith(("CI half-width", "MAX (3) reached"))
+        assert [r for n, r in windows if n == name] == list(range(record["repeats"]))
+    # Rounds: both scenarios' repeat 0 and 1 come before any repeat 2.
+    assert sorted(r for _, r in windows[:4]) == [0, 0, 1, 1]
+    assert all(w["accounting"]["processes"] == 1 for w in manifest["windows"])
+
+
+@pytest.mark.integration
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_mid_window_keeps_the_manifest_and_leaves_no_child(
     tmp_path: Path, signum: int
@@ -135,6 +229,8 @@ def test_signal_mid_window_keeps_the_manifest_and_leaves_no_child(
     assert window["status"] == "interrupted"
     assert signal.Signals(signum).name in window["error"]
     assert window["frames_total"] > 0 and len(window["exit_codes"]) == 2
+    assert window["accounting"]["processes"] == 2  # an interrupted window keeps its CPU time
+    assert window["accounting"]["transcode_cpu_s"] > 0
     assert "(interrupted)" in out
 
 

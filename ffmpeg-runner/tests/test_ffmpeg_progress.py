@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from base_monitoring_client import Sample, is_stale_marker
 from ffmpeg_runner.client import RunnerClient
-from ffmpeg_runner.progress import ProgressParser, ProgressSnapshot, parse_final_frames
+from ffmpeg_runner.progress import (
+    ProgressEdge,
+    ProgressParser,
+    ProgressSnapshot,
+    TimedSnapshot,
+    parse_final_frames,
+)
 from ffmpeg_runner.runner import window_frames
 from ffmpeg_runner.scenario import Scenario
 from wattpush_testing import collected
@@ -68,12 +75,63 @@ def test_window_frames_count_only_inside_the_window(
 ) -> None:
     scenario = make_scenario(ladder=["320x180@500k", "160x90@200k"])
     # 100 frames before the window, 350 at its end, the encoders flushed to 360 / 359.
-    assert window_frames(scenario, snap(100), snap(350), {0: 360, 1: 359}) == [250, 249]
+    assert window_frames(scenario, 100.0, 350.0, {0: 360, 1: 359}) == [250, 249]
     # No statistics (killed): progress alone.
-    assert window_frames(scenario, snap(100), snap(350), {}) == [250, 250]
-    # Ended on its own: its final report is the end; nothing before the window.
-    assert window_frames(scenario, None, snap(360), {0: 360, 1: 360}) == [360, 360]
-    assert window_frames(scenario, None, None, {}) == [0, 0]
+    assert window_frames(scenario, 100.0, 350.0, {}) == [250, 250]
+    # Edges between two counts round to the nearest frame.
+    assert window_frames(scenario, 100.4, 350.0, {}) == [250, 250]
+    assert window_frames(scenario, 100.6, 350.0, {}) == [249, 249]
+    assert window_frames(scenario, 0.0, 0.0, {}) == [0, 0]
+
+
+def timed(t_s: float, frame: int, drop: int = 0) -> TimedSnapshot:
+    return TimedSnapshot(t_s, snap(frame, drop))
+
+
+def test_an_edge_is_interpolated_between_the_reports_around_it() -> None:
+    edge = ProgressEdge(10.25)
+    assert not edge.offer(timed(9.0, 200))
+    assert not edge.offer(timed(10.0, 225, drop=2))
+    assert edge.offer(timed(11.0, 250, drop=6))
+    assert edge.frames == pytest.approx(231.25)  # a quarter of the way from 225 to 250
+    assert edge.dropped_frames == pytest.approx(3.0)
+    # Later reports change nothing: the bracket is complete.
+    assert edge.offer(timed(12.0, 999))
+    assert edge.frames == pytest.approx(231.25)
+
+
+def test_an_edge_without_a_report_after_it_takes_the_last_one() -> None:
+    # The process ended (its final report is the last) or was killed: no report follows.
+    edge = ProgressEdge(10.0)
+    edge.offer(timed(9.5, 240))
+    assert edge.frames == 240
+    # Before any report nothing was encoded.
+    assert ProgressEdge(1.0).frames == 0
+    # A report that arrives exactly at the edge is the count at the edge.
+    exact = ProgressEdge(5.0)
+    exact.offer(timed(5.0, 125))
+    exact.offer(timed(6.0, 150))
+    assert exact.frames == 125
+
+
+def test_interpolated_edges_fix_the_stale_count_of_one_second_reports() -> None:
+    # An encode at exactly 20 fps, reported once a second and ten times a second, measured
+    # over [0.95, 10.05]: 9.1 s, 182 frames.
+    def edge(t_s: float, period_s: float) -> ProgressEdge:
+        e = ProgressEdge(t_s)
+        for k in range(round(20 / period_s)):
+            t = k * period_s
+            e.offer(timed(t, round(20 * t)))
+        return e
+
+    for period_s in (1.0, 0.1):
+        frames = edge(10.05, period_s).frames - edge(0.95, period_s).frames
+        assert frames == pytest.approx(182.0, abs=1e-6)
+    # The last report before each edge is 0.95 s stale at the start, 0.05 s at the end: 10 %
+    # too many frames.
+    end, start = edge(10.05, 1.0).before, edge(0.95, 1.0).before
+    assert end is not None and start is not None
+    assert end.snapshot.frame - start.snapshot.frame == 200
 
 
 def by_name(samples: list[Sample], name: str) -> list[Sample]:

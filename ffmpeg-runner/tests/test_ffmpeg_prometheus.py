@@ -81,3 +81,24 @@ def test_windows_are_visible_with_exact_start_end_and_a_stale_marker(tmp_path: P
                     f'{metric}{{run_id="prom-run",stream="{stream}"}}[1h]',
                     at=transcode["end_ms"] / 1000 + 30,
                 )
+        # Each window's accounting: one sample per scope at exactly the window's end, found
+        # by its labels alone (as --since discovery finds it, without the manifest).
+        for window in manifest["windows"]:
+            accounting = window["accounting"]
+            scopes = {"transcode": "transcode_cpu_s", "host_busy": "host_busy_cpu_s",
+                      "host_total": "host_total_cpu_s", "cgroup": "cgroup_cpu_s"}  # fmt: skip
+            for scope, key in scopes.items():
+                selector = (
+                    f'ffmpeg_window_cpu_seconds{{run_id="prom-run",scenario="prom",'
+                    f'phase="{window["phase"]}",repeat="0",scope="{scope}",'
+                    f'job="ffmpeg-runner",instance="test-host"}}'
+                )
+                found = stored(prom, selector, window["start_ms"], window["end_ms"])
+                if accounting[key] is None:  # no cgroup figure outside a container
+                    assert found == []
+                    continue
+                ((ts, value),) = found[0]["values"]
+                assert round(float(ts) * 1000) == window["end_ms"]
+                assert float(value) == pytest.approx(accounting[key])
+        assert manifest["windows"][0]["accounting"]["transcode_cpu_s"] == 0  # the baseline
+        assert manifest["windows"][1]["accounting"]["processes"] == 2

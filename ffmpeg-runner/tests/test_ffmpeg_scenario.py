@@ -222,3 +222,30 @@ def test_shipped_batches_are_valid_and_found_by_name() -> None:
 def test_schema_documents_exactly_the_fields_the_validator_knows() -> None:
     schema = json.loads((SCENARIOS_DIR / "schema.json").read_text())
     assert set(schema["$defs"]["fields"]["properties"]) == set(FIELDS)
+    top = schema["oneOf"][1]["properties"]
+    assert set(top) == {"description", "defaults", "scenarios", "order"}
+
+
+def test_schema_accepts_what_the_validator_accepts_for_order_and_repeat() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((SCENARIOS_DIR / "schema.json").read_text())
+
+    def valid(doc: object) -> bool:
+        try:
+            jsonschema.validate(doc, schema)
+        except jsonschema.ValidationError:
+            return False
+        return True
+
+    for order in ("sequential", "interleaved", "shuffled", "shuffled:42"):
+        doc = {"order": order, "scenarios": [{"name": "a", "repeat": "auto:2:5"}]}
+        assert valid(doc) and parse_batch(doc)
+    for repeat in (1, "auto", "auto:3:8", "4"):
+        assert valid([{"name": "a", "repeat": repeat}])
+        assert parse_batch([{"name": "a", "repeat": repeat}])
+    assert not valid({"order": "random", "scenarios": [{"name": "a"}]})
+    assert not valid({"order": "interleaved:3", "scenarios": [{"name": "a"}]})
+    assert not valid([{"name": "a", "repeat": "often"}])
+    assert not valid([{"name": "a", "repeat": 0}])
+    (auto,) = parse_batch({"defaults": {"repeat": "auto"}, "scenarios": [{"name": "a"}]})
+    assert auto.repeat_policy.text == "auto:3:8" and auto.repeats == 8

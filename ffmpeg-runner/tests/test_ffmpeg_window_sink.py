@@ -15,6 +15,8 @@ from ffmpeg_runner.contract import (
     FPS_METRIC,
     FRAMES_METRIC,
     INFO_METRIC,
+    WINDOW_CPU_METRIC,
+    Accounting,
 )
 from ffmpeg_runner.progress import ProgressSnapshot
 from wattpush_testing import wait_until
@@ -150,6 +152,24 @@ def test_quality_is_one_sample_at_the_window_end_with_no_marker_and_released() -
     ]
     assert interned(client) == 0 and client.wait_idle(0)
     assert tick(client, 6_000, "rung") == []
+
+
+def test_window_cpu_is_one_sample_per_scope_at_the_window_end() -> None:
+    client = RunnerClient()
+    labels = {"run_id": "r", "scenario": "s", "phase": "transcode", "repeat": "2"}
+    client.record_accounting(labels, Accounting(1.5, 1.8, 4.0, 1.7, 1), 1_234)
+    assert sorted(tick(client, 5_000, "scope")) == [
+        (WINDOW_CPU_METRIC, "cgroup", 1.7, 1_234),
+        (WINDOW_CPU_METRIC, "host_busy", 1.8, 1_234),
+        (WINDOW_CPU_METRIC, "host_total", 4.0, 1_234),
+        (WINDOW_CPU_METRIC, "transcode", 1.5, 1_234),
+    ]
+    assert interned(client) == 0 and client.wait_idle(0)
+    # Outside a container there is no cgroup figure, and no cgroup series.
+    client.record_accounting({**labels, "phase": "baseline"}, Accounting(0.0, 0.2, 4.0), 2_000)
+    got = tick(client, 6_000, "scope")
+    assert sorted(scope for _, scope, _, _ in got) == ["host_busy", "host_total", "transcode"]
+    assert tick(client, 7_000, "scope") == []
 
 
 class RecordingTransport:

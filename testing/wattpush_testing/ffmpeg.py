@@ -9,7 +9,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ffmpeg_runner.contract import MetricScore, OutputQuality
+from ffmpeg_runner.contract import Accounting, MetricScore, OutputQuality
+
+from .rapl import write_proc_stat
 
 HOST = {"hostname": "test", "cpu_model": "test cpu", "cores": 2, "kernel": "6", "os": "test"}
 
@@ -20,6 +22,7 @@ class RecordingSink:
     def __init__(self) -> None:
         self.events: list[tuple[str, Any]] = []
         self.finals: list[list[int] | None] = []
+        self.accounting: list[tuple[dict[str, str], Accounting, int]] = []
 
     def begin_window(self, labels: Mapping[str, str], start_ms: int) -> None:
         self.events.append(("begin", (dict(labels), start_ms)))
@@ -33,6 +36,16 @@ class RecordingSink:
 
     def end_stream(self, handle: object, final_frames: Sequence[int] | None) -> None:
         self.finals.append(list(final_frames) if final_frames is not None else None)
+
+    def record_quality(
+        self, window_labels: Mapping[str, str], outputs: Sequence[OutputQuality], ts_ms: int
+    ) -> None:
+        self.events.append(("quality", (dict(window_labels), list(outputs), ts_ms)))
+
+    def record_accounting(
+        self, window_labels: Mapping[str, str], accounting: Accounting, ts_ms: int
+    ) -> None:
+        self.accounting.append((dict(window_labels), accounting, ts_ms))
 
 
 def probe_video(path: Path) -> tuple[int, int, int]:
@@ -98,3 +111,44 @@ def output_quality(rung: str, scores: Mapping[str, MetricScore] | None = None) -
         frames=250,
         scores=dict(scores) if scores is not None else {"psnr": MetricScore(38.0, 36.0)},
     )
+
+
+# -- fake /proc and cgroup trees for the process accounting ----------------------------------
+
+
+def write_pid_stat(proc: Path, pid: int, utime: int, stime: int, comm: str = "ffmpeg") -> None:
+    """/proc/<pid>/stat of a running process with these user and system ticks."""
+    fields = ["R", "1", str(pid), str(pid), "0", "-1", "4194304", "0", "0", "0", "0"]
+    fields += [str(utime), str(stime), "0", "0", "20", "0", "9", "0", "123456", "1000", "250"]
+    fields += ["0"] * 30
+    (proc / str(pid)).mkdir(parents=True, exist_ok=True)
+    (proc / str(pid) / "stat").write_text(f"{pid} ({comm}) " + " ".join(fields) + "\n")
+
+
+def fake_proc(root: Path, busy: int, idle: int, cpus: int = 2, cgroup: str = "0::/\n") -> Path:
+    """A /proc with the host's ticks (busy split over user/system) and /proc/self/cgroup."""
+    proc = root / "proc"
+    write_proc_stat(proc, busy=busy, idle=idle, cpus=cpus)
+    (proc / "self").mkdir(exist_ok=True)
+    (proc / "self" / "cgroup").write_text(cgroup)
+    return proc
+
+
+def cgroup_v2(root: Path, path: str, usage_usec: int) -> Path:
+    """A unified (v2) hierarchy with ``cpu.stat`` at ``path`` (relative, "" for the root)."""
+    cgroup = root / "cgroup"
+    (cgroup / path).mkdir(parents=True, exist_ok=True)
+    (cgroup / "cgroup.controllers").write_text("cpu io memory pids\n")
+    (cgroup / path / "cpu.stat").write_text(
+        f"usage_usec {usage_usec}\nuser_usec {usage_usec // 2}\nsystem_usec 0\n"
+    )
+    return cgroup
+
+
+def cgroup_v1(root: Path, controller_dir: str, path: str, usage_ns: int) -> Path:
+    """A legacy (v1) hierarchy with ``cpuacct.usage`` under ``controller_dir``/``path``."""
+    cgroup = root / "cgroup"
+    (cgroup / controller_dir / path).mkdir(parents=True, exist_ok=True)
+    (cgroup / controller_dir / path / "cpuacct.usage").write_text(f"{usage_ns}\n")
+    (cgroup / "memory").mkdir(exist_ok=True)
+    return cgroup
