@@ -53,6 +53,8 @@ MIN_FIT_WINDOWS = 3
 MIN_BUSY_SPREAD_CPUS = 0.25
 # A transcode window must be this many CPUs busier than the baseline to give a slope.
 MIN_SLOPE_STEP_CPUS = 0.05
+# A baseline busier than this share of the host's CPUs is no idle reference on its own.
+MAX_IDLE_BASELINE_SHARE = 0.1
 # gpu-nvml-client measures NVIDIA GPUs: their encoder is the one whose energy is the GPU's.
 GPU_ENCODER_MARKER = "_nvenc"
 NO_ACCOUNTING = (
@@ -173,7 +175,8 @@ class IdlePower:
 
     ``method``: ``fit`` (the line over the run's windows), ``baseline corrected`` (the
     baselines' power less their busy CPU times the median slope), ``baseline`` (the baselines'
-    power as measured: no slope to correct it with) or ``unknown`` (no fit, no baseline).
+    power as measured: no slope to correct it with, and the host nearly idle during them) or
+    ``unknown`` (no fit, and no baseline that could stand for idle power).
     """
 
     run_id: str
@@ -207,6 +210,11 @@ class IdlePower:
                 f"{head} {self.idle_w:.3g} W, the baseline's power as measured: the fit is not "
                 f"usable ({self.fit_problem}) and no transcode window used more CPU than the "
                 "baseline, so its own busy CPU cannot be corrected for"
+            )
+        elif self.baselines:
+            return (
+                f"{head} unknown: the fit is not usable ({self.fit_problem}); its windows "
+                "cannot be attributed"
             )
         else:
             return (
@@ -274,7 +282,35 @@ def idle_power(run_id: str, rows: pd.DataFrame) -> IdlePower:
         corrected = p_base - k * busy_base
         if corrected >= 0:
             return result("baseline corrected", corrected, k)
+    # No slope to correct with: the baseline's power is idle power only if the host was nearly
+    # idle during it. A busy baseline (another job, a saturated host) taken as idle would make
+    # every window's dynamic energy near zero and its attributed energy meaningless.
+    cpus = _host_cpus(base)
+    if busy_base > MAX_IDLE_BASELINE_SHARE * cpus:
+        return IdlePower(
+            run_id,
+            "unknown",
+            math.nan,
+            math.nan,
+            fit,
+            f"{problem}; the baseline is no idle reference either: the host was busy "
+            f"{busy_base:.2f} of {cpus:.3g} CPUs during it, and no transcode window used "
+            "more CPU to give a slope (run when the host is quieter, or with longer windows "
+            "of different loads)",
+            len(base),
+            gpu_idle,
+        )
     return result("baseline", p_base, math.nan)
+
+
+def _host_cpus(rows: pd.DataFrame) -> float:
+    """CPUs of the host (total CPU seconds per second), from the accounting; 1 when unknown."""
+    if "host_total_cpu_s" not in rows:
+        return 1.0
+    total = rows["host_total_cpu_s"].to_numpy(dtype=np.float64)
+    dur = rows["duration_s"].to_numpy(dtype=np.float64)
+    ok = np.isfinite(total) & (dur > 0)
+    return float(total[ok].sum() / dur[ok].sum()) if ok.any() else 1.0
 
 
 # -- per window -------------------------------------------------------------------------------

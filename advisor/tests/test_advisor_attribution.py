@@ -176,6 +176,28 @@ def test_without_a_usable_fit_the_baseline_is_corrected_by_its_own_busy_cpu() ->
     assert out.loc[1, "attributed_energy_j"] == pytest.approx(12.0 * 1.5 * 4 / 1.5)
 
 
+def test_a_busy_baseline_without_a_slope_is_not_taken_for_idle_power() -> None:
+    # A saturated host: every window, the baseline too, at ~2 of 2 busy CPUs, power flat. No
+    # fit, no slope; the baseline's power is the full-load power, not idle power.
+    rows = [{"phase": "baseline", "cpu_w": 7.0, "tr": 0.0, "busy": 1.98}]
+    rows += [{"cpu_w": 7.0, "tr": 0.3, "busy": 1.95 + 0.01 * i} for i in range(4)]
+    df = _frame(rows).assign(host_total_cpu_s=2.0 * 4.0)
+    idle = idle_power("r", df)
+    assert idle.method == "unknown" and math.isnan(idle.idle_w)
+    assert "the host was busy 1.98 of 2 CPUs during it" in idle.describe()
+    out, _ = attribute(df)
+    assert out["attributed_energy_j"].isna().all()
+    assert "busy 1.98 of 2 CPUs" in str(out.loc[1, "attribution_problem"])
+    # The same baseline on a quiet host (0.1 of 2 CPUs) is an idle reference.
+    quiet = _frame(
+        [
+            {"phase": "baseline", "cpu_w": 2.0, "tr": 0.0, "busy": 0.1},
+            {"cpu_w": 2.0, "tr": 0.1, "busy": 0.1},
+        ]
+    ).assign(host_total_cpu_s=8.0)
+    assert idle_power("r", quiet).method == "baseline"
+
+
 def test_windows_that_cannot_be_attributed_say_why() -> None:
     line = lambda busy: 18.0 + 12.0 * busy  # noqa: E731
     df = _frame(
