@@ -10,13 +10,14 @@ MYPYPATH = $(shell python3 -c '$(WATTPUSH_TOML); print(":".join(c["dir"] for c i
 TEST_SUPPORT = $(shell python3 -c '$(WATTPUSH_TOML); print(w["test-support"])')
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps venv lint deploy-check test unit bench demo e2e-docker e2e-multi-host wheels proto clean
+.PHONY: help setup system-deps venv lint deploy-check k8s-env test unit bench demo e2e-docker e2e-multi-host wheels proto clean
 
 help:
 	@echo "make setup   install system packages (Debian/Ubuntu, as root) and the Python venv"
 	@echo "make demo    local Prometheus + clients + a short scenario batch + advisor report"
 	@echo "make test    lint, type checks and every test this machine can run"
 	@echo "make bench   benchmarks (ratios against peers measured in the same run)"
+	@echo "make k8s-env copy .env into deploy/kubernetes/base after you edit it"
 
 setup: system-deps venv
 
@@ -42,6 +43,13 @@ deploy-check:
 	promtool check rules prometheus/rules/*.yml
 	promtool test rules prometheus/rules/tests/*_test.yml
 	bats deploy-tests/
+
+# kustomize reads no file above a kustomization's directory, so the ConfigMap's source is a copy
+# of .env inside the base; deploy-tests/test_deploy_kubernetes.py fails while they differ.
+K8S_ENV := deploy/kubernetes/base/wattpush.env
+k8s-env:
+	{ printf '# Generated from .env by `make k8s-env`: edit .env, then run it again.\n'; cat .env; } \
+	  > $(K8S_ENV).tmp && mv $(K8S_ENV).tmp $(K8S_ENV)
 
 test: setup lint deploy-check
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -119,7 +119,10 @@ echo "demo: running scenario batch $batch as run $run_id"
 manifest="$demo/results/$run_id.json"
 [ -f "$manifest" ] || { echo "demo: no manifest at $manifest" >&2; exit 1; }
 
-sleep $(( ${push_interval%.*} * 2 + 1 ))  # let the clients push their last samples
+# The clients push every $push_interval s: wait (bounded) until the CPU counter is stored past
+# the last window's end, which the advisor reads on both sides of each edge.
+"$bin/python" -m wattpush_testing.wait_stored --prometheus-url "$prom_url" \
+  --manifest "$manifest" --energy cpu --timeout 60
 echo
 # The title cost: a 90-minute title watched 1 000 000 times, at the published defaults.
 title_cost=(--title-minutes 90 --views 1000000)

@@ -197,7 +197,8 @@ def window_energy_table(
                 "end_s": w.end_s,
                 "duration_s": durations[i],
                 "status": status,
-                "problem": "; ".join(dict.fromkeys(problems[i])) or (w.error or None),
+                "problem": "; ".join(dict.fromkeys([*problems[i], *filter(None, [w.problem])]))
+                or (w.error or None),
                 "power_source": source_text,
                 "cpu_energy_j": cpu_e[i],
                 "gpu_energy_j": gpu_e[i] if domain_parts["gpu"] else np.nan,

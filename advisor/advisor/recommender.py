@@ -414,6 +414,8 @@ class TranscodingRecommender:
                     f"±{row['energy_error_j']:.3g} J "
                     f"({100 * row['energy_error_j'] / row['energy_j']:.0f} %) in the worst case"
                 )
+        # Labels that break the runner's contract: named with the form they should have.
+        warnings.extend(f"window {w.window_id}: {w.problem}" for w in windows if w.problem)
         no_base = wdf[(wdf["phase"] == "transcode") & wdf["baseline_window"].isna()]
         if len(no_base):
             warnings.append(
@@ -647,7 +649,7 @@ class TranscodingRecommender:
                 f"mean power {_fmt(b['mean_power_w_mean'])} W [{b['power_source']}]."
             )
         else:
-            lines.append("No configuration could be ranked (no complete transcode window).")
+            lines.append(_nothing_ranked(rep.windows))
         for lad in rep.ladders:
             if lad.test and lad.test.get("verdict"):
                 lines.append(f"Ladder {lad.ladder}: best {lad.winner}. {lad.test['verdict']}")
@@ -664,6 +666,20 @@ class TranscodingRecommender:
         elif pw:
             lines.append(str(pw.get("message")))
         return "\n".join(lines)
+
+
+def _nothing_ranked(windows: pd.DataFrame, named: int = 3) -> str:
+    """The summary's line when no configuration could be ranked: which transcode windows had a
+    problem, and what it was (the first ``named`` of them; the notes list every one)."""
+    tr = windows[windows["phase"] == "transcode"]
+    why = [f"{r.window_id}: {r.problem}" for r in tr.itertuples() if isinstance(r.problem, str)]
+    if not why:
+        return "No configuration could be ranked (no complete transcode window)."
+    more = f"; and {len(why) - named} more (see the notes)" if len(why) > named else ""
+    return (
+        f"No configuration could be ranked: {len(why)} of {len(tr)} transcode window(s) have a "
+        "problem. " + "; ".join(why[:named]) + more + "."
+    )
 
 
 def _fmt(x: Any) -> str:

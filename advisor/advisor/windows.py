@@ -126,7 +126,9 @@ def discover_windows(
     ``ffmpeg_window_cpu_seconds`` (one sample per scope at the window's end, matched by run,
     scenario, phase and repeat; None when a scope is missing, as before manifest schema 3).
     Labels are read through the contract's ``InfoLabels`` / ``OutputLabels``; a series whose
-    labels break the contract is skipped with a warning.
+    labels break the contract is skipped with a warning, except a transcode window's
+    ``ladder``: its window is kept with the contract's words for what is wrong as its
+    ``problem``, and its pixels where the ``WxH`` parts are readable.
     """
     by_window: dict[tuple[str, str, int], list[tuple[OutputLabels, Series]]] = {}
     cpu_by_window: dict[tuple[str, str, int, str], list[tuple[OutputLabels, Series]]] = {}
@@ -159,16 +161,17 @@ def discover_windows(
                 continue
             frames: float | None = None
             quality: tuple[OutputQuality, ...] = ()
+            problem = None
             if info.phase == "transcode":
                 related = by_window.get((info.run_id, info.scenario, info.repeat), [])
                 frames = _frames_in(start, end, [r for _, r in related if r.name == FRAMES_METRIC])
                 quality = _quality_after(start, info.rungs, related)
+                problem = _problems(info.ladder_read.problem, _no_frames(frames))
             accounting = _accounting_at(
                 end, cpu_by_window.get((info.run_id, info.scenario, info.repeat, info.phase), [])
             )
-            pixels = None
-            if frames is not None and info.rungs:
-                pixels = frames * sum(r.pixels for r in info.rungs) / len(info.rungs)
+            per_frame = info.ladder_read.pixels_per_frame
+            pixels = None if frames is None or per_frame is None else frames * per_frame
             windows.append(
                 WindowRecord(
                     run_id=info.run_id,
@@ -194,10 +197,21 @@ def discover_windows(
                     quality=quality,
                     accounting=accounting,
                     origin="discovered",
+                    problem=problem,
                 )
             )
     windows.sort(key=lambda w: (w.start_ms, w.scenario))
     return windows
+
+
+def _problems(*found: str | None) -> str | None:
+    return "; ".join(p for p in found if p) or None
+
+
+def _no_frames(frames: float | None) -> str | None:
+    if frames is not None:
+        return None
+    return f"no {FRAMES_METRIC} series covers the window: its frames and output pixels are unknown"
 
 
 def _frames_in(start_s: float, end_s: float, frames: Sequence[Series]) -> float | None:

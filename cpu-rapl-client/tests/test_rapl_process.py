@@ -46,6 +46,18 @@ def values(result: list[dict]) -> list[tuple[float, float]]:  # type: ignore[typ
     return [(float(t), float(v)) for t, v in result[0]["values"]]
 
 
+def stored_uj(prom: PrometheusProcess) -> dict[str, int]:
+    """The latest stored cpu_energy_joules_total per zone, in µJ."""
+    return {
+        r["metric"]["zone"]: round(float(r["value"][1]) * 1e6)
+        for r in prom.query("cpu_energy_joules_total")
+    }
+
+
+def holds(stored: dict[str, int], final: dict[str, int]) -> bool:
+    return all(z in stored and abs(stored[z] - uj) <= 1 for z, uj in final.items())
+
+
 def check_energy_follows(stored: list[tuple[float, float]], history: list[int]) -> list[int]:
     """Each stored value is a scheduled cumulative value (±1 µJ), in schedule order."""
     index = {v: k for k, v in enumerate(history)}
@@ -97,8 +109,13 @@ def test_process_stores_the_schedule_exactly_through_two_wraps(tmp_path: Path) -
             )
             assert first, "the client pushed nothing"
             writer.start()
-            assert writer.done.wait(30), "schedule writer did not finish"
-            time.sleep(1.0)  # the client reads the final values a few more times
+            assert writer.done.wait(60), "schedule writer did not finish"
+            # The final counter values, stored: every sample the test checks is in Prometheus.
+            final = {"package": writer.history["intel-rapl:0"][-1],
+                     "core": writer.history["intel-rapl:0:0"][-1]}  # fmt: skip
+            assert wait_until(lambda: holds(stored_uj(prom), final), timeout=30), (
+                f"Prometheus holds {stored_uj(prom)} µJ, not the final {final}"
+            )
         finally:
             writer.stop()
             proc.send_signal(signal.SIGTERM)
@@ -154,13 +171,21 @@ def test_process_stores_the_schedule_exactly_through_two_wraps(tmp_path: Path) -
                 ratios.append(power[t1] * (t1 - t0) / delta)
         assert len(ratios) >= 30
         assert statistics.median(ratios) == pytest.approx(1.0, abs=0.02)
-        # and the scale is watts: mid-schedule (the 150 W segment) the gauge reads ~150 W even
-        # when a loaded machine delays the schedule writer
+        # and the scale is watts: over the 150 W segment the gauge averages ~150 W. Averaged
+        # over time, not a median of readings: a loaded machine stalls the schedule writer,
+        # which then catches up in a burst (a few readings of 300 W and more, then 0), and
+        # stretches the segment; the band catches a wrong unit (x1000), not that timing.
         k_at = dict(zip(times, matched, strict=True))
         first_high = round(SEGMENTS[0][0] / PERIOD_S)
         last_high = first_high + round(SEGMENTS[1][0] / PERIOD_S)
-        high = [power[t] for t in times if t in power and first_high + 40 < k_at[t] < last_high]
-        assert high and 75.0 < statistics.median(high) < 300.0
+        high = [
+            (power[t1], t1 - t0)
+            for t0, t1 in itertools.pairwise(times)
+            if t1 in power and first_high < k_at[t0] and k_at[t1] <= last_high
+        ]
+        assert high, "no reading inside the 150 W segment"
+        mean_w = sum(w * dt for w, dt in high) / sum(dt for _, dt in high)
+        assert SEGMENTS[1][1] / 4 < mean_w < SEGMENTS[1][1] * 4
         assert "counter reset" not in out
         assert out.count("counter wrapped") >= 3  # 2 package wraps + 1 core wrap
 

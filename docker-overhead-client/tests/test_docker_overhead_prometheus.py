@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -43,10 +42,11 @@ def test_pushes_containers_engine_and_host_then_stale_markers(
         try:
             cpu = 'container_cpu_seconds_total{container="wattpush-prometheus-1"}'
             assert wait_until(lambda: _value(prom, cpu) == 5.0, timeout=20)
-            for step in range(1, 6):
-                host.set_cpu(PROM_ID, 5_000_000_000 + step * 400_000_000)
-                time.sleep(0.2)
-            assert wait_until(lambda: _value(prom, cpu) == 7.0, timeout=20)
+            for step in range(1, 6):  # each step stored before the next: the counter follows
+                cpu_ns = 5_000_000_000 + step * 400_000_000
+                host.set_cpu(PROM_ID, cpu_ns)
+                assert wait_until(lambda n=cpu_ns: _value(prom, cpu) == n / 1e9, timeout=20), step
+            assert _value(prom, cpu) == 7.0
             series = prom.query(cpu)[0]["metric"]
             assert series["service"] == "prometheus"
             assert series["image"] == "prom/prometheus:v2.42.0"

@@ -163,18 +163,69 @@ def ladder_key(rungs: Sequence[Rung]) -> str:
 
 def parse_ladder(key: str) -> tuple[Rung, ...]:
     """Rungs of a ladder key (names synthesised as ``<height>p``); () when unparseable."""
+    return read_ladder(key).rungs
+
+
+# What a ladder label must look like, for the messages that say it does not.
+LADDER_FORM = "WxH@BITRATE rungs joined by '+' (e.g. 1280x720@2M+640x360@800k)"
+_RESOLUTION_RE = re.compile(r"^(\d+)x(\d+)(?:@.*)?$")
+
+
+@dataclass(frozen=True)
+class LadderReading:
+    """A ladder key read as far as it follows the contract.
+
+    ``rungs``: every rung, or () when any part breaks ``WxH@BITRATE``. ``frame_pixels``: width x
+    height of each part, as long as every part starts with a readable ``WxH`` (a ladder written
+    by older tools as ``1280x720@30``, frames per second where the bitrate belongs, still tells
+    the pixels); () otherwise. ``problem``: what broke the contract and the expected form, None
+    when nothing did.
+    """
+
+    rungs: tuple[Rung, ...]
+    frame_pixels: tuple[int, ...]
+    problem: str | None = None
+
+    @property
+    def pixels_per_frame(self) -> float | None:
+        """Mean pixels of one output frame (the rungs of a stream share its frame count)."""
+        if not self.frame_pixels:
+            return None
+        return sum(self.frame_pixels) / len(self.frame_pixels)
+
+
+def read_ladder(key: str, where: str = "ladder") -> LadderReading:
+    """Read a ladder key; ``where`` names it in the problem (e.g. ``label ladder``)."""
+    if not key.strip():
+        return LadderReading((), (), f"{where} is missing; expected {LADDER_FORM}")
     rungs: list[Rung] = []
-    for part in key.split("+"):
-        match = _RUNG_KEY_RE.match(part.strip())
+    pixels: list[int] = []
+    broken: list[str] = []
+    for part in (p.strip() for p in key.split("+")):
+        size = _RESOLUTION_RE.match(part)
+        if size:
+            pixels.append(int(size.group(1)) * int(size.group(2)))
+        match = _RUNG_KEY_RE.match(part)
         if not match:
-            return ()
+            broken.append(f"{part!r} is not WxH@BITRATE")
+            continue
         width, height, bitrate = match.groups()
         try:
             bps = parse_bitrate(bitrate)
-        except InvalidValue:
-            return ()
+        except InvalidValue as exc:
+            broken.append(f"in {part!r}, {exc}")
+            continue
         rungs.append(Rung(f"{height}p", int(width), int(height), bps))
-    return sort_rungs(rungs)
+    if not broken:
+        return LadderReading(sort_rungs(rungs), tuple(pixels))
+    readable = len(pixels) == len(key.split("+"))
+    consequence = (
+        "output pixels are counted from its WxH, its bitrate is unknown"
+        if readable
+        else "output pixels are unknown"
+    )
+    problem = f"{where}={key!r} is not {LADDER_FORM}: {'; '.join(broken)}; {consequence}"
+    return LadderReading((), tuple(pixels) if readable else (), problem)
 
 
 # -- the window record -----------------------------------------------------------------------
@@ -357,6 +408,8 @@ class WindowRecord:
     Quality was measured after ``end_ms``, outside the window; ``quality`` is empty when it was
     not asked for, and ``quality_error`` says why when it was asked for and failed. Counts that
     a reader could not learn (frames of a window whose progress series are missing) are None.
+    ``problem`` is a reader's finding, never written: what in the record breaks this contract
+    (a ladder that is not ``WxH@BITRATE``) and what the reader could not learn because of it.
     """
 
     scenario: str
@@ -393,6 +446,7 @@ class WindowRecord:
     quality_error: str | None = None
     accounting: Accounting | None = None
     origin: str = "manifest"  # where a reader got it: manifest | discovered (not written)
+    problem: str | None = None
 
     # -- derived views ---------------------------------------------------------------------
 
@@ -526,8 +580,12 @@ class WindowRecord:
             [Rung.from_json(r, f"{where}.rungs[{i}]") for i, r in enumerate(rungs_raw)]
         )
         ladder = ladder_key(rungs) if rungs else str(raw.get("ladder") or "")
+        problem = None
         if not rungs and ladder:
-            rungs = parse_ladder(ladder)
+            reading = read_ladder(ladder, f"{where}.ladder")
+            rungs = reading.rungs
+            # The runner counted the output pixels itself; only the bitrate is lost.
+            problem = reading.problem if phase == "transcode" else None
         quality_raw = raw.get("quality") or []
         if not isinstance(quality_raw, list):
             raise ContractError(f"{where}.quality: expected a list")
@@ -575,6 +633,7 @@ class WindowRecord:
             accounting=Accounting.from_json(accounting_raw, f"{where}.accounting")
             if accounting_raw
             else None,
+            problem=problem,
         )
 
 
@@ -861,8 +920,10 @@ class RunManifest:
 class InfoLabels:
     """The labels of one ``ffmpeg_scenario_info`` series (``INFO_LABELS``), typed.
 
-    ``fps`` is None before schema 2 (no label); ``rungs`` is () when the ladder is unparseable;
-    ``rate_control`` is ``bitrate`` and ``quality_value`` None before schema 3.
+    ``fps`` is None before schema 2 (no label); ``rate_control`` is ``bitrate`` and
+    ``quality_value`` None before schema 3. ``ladder_read`` is the ``ladder`` label read as far
+    as it follows the contract: its rungs (``rungs``, () when it breaks the contract), the
+    pixels of a frame where its ``WxH`` parts are readable, and the problem otherwise.
     """
 
     run_id: str
@@ -878,6 +939,7 @@ class InfoLabels:
     fps: float | None
     rate_control: str = "bitrate"
     quality_value: float | None = None
+    ladder_read: LadderReading = LadderReading((), ())
 
     @classmethod
     def from_labels(cls, labels: Mapping[str, str]) -> InfoLabels:
@@ -893,6 +955,7 @@ class InfoLabels:
                 f"{', '.join(RATE_CONTROLS)}"
             )
         value_text = labels.get("quality_value")
+        reading = read_ladder(ladder, f"{where} label ladder")
         return cls(
             run_id=str(labels.get("run_id", "")),
             scenario=str(labels.get("scenario", "")),
@@ -900,7 +963,7 @@ class InfoLabels:
             encoder=str(labels.get("encoder", "")),
             preset=str(labels.get("preset", "default")),
             ladder=ladder,
-            rungs=parse_ladder(ladder) if ladder else (),
+            rungs=reading.rungs,
             streams=int(_label_number(labels.get("streams") or "1", "streams", where, int)),
             bitrate=str(labels.get("bitrate", "")),
             repeat=int(_label_number(labels.get("repeat") or "0", "repeat", where, int)),
@@ -909,6 +972,7 @@ class InfoLabels:
             quality_value=_label_number(value_text, "quality_value", where, float)
             if value_text
             else None,
+            ladder_read=reading,
         )
 
 

@@ -7,14 +7,15 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from ffmpeg_runner.cli import build_parser, main, scenarios_from_args
+from ffmpeg_runner.contract import FRAMES_METRIC, INFO_METRIC
 from wattpush_testing import wait_until
-from wattpush_testing.ffmpeg import alive, child_pids, runner_env
+from wattpush_testing.faults import FaultReceiver, RequestRecord
+from wattpush_testing.ffmpeg import alive, child_pids, ffmpeg_children, runner_env
 
 TINY = ["--preset", "ultrafast", "--resolution", "160x90", "--fps", "25", "--cooldown", "0"]
 
@@ -176,6 +177,26 @@ def test_no_push_run_writes_the_manifest(
     assert json.loads((tmp_path / "np.json").read_text())["windows"][0]["status"] == "ok"
 
 
+def encoding_inside_the_window(records: list[RequestRecord]) -> bool:
+    """The window is open and stream 0 has encoded frames inside it, as the runner pushed it.
+
+    A tick that stamps the open window (an info sample after its start) runs after the runner
+    took the window's first progress snapshot, and reads stream 0's progress after that; two
+    different frame counts from such ticks on mean the window counts frames whenever it ends.
+    """
+    points = [p for r in records if r.accepted for p in r.points]
+    info = sorted(p.timestamp_ms for p in points if p.name == INFO_METRIC)
+    if len(info) < 2:
+        return False
+    opened = info[1]  # the first tick that saw the window open (info[0] is its exact start)
+    counts = {
+        p.value
+        for p in points
+        if p.name == FRAMES_METRIC and p.label("stream") == "0" and p.timestamp_ms >= opened
+    }
+    return len(counts) >= 2
+
+
 @pytest.mark.integration
 def test_auto_repeats_in_shuffled_rounds_are_recorded(tmp_path: Path) -> None:
     code = main(
@@ -206,21 +227,26 @@ def test_signal_mid_window_keeps_the_manifest_and_leaves_no_child(
     tmp_path: Path, signum: int
 ) -> None:
     argv = [sys.executable, "-m", "ffmpeg_runner", "multi", "--count", "2", "--duration", "60",
-            "--stabilization", "0.3", "--no-push", "--run-id", "sig", "--output-dir",
-            str(tmp_path), *TINY]  # fmt: skip
-    proc = subprocess.Popen(
-        argv, env=runner_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        children = wait_until(lambda: len(child_pids(proc.pid)) == 2 and child_pids(proc.pid), 20)
-        assert children, "ffmpeg children did not start"
-        time.sleep(1.0)  # inside the window (stabilization is 0.3 s)
-        proc.send_signal(signum)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+            "--stabilization", "0.3", "--run-id", "sig", "--output-dir", str(tmp_path),
+            *TINY]  # fmt: skip
+    with FaultReceiver() as rx:
+        env = runner_env({"REMOTE_WRITE_URL": rx.url, "PUSH_INTERVAL_S": "0.2"})
+        proc = subprocess.Popen(
+            argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            children = wait_until(
+                lambda: len(child_pids(proc.pid)) == 2 and child_pids(proc.pid), 60
+            )
+            assert children, "ffmpeg children did not start"
+            # Signal only once frames were encoded inside the window, however slow the machine.
+            assert rx.wait_for(encoding_inside_the_window, timeout=60), "no frames in the window"
+            proc.send_signal(signum)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     assert proc.returncode == 128 + signum, err
     assert wait_until(lambda: not any(alive(pid) for pid in children), 5)
     manifest = json.loads((tmp_path / "sig.json").read_text())
@@ -244,9 +270,9 @@ def test_children_die_with_a_killed_runner(tmp_path: Path) -> None:
     )
     try:
         manifest = tmp_path / "kill.json"
-        children = wait_until(lambda: manifest.exists() and child_pids(proc.pid), 20)
+        # Kill once ffmpeg runs (exec done), not while the child is still the runner's fork.
+        children = wait_until(lambda: manifest.exists() and ffmpeg_children(proc.pid), 60)
         assert children, "ffmpeg did not start"
-        time.sleep(0.5)
         proc.kill()  # SIGKILL: the runner cannot stop anything itself
         proc.wait(10)
         assert wait_until(lambda: not any(alive(pid) for pid in children), 10)

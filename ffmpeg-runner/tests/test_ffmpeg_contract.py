@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 from ffmpeg_runner.contract import (
+    INFO_METRIC,
     ContractError,
+    InfoLabels,
     MetricScore,
     OutputQuality,
     Rung,
@@ -14,6 +16,7 @@ from ffmpeg_runner.contract import (
     WindowRecord,
     ladder_key,
     parse_ladder,
+    read_ladder,
 )
 
 
@@ -119,3 +122,44 @@ def test_parse_ladder_is_the_inverse_of_ladder_key() -> None:
     assert parse_ladder(ladder_key(rungs)) == rungs
     assert parse_ladder("1280x720@fast") == ()
     assert parse_ladder("not a ladder") == ()
+
+
+def test_a_ladder_that_breaks_the_contract_says_what_and_keeps_the_pixels_it_can() -> None:
+    good = read_ladder("1280x720@2M+640x360@800k")
+    assert good.problem is None and len(good.rungs) == 2
+    assert good.pixels_per_frame == (1280 * 720 + 640 * 360) / 2
+    # Frames per second where the bitrate belongs, as older tools wrote it.
+    fps = read_ladder("1280x720@30", "label ladder")
+    assert fps.rungs == () and fps.frame_pixels == (1280 * 720,)
+    assert fps.problem == (
+        "label ladder='1280x720@30' is not WxH@BITRATE rungs joined by '+' (e.g. "
+        "1280x720@2M+640x360@800k): in '1280x720@30', '30' is below 1k; bitrates are bits per "
+        "second, e.g. 800k; output pixels are counted from its WxH, its bitrate is unknown"
+    )
+    # One unreadable size: no pixels at all (a mean over the rest would be wrong).
+    mixed = read_ladder("1280x720@2M+sd")
+    assert mixed.rungs == () and mixed.pixels_per_frame is None
+    assert mixed.problem is not None and "'sd' is not WxH@BITRATE" in mixed.problem
+    assert "output pixels are unknown" in mixed.problem
+    assert read_ladder("", "label ladder").problem == (
+        "label ladder is missing; expected WxH@BITRATE rungs joined by '+' "
+        "(e.g. 1280x720@2M+640x360@800k)"
+    )
+
+
+def test_info_labels_and_manifest_windows_carry_the_ladder_problem() -> None:
+    labels = {"run_id": "r", "scenario": "s", "phase": "transcode", "ladder": "1280x720@30"}
+    info = InfoLabels.from_labels(labels)
+    assert info.rungs == () and info.ladder_read.frame_pixels == (1280 * 720,)
+    assert info.ladder_read.problem is not None
+    assert info.ladder_read.problem.startswith(f"{INFO_METRIC} label ladder='1280x720@30' is not")
+    raw: dict[str, Any] = {"scenario": "a", "phase": "transcode", "start_ms": 1000,
+                           "end_ms": 2000, "ladder": "1280x720@30", "output_pixels": 5}  # fmt: skip
+    window = WindowRecord.from_json(raw, "m.json: windows[0]")
+    assert window.problem is not None
+    assert window.problem.startswith("m.json: windows[0].ladder='1280x720@30' is not")
+    assert window.output_pixels == 5  # the runner's own count stands
+    assert "problem" not in window.to_json()  # a reader's finding, never written
+    baseline = WindowRecord.from_json({**raw, "phase": "baseline"}, "w")
+    assert baseline.problem is None
+    assert WindowRecord.from_json({**raw, "ladder": "1280x720@2M"}, "w").problem is None

@@ -12,7 +12,6 @@ import math
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -41,7 +40,6 @@ def test_fake_gpus_through_the_pipeline_into_prometheus(tmp_path: Path) -> None:
     nvml.gpus[1].encoder_percent = 45
     nvml.gpus[1].encoder_sessions = 2
     client = GpuNvmlClient(nvml)
-    stop = threading.Event()
     with PrometheusProcess(tmp_path / "prom") as prom:
         config = ClientConfig(
             remote_write_url=prom.write_url,
@@ -53,13 +51,16 @@ def test_fake_gpus_through_the_pipeline_into_prometheus(tmp_path: Path) -> None:
         start_s = time.time()
         pipeline.start()
         try:
-            for _ in range(20):  # ~1 s of 150 W on GPU 0 and 60 W on GPU 1
+            # 1 s of 150 W on GPU 0 and 60 W on GPU 1 in 20 steps, each read by the sampler
+            # before the next (however late a loaded machine runs it): every step is stored.
+            assert read_again(nvml, 20), "the sampler never read the GPUs"
+            for _ in range(20):
                 nvml.run(0, 0.05, 150.0)
                 nvml.run(1, 0.05, 60.0)
-                stop.wait(0.05)
+                assert read_again(nvml, 20), "the sampler stopped reading the GPUs"
             nvml.gpus[1].lost = True
-            stop.wait(0.5)
-            assert pipeline.flush(timeout=10)
+            assert read_again(nvml, 20, (1,), "power_instant_mw"), "GPU 1's loss was not seen"
+            assert pipeline.flush(timeout=20)
         finally:
             pipeline.stop()
         end_s = time.time() + 0.001
@@ -78,11 +79,10 @@ def test_fake_gpus_through_the_pipeline_into_prometheus(tmp_path: Path) -> None:
         }
         gpu0 = _values(prom.raw_samples('gpu_energy_joules_total{gpu="0"}', start_s - 1, end_s))
         gpu1 = _values(prom.raw_samples('gpu_energy_joules_total{gpu="1"}', start_s - 1, end_s))
-        assert len(gpu0) >= 10 and len(gpu1) >= 5
         assert gpu0 == sorted(gpu0) and gpu1 == sorted(gpu1)
-        assert 1140 <= gpu0[-1] <= 1150.5  # 1000 J at start + <= 150 W x 1 s
-        assert gpu0[-1] - gpu0[0] > 100
-        assert gpu1[-1] - gpu1[0] > 40
+        # 1000 J at the start, then every step of 7.5 J (GPU 0) and 3 J (GPU 1).
+        assert sorted(set(gpu0)) == pytest.approx([1000 + 7.5 * k for k in range(21)])
+        assert sorted(set(gpu1)) == pytest.approx([1000 + 3.0 * k for k in range(21)])
 
         enc = prom.raw_samples('gpu_encoder_utilization_ratio{gpu="1"}', start_s - 1, end_s)
         assert set(_values(enc)) == {0.45}
@@ -94,6 +94,22 @@ def test_fake_gpus_through_the_pipeline_into_prometheus(tmp_path: Path) -> None:
         # the lost GPU ended: no metric of it is current, while GPU 0's are
         assert prom.query('{gpu="1"}', at=end_s) == []
         assert len(prom.query('{gpu="0"}', at=end_s)) == 11
+
+
+def read_again(
+    nvml: FakeNvml, timeout: float, gpus: tuple[int, ...] = (0, 1), call: str = "total_energy_mj"
+) -> bool:
+    """Wait until the sampler has made ``call`` on each of ``gpus`` after this one: what the
+    test set before is then in that tick (the energy counter is read after the power, and a
+    lost GPU fails at its first call, the power)."""
+    before = {i: nvml.calls_to(call, i) for i in gpus}
+    return bool(
+        wait_until(
+            lambda: all(nvml.calls_to(call, i) > n for i, n in before.items()),
+            timeout,
+            interval=0.01,
+        )
+    )
 
 
 def _nvml_missing() -> bool:

@@ -5,8 +5,10 @@ Receivers on loopback ports (``receivers``), the subprocess environment (``env``
 one tick of a client by hand (``clients``). Per component, imported by module: ``base``
 (scripted transport), ``faults`` (misbehaving receiver, client process), ``rapl`` (powercap
 trees), ``nvml`` (fake NVML), ``gpu`` (GPU client helpers), ``docker`` (fake Engine API and
-host trees, answers from ``golden/docker``), ``ffmpeg`` (runner helpers). Test folders are not
-packages: helpers for tests go here, not beside the tests.
+host trees, answers from ``golden/docker``), ``ffmpeg`` (runner helpers). For the e2e scripts:
+``gpu_check`` (e2e/gpu_check.sh's plan, dry-run GPU and summary) and ``wait_stored`` (wait
+until a receiver holds the clients' samples past a run). Test folders are not packages:
+helpers for tests go here, not beside the tests.
 """
 
 from __future__ import annotations

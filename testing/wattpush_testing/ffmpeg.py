@@ -75,6 +75,19 @@ def child_pids(parent: int) -> set[int]:
     return pids
 
 
+def ffmpeg_children(parent: int) -> set[int]:
+    """Children of ``parent`` that already run an ffmpeg binary (not a fork on its way to it)."""
+    found = set()
+    for pid in child_pids(parent):
+        try:
+            argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0]
+        except OSError:
+            continue
+        if Path(argv0.decode(errors="replace")).name.startswith("ffmpeg"):
+            found.add(pid)
+    return found
+
+
 def alive(pid: int) -> bool:
     """True while ``pid`` exists and is not a zombie."""
     try:
