@@ -111,6 +111,12 @@ def _never_reason(f: FamilyCost) -> str:
     return f"{f.family} (on the frontier, but another family totals less at every view count)"
 
 
+def _views(views: float) -> str:
+    """A view count as a reader counts them: the whole views from which it holds (the exact
+    crossing, which may fall between two views, is in the JSON)."""
+    return "inf" if math.isinf(views) else f"{math.ceil(views):,}"
+
+
 def family_table(cost: TitleCost) -> pd.DataFrame:
     money = f"total cost ({cost.currency})" if cost.currency else "total cost"
     rows = []
@@ -119,7 +125,9 @@ def family_table(cost: TitleCost) -> pd.DataFrame:
             cheapest = "never"
         else:
             to = f.least_total_to_views
-            cheapest = f"{num(f.least_total_from_views)}-{num(to) if to is not None else 'inf'}"
+            cheapest = (
+                f"{_views(f.least_total_from_views)}-{_views(to if to is not None else math.inf)}"
+            )
         rows.append(
             {
                 "family": f.family,
@@ -132,7 +140,7 @@ def family_table(cost: TitleCost) -> pd.DataFrame:
                 money: num(f.total_cost) if math.isfinite(f.total_cost) else "n/a",
                 "break-even views": "reference"
                 if f.family == cost.reference
-                else (num(f.break_even_views) if f.break_even_views is not None else "never"),
+                else (_views(f.break_even_views) if f.break_even_views is not None else "never"),
                 "least total energy for views": cheapest,
                 "frontier": "yes" if f.on_frontier else f"dominated by {f.dominated_by}",
             }
