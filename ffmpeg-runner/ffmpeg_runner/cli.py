@@ -97,6 +97,10 @@ def _add_scenario_flags(parser: argparse.ArgumentParser, *, batch: bool) -> None
         add("--bitrate", help="bitrate of the single output (default: 2M)")
         add("--bitrates", metavar="LIST", help="comma list, one scenario per bitrate: 1M,2M,4M")
         add("--ladder", metavar="RUNGS", help="outputs in one process: 1280x720@2M,640x360@800k")
+        add("--crf", metavar="V[,V...]",
+            help="constant quality instead of a bitrate: CRF (x264/x265 0-51, SVT-AV1 1-63, "
+            "VP9/AV1 0-63; lower is better); a comma list sweeps")  # fmt: skip
+        add("--cq", metavar="V[,V...]", help="NVENC constant quality (-rc vbr -cq V, 1-51)")
     add("--resolution", metavar="WxH", help=FIELDS["resolution"].help)
     add("--fps", help="source frame rate (default: 30)")
     add(
@@ -208,6 +212,7 @@ def scenarios_from_args(args: argparse.Namespace) -> list[Scenario]:
         if bitrates:
             problems.append("--ladder and --bitrate(s): each rung has its bitrate; drop --bitrate")
         values["ladder"] = parse_ladder(args.ladder, problems, "--")
+    quality_values = constant_quality_values(args, problems)
     counts = [1]
     if args.command == "multi":
         counts = []
@@ -224,24 +229,51 @@ def scenarios_from_args(args: argparse.Namespace) -> list[Scenario]:
         raise ScenarioError(problems)
     explicit_name = values.pop("name", None)
     scenarios: list[Scenario] = []
-    for bps in bitrates or [None]:
+    settings: list[dict[str, Any]] = [{"bitrate": bps} for bps in bitrates]
+    settings += [{"rate_control": rc, "quality_value": v} for rc, v in quality_values]
+    for setting in settings or [{}]:
         for count in counts:
-            item = dict(values, streams=count)
-            if bps is not None:
-                item["bitrate"] = bps
-            probe = build_scenario({**item, "name": "probe"}, "", problems)
+            item = dict(values, streams=count, **setting)
+            # A CRF/CQ out of the encoder's range is reported as the flag that gave it.
+            rc = setting.get("rate_control")
+            where = f"--{rc} {setting['quality_value']:g}: " if rc else ""
+            probe = build_scenario({**item, "name": "probe"}, where, problems)
             if probe is None:
                 raise ScenarioError(sorted(set(problems)))
             name = explicit_name or f"{probe.encoder}-{probe.preset_label}-{probe.rungs[0].name}"
-            if len(bitrates) > 1:
-                name += f"-{probe.bitrate}"
+            if len(settings) > 1:
+                name += f"-{probe.rungs[0].setting}"
             if args.command == "multi" and (explicit_name is None or len(counts) > 1):
                 name += f"-{count}x"
-            scenario = build_scenario({**item, "name": name}, "", problems)
+            scenario = build_scenario({**item, "name": name}, where, problems)
             if scenario is None:
                 raise ScenarioError(problems)
             scenarios.append(scenario)
     return scenarios
+
+
+def constant_quality_values(
+    args: argparse.Namespace, problems: list[str]
+) -> list[tuple[str, float]]:
+    """(rate control, value) for each ``--crf``/``--cq`` value; the encoder's range is checked
+    when the scenario is built."""
+    out: list[tuple[str, float]] = []
+    given = [rc for rc in ("crf", "cq") if getattr(args, rc, None) is not None]
+    if len(given) > 1:
+        problems.append("--crf and --cq: give one of them (cq is NVENC's, crf the others')")
+    clashing = [f for f in ("bitrate", "bitrates", "ladder") if getattr(args, f) is not None]
+    if given and clashing:
+        problems.append(
+            f"--{given[0]} and --{clashing[0]}: constant quality replaces the bitrate; give one "
+            f"(a ladder writes it per rung: 640x360@{given[0]}23)"
+        )
+    for rc in given:
+        for text in _split_list(getattr(args, rc)):
+            try:
+                out.append((rc, float(text)))
+            except ValueError:
+                problems.append(f"--{rc} {text}: expected a number, e.g. --{rc} 23")
+    return out
 
 
 # -- main --------------------------------------------------------------------------------------

@@ -72,6 +72,9 @@ class ContractError(ValueError):
 _BITRATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)\s*$")
 _BITRATE_UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3}
 _RUNG_KEY_RE = re.compile(r"^(\d+)x(\d+)@(\S+)$")
+# A constant-quality setting in a rung key: the rate control's name glued to its value (crf23,
+# cq28.5); anything else after the @ is a bitrate.
+_QUALITY_SETTING_RE = re.compile(r"^\s*(crf|cq)\s*(\d+(?:\.\d+)?)\s*$", re.IGNORECASE)
 
 
 def parse_bitrate(value: Any) -> int:
@@ -104,23 +107,79 @@ def format_bitrate(bps: int) -> str:
     return str(bps)
 
 
+def format_quality_value(value: float) -> str:
+    """A CRF/CQ value as labels and keys spell it: 23, 23.5 (never 23.0)."""
+    return f"{value:g}"
+
+
+def format_setting(rate_control: str, bitrate_bps: int, quality_value: float | None) -> str:
+    """What follows the ``@`` of a rung key: ``2M`` (bitrate), ``crf23``, ``cq28.5``."""
+    if rate_control == "bitrate":
+        return format_bitrate(bitrate_bps)
+    if rate_control not in RATE_CONTROLS or quality_value is None:
+        raise ContractError(
+            f"rate_control {rate_control!r} with quality_value {quality_value!r}: a constant-"
+            f"quality rung needs one of {', '.join(RATE_CONTROLS[1:])} and a value"
+        )
+    return f"{rate_control}{format_quality_value(quality_value)}"
+
+
+def parse_setting(text: str) -> tuple[str, int, float | None]:
+    """``2M`` -> ("bitrate", 2000000, None); ``crf23`` -> ("crf", 0, 23.0); ``cq28`` likewise.
+
+    Raises ``InvalidValue`` with the fix for anything else.
+    """
+    match = _QUALITY_SETTING_RE.match(str(text))
+    if match:
+        return match.group(1).lower(), 0, float(match.group(2))
+    try:
+        return "bitrate", parse_bitrate(text), None
+    except InvalidValue as exc:
+        raise InvalidValue(
+            f"{exc}; a constant-quality rung is written crf23 or cq28 instead of a bitrate"
+        ) from None
+
+
 @dataclass(frozen=True)
 class Rung:
-    """One output of a ladder."""
+    """One output of a ladder: its size and its rate control setting.
+
+    With ``rate_control="bitrate"`` the output is encoded at ``bitrate_bps``; with ``crf`` or
+    ``cq`` (constant quality) at ``quality_value``, and ``bitrate_bps`` is 0 (no target: the
+    achieved bitrate is whatever the encoder needed).
+    """
 
     name: str
     width: int
     height: int
     bitrate_bps: int
+    rate_control: str = "bitrate"
+    quality_value: float | None = None
+
+    def __post_init__(self) -> None:
+        # Raises ContractError for a constant-quality rung without a value.
+        format_setting(self.rate_control, self.bitrate_bps, self.quality_value)
 
     @property
     def bitrate(self) -> str:
-        return format_bitrate(self.bitrate_bps)
+        """The target bitrate, canonical (``2M``); "" with constant-quality rate control."""
+        return format_bitrate(self.bitrate_bps) if self.rate_control == "bitrate" else ""
+
+    @property
+    def target_bitrate_bps(self) -> int | None:
+        """The target bitrate; None with constant-quality rate control."""
+        return self.bitrate_bps if self.rate_control == "bitrate" else None
+
+    @property
+    def setting(self) -> str:
+        """``2M``, ``crf23`` or ``cq28``: how this output's rate is controlled."""
+        return format_setting(self.rate_control, self.bitrate_bps, self.quality_value)
 
     @property
     def key(self) -> str:
-        """``WxH@BITRATE``: the ``rung`` label and one part of the ``ladder`` label."""
-        return f"{self.width}x{self.height}@{self.bitrate}"
+        """``WxH@SETTING`` (``640x360@800k``, ``640x360@crf23``): the ``rung`` label and one
+        part of the ``ladder`` label."""
+        return f"{self.width}x{self.height}@{self.setting}"
 
     @property
     def resolution(self) -> str:
@@ -131,12 +190,16 @@ class Rung:
         return self.width * self.height
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "name": self.name,
             "width": self.width,
             "height": self.height,
-            "bitrate": self.bitrate,
+            "bitrate": self.bitrate or None,
         }
+        if self.rate_control != "bitrate":
+            doc["rate_control"] = self.rate_control
+            doc["quality_value"] = _json_number(self.quality_value)
+        return doc
 
     @classmethod
     def from_json(cls, raw: Any, where: str) -> Rung:
@@ -144,16 +207,27 @@ class Rung:
             raise ContractError(f"{where}: expected an object with width, height and bitrate")
         width = _int(raw, "width", where)
         height = _int(raw, "height", where)
+        name = str(raw.get("name") or f"{height}p")
+        rate_control = str(raw.get("rate_control") or "bitrate")
+        if rate_control not in RATE_CONTROLS:
+            raise ContractError(
+                f"{where}.rate_control: {rate_control!r} is not one of {', '.join(RATE_CONTROLS)}"
+            )
+        if rate_control != "bitrate":
+            return cls(name, width, height, 0, rate_control, _float(raw, "quality_value", where))
         try:
             bps = parse_bitrate(raw.get("bitrate"))
         except InvalidValue as exc:
             raise ContractError(f"{where}.bitrate: {exc}") from None
-        return cls(str(raw.get("name") or f"{height}p"), width, height, bps)
+        return cls(name, width, height, bps)
 
 
 def sort_rungs(rungs: Sequence[Rung]) -> tuple[Rung, ...]:
-    """Highest first: the ladder key order and the order of ffmpeg's outputs."""
-    return tuple(sorted(rungs, key=lambda r: (-r.height, -r.width, -r.bitrate_bps)))
+    """Highest first: the ladder key order and the order of ffmpeg's outputs (at equal size,
+    the higher bitrate, or the lower CRF/CQ value: the better picture, first)."""
+    return tuple(
+        sorted(rungs, key=lambda r: (-r.height, -r.width, -r.bitrate_bps, r.quality_value or 0.0))
+    )
 
 
 def ladder_key(rungs: Sequence[Rung]) -> str:
@@ -162,18 +236,20 @@ def ladder_key(rungs: Sequence[Rung]) -> str:
 
 
 def parse_ladder(key: str) -> tuple[Rung, ...]:
-    """Rungs of a ladder key (names synthesised as ``<height>p``); () when unparseable."""
+    """Rungs of a ladder key (names synthesised as ``<height>p``); () when unparseable. Reads
+    every key written so far: bitrate rungs (``640x360@800k``) and constant-quality rungs
+    (``640x360@crf23``, schema 3 and later)."""
     rungs: list[Rung] = []
     for part in key.split("+"):
         match = _RUNG_KEY_RE.match(part.strip())
         if not match:
             return ()
-        width, height, bitrate = match.groups()
+        width, height, setting = match.groups()
         try:
-            bps = parse_bitrate(bitrate)
+            rate_control, bps, value = parse_setting(setting)
         except InvalidValue:
             return ()
-        rungs.append(Rung(f"{height}p", int(width), int(height), bps))
+        rungs.append(Rung(f"{height}p", int(width), int(height), bps, rate_control, value))
     return sort_rungs(rungs)
 
 
@@ -414,8 +490,15 @@ class WindowRecord:
 
     @property
     def top_bitrate_bps(self) -> float:
-        """The top rung's bitrate (the ``bitrate`` the runner reports); NaN without rungs."""
-        return float(self.rungs[0].bitrate_bps) if self.rungs else math.nan
+        """The top rung's bitrate: its target (the ``bitrate`` the runner reports), or with
+        constant-quality rate control the bitrate it achieved (NaN where not measured); NaN
+        without rungs."""
+        if not self.rungs:
+            return math.nan
+        top = self.rungs[0]
+        if top.target_bitrate_bps is not None:
+            return float(top.target_bitrate_bps)
+        return self.achieved_bitrate_by_rung().get(top.key, math.nan)
 
     @property
     def nominal_pixels_per_s(self) -> float:

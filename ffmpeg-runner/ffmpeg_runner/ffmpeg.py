@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .contract import Rung
-from .encoders import is_hardware, preset_args
+from .encoders import is_hardware, preset_args, rate_control_args
 from .errors import FfmpegUnavailableError, ScenarioError
 from .scenario import Scenario
 from .which import which
@@ -227,7 +227,8 @@ def build_command(
     argv += ["-filter_complex", filter_graph(scenario)]
     codec = ["-c:v", scenario.encoder, *preset_args(scenario.encoder, scenario.preset)]
     for k, rung in enumerate(scenario.rungs):
-        argv += ["-map", f"[o{k}]", *codec, "-b:v", rung.bitrate, *scenario.extra_args]
+        rate = rate_control_args(scenario.encoder, rung)
+        argv += ["-map", f"[o{k}]", *codec, *rate, *scenario.extra_args]
         argv += output_args(scenario, rung, stream, repeat, media_dir, quality_dir=quality_dir)
     return argv
 
