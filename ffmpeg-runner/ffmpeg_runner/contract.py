@@ -60,7 +60,10 @@ WINDOW_STATUSES = ("ok", "failed", "interrupted")
 RATE_CONTROLS = ("bitrate", "crf", "cq")
 # The order a run measures its windows in (``--order``).
 ORDERS = ("sequential", "interleaved", "shuffled")
-SEARCH_STATUSES = ("found", "unreachable", "exceeded")
+# A target-quality search's outcome per family: a setting found within the tolerance (or the
+# closest when the bracket is one step wide), the target above the best setting's quality or
+# below the cheapest one's, or a probe that failed (its error says why).
+SEARCH_STATUSES = ("found", "unreachable", "exceeded", "failed")
 
 
 class ContractError(ValueError):
@@ -726,8 +729,10 @@ class SearchRecord:
 
     ``status``: ``found`` (a probe within tolerance, or the bracket one step wide),
     ``unreachable`` (even the best setting stays below the target), ``exceeded`` (even the
-    cheapest setting is above it). ``chosen`` is None unless found. ``scenario`` names the
-    scenario whose windows measured the energy at the chosen setting.
+    cheapest setting is above it), ``failed`` (a probe's encode or measurement failed; the
+    probe's ``error`` says why). ``chosen`` is None unless found. ``scenario`` names the
+    scenario whose windows measured the energy at the chosen setting; ``message`` says why
+    the search ended.
     """
 
     family: str  # ENCODER:PRESET@WxH (+ rate control)
