@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import shlex
 import signal
 import sys
@@ -32,12 +31,12 @@ from base_monitoring_client.logutil import configure_logging
 from base_monitoring_client.pipeline import Pipeline
 from base_monitoring_client.signals import StopSignals
 
-from . import __version__
+from . import __version__, search_cli
 from .client import RunnerClient
-from .contract import QUALITY_METRICS, parse_bitrate
+from .contract import QUALITY_METRICS, SearchRecord, parse_bitrate
 from .errors import FfmpegUnavailableError, ScenarioError
 from .ffmpeg import FfmpegInfo, check_encoders, probe_ffmpeg, stream_commands
-from .manifest import new_run_id
+from .manifest import RUN_ID_RE, new_run_id
 from .quality import QualityTool, choose_tool
 from .runner import NullSink, Runner, RunOptions, WindowSink
 from .scenario import FIELDS, Scenario, build_scenario, load_batch, parse_ladder
@@ -45,7 +44,6 @@ from .source import CLIP_DISTRIBUTION, CLIPS, clip_path
 
 log = logging.getLogger(__name__)
 PROG = "ffmpeg-runner"
-RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 RUNNER_SETTINGS: tuple[Setting, ...] = (
     Setting("OUTPUT_DIR", "results", parse_path,
@@ -142,19 +140,23 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Every setting is read from its environment variable; a flag overrides it.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="single|multi|batch")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="single|multi|batch|search|clips"
+    )
     all_settings = list(BASE_SETTINGS) + list(RUNNER_SETTINGS)
     single = sub.add_parser("single", help="one stream (sweep with --bitrates)")
     multi = sub.add_parser("multi", help="N parallel streams (sweep with --count 1,2,4,8)")
     batch = sub.add_parser("batch", help="scenarios from a JSON file")
     sub.add_parser("clips", help="list the named real clips (--input NAME) and their paths")
+    search_cli.add_search_parser(sub, all_settings)
     for command in (single, multi, batch):
         if command is batch:
             command.add_argument(
                 "--file",
                 required=True,
                 type=Path,
-                help="batch JSON file, or a shipped batch by name: quick, demo, codecs, stress",
+                help="batch JSON file, or a shipped batch by name: quick, demo, codecs, "
+                "stress, search (a file with a search object runs a target-quality search)",
             )
         if command is multi:
             command.add_argument(
@@ -187,6 +189,13 @@ def _flag_values(args: argparse.Namespace, problems: list[str]) -> dict[str, Any
         except (ValueError, InvalidValue) as exc:
             problems.append(f"{flag} {raw}: {exc}")
     return values
+
+
+def _batch_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The scenario flags of ``batch`` (parsed; problems are reported by the batch itself)."""
+    if args.command != "batch":
+        return {}
+    return _flag_values(args, [])
 
 
 def _split_list(text: str) -> list[str]:
@@ -332,6 +341,10 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         print(f"{PROG}: {exc}", file=sys.stderr)
         return exc.exit_code
     configure_logging(config.log_level, config.log_format, PROG)
+    if args.command == "search" or (
+        args.command == "batch" and search_cli.is_search_file(args.file)
+    ):
+        return search_cli.main(args, config, values, run=run, overrides=_batch_overrides(args))
     try:
         scenarios = scenarios_from_args(args)
         run_id = args.run_id or new_run_id()
@@ -368,13 +381,24 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     return run(scenarios, options, None if args.no_push else config)
 
 
-def run(scenarios: Sequence[Scenario], options: RunOptions, config: Any) -> int:
-    """Run with a pipeline (config given) or without pushing (None); returns the exit code."""
+def run(
+    scenarios: Sequence[Scenario],
+    options: RunOptions,
+    config: Any,
+    *,
+    search: Sequence[SearchRecord] = (),
+    started_ms: int | None = None,
+) -> int:
+    """Run with a pipeline (config given) or without pushing (None); returns the exit code.
+    ``search``: the target-quality searches that chose these scenarios (and ``started_ms``,
+    when their probes began), written into the manifest."""
     client = RunnerClient()
     pipeline = Pipeline(client, config) if config is not None else None
     sink: WindowSink = client if pipeline is not None else NullSink()
     try:
         runner = Runner(scenarios, options, sink=sink)
+        if search:
+            runner.manifest.set_search(search, started_ms)
         if pipeline is not None:
             pipeline.start()
     except MonitoringClientError as exc:

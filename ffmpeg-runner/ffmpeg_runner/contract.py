@@ -747,6 +747,13 @@ class SearchRecord:
     chosen: Probe | None = None
     scenario: str | None = None
     message: str = ""
+    # How the probes were made (None where a reader's manifest does not say): the tolerance
+    # and probe limit, libvmaf's n_subsample, and the (start, duration) seconds of each sample
+    # of the input (empty: the whole input).
+    tolerance: float | None = None
+    max_probes: int | None = None
+    vmaf_subsample: int = 1
+    samples: tuple[tuple[float, float], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         chosen = self.chosen
@@ -768,6 +775,10 @@ class SearchRecord:
             },
             "scenario": self.scenario,
             "message": self.message,
+            "tolerance": self.tolerance,
+            "max_probes": self.max_probes,
+            "vmaf_subsample": self.vmaf_subsample,
+            "samples": [{"start_s": a, "duration_s": d} for a, d in self.samples],
         }
 
     @classmethod
@@ -817,6 +828,16 @@ class SearchRecord:
             chosen=chosen,
             scenario=_opt_str(raw.get("scenario")),
             message=str(raw.get("message") or ""),
+            tolerance=_opt_float(raw, "tolerance", where),
+            max_probes=_opt_int(raw, "max_probes", where),
+            vmaf_subsample=_opt_int(raw, "vmaf_subsample", where) or 1,
+            samples=tuple(
+                (
+                    _float(x, "start_s", f"{where}.samples[{i}]"),
+                    _float(x, "duration_s", f"{where}.samples[{i}]"),
+                )
+                for i, x in enumerate(_list(raw, "samples", where))
+            ),
         )
 
 

@@ -90,6 +90,12 @@ class QualityScale:
     whole: bool  # only whole numbers (libx264/libx265 accept fractions)
     args: tuple[str, ...]  # ``{value}`` is replaced by the value
 
+    @property
+    def search_step(self) -> float:
+        """The step of a target-quality search: half a point where fractions are accepted
+        (a CRF step moves VMAF by 1-2 points in the range people target), else 1."""
+        return 1.0 if self.whole else 0.5
+
     def command_args(self, value: float) -> list[str]:
         text = format_quality_value(value)
         return [a.replace("{value}", text) for a in self.args]

@@ -91,7 +91,7 @@ def check_encoders(
     for index, scenario in enumerate(scenarios):
         encoder = scenario.encoder
         if encoder not in checked:
-            checked[encoder] = _encoder_problem(encoder, info, probe_hardware, run)
+            checked[encoder] = encoder_problem(encoder, info, probe=probe_hardware, run=run)
         problem = checked[encoder]
         if problem:
             problems.append(f"scenarios[{index}] {scenario.name!r}: encoder: {problem}")
@@ -99,7 +99,11 @@ def check_encoders(
         raise ScenarioError(problems)
 
 
-def _encoder_problem(encoder: str, info: FfmpegInfo, probe: bool, run: Runner) -> str | None:
+def encoder_problem(
+    encoder: str, info: FfmpegInfo, *, probe: bool = True, run: Runner = subprocess.run
+) -> str | None:
+    """Why ``encoder`` cannot be used (not in this ffmpeg, or a hardware encoder that does not
+    open on a one-frame test encode), or None."""
     if encoder not in info.encoders:
         family = encoder.split("_", maxsplit=1)[0].replace("lib", "")[:3]
         similar = sorted(e for e in info.encoders if family and family in e)[:8]

@@ -653,7 +653,7 @@ def load_batch(path: Path, overrides: Mapping[str, Any] | None = None) -> list[S
     except OSError as exc:
         raise ScenarioError(
             f"{path}: cannot read the batch file ({exc.strerror}); "
-            "check the path, or name a shipped batch: quick, demo, codecs, stress"
+            "check the path, or name a shipped batch: quick, demo, codecs, stress, search"
         ) from None
     try:
         data = json.loads(text)

@@ -112,10 +112,11 @@ class Domain:
         return f"{self.text(self.size - 1)} (best) to {self.text(0)} (cheapest)"
 
     @classmethod
-    def quality_scale(cls, rate_control: str, low: float, high: float) -> Domain:
-        """Whole CRF/CQ values from ``high`` (cheapest) down to ``low``."""
-        first, last = math.ceil(low), math.floor(high)
-        return cls(rate_control, tuple(float(v) for v in range(last, first - 1, -1)))
+    def quality_scale(cls, rate_control: str, low: float, high: float, step: float = 1.0) -> Domain:
+        """CRF/CQ values from ``high`` (cheapest) down to ``low``, ``step`` apart (multiples
+        of ``step``)."""
+        first, last = math.ceil(low / step), math.floor(high / step)
+        return cls(rate_control, tuple(k * step for k in range(last, first - 1, -1)))
 
     @classmethod
     def bitrates(cls, low_bps: int, high_bps: int) -> Domain:
@@ -333,19 +334,16 @@ class Search:
         top = max(self.scored, key=lambda s: (s.score or 0.0, -s.index))
         if high is None:
             end = [s for s in self.scored if s.index == domain.size - 1]
+            at = f"best {target.metric} {top.score:.4g} at {domain.text(top.index)}"
             if not end:
-                tried = f" (--max-probes {self.max_probes} reached before the best setting)"
+                why = f"{at} stays below {target} (--max-probes {self.max_probes} reached before "
+                why += "the best setting)"
             elif end[0] is top:
-                tried = f" (the best setting in range, {domain.text(top.index)})"
+                why = f"{at}, the best setting in range, stays below {target}"
             else:
-                tried = f" (the best setting in range, {domain.text(end[0].index)}, scores " \
-                    f"{end[0].score:.4g})"  # fmt: skip
-            return Outcome(
-                "unreachable",
-                None,
-                f"best {target.metric} {top.score:.4g} at {domain.text(top.index)} stays below "
-                f"{target}{tried}",
-            )
+                why = f"{at} stays below {target} (the best setting in range, "
+                why += f"{domain.text(end[0].index)}, scores {end[0].score:.4g})"
+            return Outcome("unreachable", None, why)
         bottom = min(self.scored, key=lambda s: (s.score or 0.0, s.index))
         return Outcome(
             "exceeded",

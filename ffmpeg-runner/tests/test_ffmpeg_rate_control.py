@@ -257,3 +257,15 @@ def test_dry_run_of_a_crf_scenario_prints_the_encoders_options(
     command = [line for line in capsys.readouterr().out.splitlines() if "-crf" in line]
     assert command and "-crf 31 -b:v 0" in command[0]
     assert json.dumps(make_scenario().rate_control) == '"bitrate"'
+
+
+def test_the_codecs_batch_has_each_encoder_at_its_default_constant_quality() -> None:
+    from ffmpeg_runner.scenario import load_batch
+    from ffmpeg_runner.source import clip_path
+
+    if clip_path("bbb") is None:
+        pytest.skip("codecs.json reads the bbb clip (the quality extra: make venv)")
+    crf = {
+        s.encoder: s.quality_value for s in load_batch(Path("codecs")) if s.rate_control == "crf"
+    }
+    assert crf == {"libx264": 23, "libx265": 28, "libsvtav1": 35, "libvpx-vp9": 31}
