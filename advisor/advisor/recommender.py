@@ -29,6 +29,7 @@ from .hosts import HOST_INFO_METRIC, compare_hosts, host_facts
 from .predict import PowerPredictor, measured_vs_predicted, stream_predictions
 from .prom import PrometheusAPI, Series, name_selector
 from .quality import QualityAnalysis, QualityTarget, analyze_quality, parse_metric, parse_target
+from .search import SearchAnalysis, analyze_search
 from .sources import (
     DATA_METRICS,
     Selection,
@@ -68,6 +69,7 @@ class AdvisorReport:
     predictor: PowerPredictor | None = None
     summary: str = ""
     quality: QualityAnalysis = field(default_factory=lambda: QualityAnalysis(measured=False))
+    search: SearchAnalysis | None = None  # the runs' target-quality searches, if any
 
 
 def _one_sentence(target: str, reason: str, what: str) -> str:
@@ -395,6 +397,9 @@ class TranscodingRecommender:
         ladders = rank_ladders(wdf, scenarios, self.rank_by, self.alpha)
         quality = analyze_quality(wdf, self.target_quality, self.quality_metric)
         warnings.extend(quality.notes)
+        search = analyze_search(self.runs, wdf, self.target_quality, quality)
+        if search is not None:
+            warnings.extend(search.notes)
         best_overall = self._best(scenarios)
         prediction: dict[str, Any] = {"status": "skipped"}
         predictor = None
@@ -446,6 +451,7 @@ class TranscodingRecommender:
             timeline,
             predictor,
             quality=quality,
+            search=search,
         )
         report.summary = self._summary(report)
         meta["analysis_seconds"] = round(time.perf_counter() - t0, 3)
@@ -558,8 +564,9 @@ class TranscodingRecommender:
         return self.report.summary
 
     def _summary(self, rep: AdvisorReport) -> str:
-        # Quality first: it answers the question users bring (least energy at a quality).
-        lines: list[str] = list(rep.quality.lines)
+        # Quality first: it answers the question users bring (least energy at a quality); a
+        # search measured it at the target itself, so it comes before the interpolated answer.
+        lines: list[str] = [*(rep.search.lines if rep.search else []), *rep.quality.lines]
         m = self.rank_by
         if rep.quality.measured:
             # The efficiency verdicts below favour fast presets; say what they leave out.

@@ -16,6 +16,7 @@ import pandas as pd
 from .analysis import finite_or_none
 from .quality import MODE_TEXT, UNIT, families_table, frontier_table
 from .recommender import AdvisorReport, _fmt
+from .search import sections as search_sections
 
 FORMATS = ("table", "markdown", "csv", "json", "html")
 CSV_TABLES = (
@@ -236,6 +237,7 @@ def _sections(rep: AdvisorReport) -> list[Section]:
     out: list[Section] = [
         ("Advisor report", _head(rep), "main"),
         ("Recommendation", rep.summary, "main"),
+        *search_sections(rep.search),
     ]
     if qa.measured and qa.families:
         title = f"Energy at {qa.target} per family" if qa.target else "Families"
@@ -332,6 +334,7 @@ def report_dict(rep: AdvisorReport) -> dict[str, Any]:
             "meta": meta,
             "summary": rep.summary,
             "quality": rep.quality.to_json(),
+            "search": rep.search.to_json() if rep.search else None,
             "best_overall": rep.best_overall,
             "ladders": [lad.to_dict() for lad in rep.ladders],
             "scenarios": _scenario_records(rep),
