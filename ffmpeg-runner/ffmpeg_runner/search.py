@@ -275,7 +275,8 @@ class Search:
                 low, high = METRIC_RANGES[metric]
                 aim = min(max(aim, low), high)
                 x = b.index + (transform(metric, aim) - transform(metric, b.score)) / slope
-                guess = round(x + direction * 0.5)  # a half step further: bracket, not chase
+                if math.isfinite(x):
+                    guess = round(x + direction * 0.5)  # half a step further: bracket it
         lo, hi = sorted((start + direction, end))
         return min(max(guess, lo), hi)
 

@@ -29,7 +29,7 @@ from base_monitoring_client import InvalidValue, MonitoringClientError, Setting
 from base_monitoring_client.config import add_setting_flags
 from base_monitoring_client.signals import StopSignals
 
-from .contract import Probe, RunManifest, SearchRecord
+from .contract import Probe, RunManifest, SearchRecord, SourceInfo
 from .encoders import QUALITY_SCALES, quality_scale
 from .errors import ScenarioError
 from .ffmpeg import FfmpegInfo, encoder_problem, probe_ffmpeg
@@ -421,7 +421,7 @@ def plan_families(
     width, height, _ = size
     for encoder, preset in spec.families:
         label = f"{encoder}:{preset}" if preset else encoder
-        where = f"--family {label}"
+        where = f"family {label}"
         problem = encoder_problem(encoder, info, probe=probe_hardware)
         if problem:
             problems.append(f"{where}: encoder: {problem}")
@@ -440,7 +440,7 @@ def plan_families(
         try:
             domain = _domain(spec, encoder, rate_control, size)
         except InvalidValue as exc:
-            problems.append(f"{where}: rate_control: {exc}")
+            problems.append(f"{where}: {exc}")
             continue
         plans.append(Plan(Family(encoder, preset, width, height, rate_control), domain, label))
     if problems:
@@ -451,20 +451,28 @@ def plan_families(
 def _domain(
     spec: SearchSpec, encoder: str, rate_control: str, size: tuple[int, int, float]
 ) -> Domain:
+    """The settings searched; InvalidValue starts with the field at fault."""
     if rate_control == "bitrate":
+        if spec.step is not None:
+            raise InvalidValue("step: only for crf/cq; bitrates are searched in 1/8 octaves")
         low, high = spec.value_range or default_bitrate_range(*size)
         return Domain.bitrates(round(low), round(high))
-    scale = quality_scale(encoder, rate_control)  # InvalidValue: the encoder lacks it
+    try:
+        scale = quality_scale(encoder, rate_control)
+    except InvalidValue as exc:
+        raise InvalidValue(f"rate_control: {exc}") from None
     low, high = spec.value_range or (scale.low, scale.high)
     if low < scale.low or high > scale.high:
         raise InvalidValue(
-            f"--range {low:g}:{high:g} leaves {encoder}'s {rate_control} range "
+            f"range {low:g}:{high:g} leaves {encoder}'s {rate_control} values "
             f"({scale.range_text}); narrow it"
         )
     step = spec.step or scale.search_step
     if scale.whole and not float(step).is_integer():
-        raise InvalidValue(f"--step {step:g}: {encoder} takes whole {rate_control} values only")
+        raise InvalidValue(f"step {step:g}: {encoder} takes whole {rate_control} values only")
     domain = Domain.quality_scale(rate_control, low, high, step)
+    if domain.size < 2:
+        raise InvalidValue(f"range {low:g}:{high:g}: fewer than two settings; widen it")
     return domain
 
 
@@ -489,7 +497,7 @@ def scenario_for(
         values["rate_control"] = family.rate_control
         values["quality_value"] = value
     values["with_baseline"] = bool(spec.energy.get("with_baseline")) and first
-    return build_scenario(values, f"--family {plan.label}: ", problems)
+    return build_scenario(values, f"family {plan.label}: ", problems)
 
 
 # -- running -------------------------------------------------------------------------------------
@@ -497,16 +505,15 @@ def scenario_for(
 
 @dataclass
 class SearchRun:
-    """Everything a search needs besides the spec: ffmpeg, the scorer, where to write."""
+    """Everything a search needs besides the spec: ffmpeg, the scorer, the run's options."""
 
     spec: SearchSpec
     info: FfmpegInfo
     quality: QualityTool
     options: RunOptions
-    stop_grace_s: float
 
 
-def source_facts(spec: SearchSpec, ffmpeg_path: str) -> tuple[Any, float | None]:
+def source_facts(spec: SearchSpec, ffmpeg_path: str) -> tuple[SourceInfo, float | None]:
     """(SourceInfo, duration in seconds) of the searched input."""
     ffprobe = ffprobe_next_to(ffmpeg_path)
     source = probe_file(Path(spec.input_path), ffprobe)
@@ -624,6 +631,7 @@ def run_search(
     out = out or sys.stdout
     spec, options = run.spec, run.options
     source, duration_s = source_facts(spec, run.info.path)
+    assert source.width is not None and source.height is not None and source.fps is not None
     width, height = spec.resolution or (source.width, source.height)
     plans = plan_families(spec, run.info, (width, height, source.fps), probe_hardware=not dry_run)
     segments = plan_segments(duration_s, spec.samples, spec.sample_duration_s)
@@ -634,7 +642,7 @@ def run_search(
         source=source,
         segments=segments,
         vmaf_subsample=spec.vmaf_subsample if spec.target.metric == "vmaf" else 1,
-        stop_grace_s=run.stop_grace_s,
+        stop_grace_s=options.stop_grace_s,
     )
     # Validate the energy scenarios up front (at the middle setting): a bad preset or
     # energy field stops the run before any probe.
@@ -756,7 +764,7 @@ def main(
             fail_fast=args.fail_fast,
             instance=config.instance,
         )
-        job = SearchRun(spec, info, tool, options, values["stop_grace_s"])
+        job = SearchRun(spec, info, tool, options)
         return run_search(job, None if args.no_push else config, run, dry_run=args.dry_run)
     except MonitoringClientError as exc:
         print(f"ffmpeg-runner: {exc}", file=sys.stderr)

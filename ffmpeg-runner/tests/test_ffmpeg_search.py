@@ -215,3 +215,21 @@ def test_the_monotone_cubic_never_overshoots_and_inverts_exactly() -> None:
     x = solve_pchip(xs, ys, 1, 1.5)
     assert 1.0 < x < 2.0
     assert solve_pchip([0.0, 4.0], [0.0, 2.0], 0, 1.0) == pytest.approx(2.0)
+
+
+def test_half_steps_for_encoders_with_fractional_crf_get_closer() -> None:
+    x264 = Domain.quality_scale("crf", 0, 51, 0.5)
+    assert (x264.size, x264.values[:3], x264.values[-1]) == (103, (51.0, 50.5, 50.0), 0.0)
+    assert Domain.quality_scale("crf", 18, 40, 2).values == tuple(
+        float(v) for v in range(40, 17, -2)
+    )
+
+    def steep(crf: float) -> float:  # 2 VMAF points per CRF around 80, as x264 at 360p
+        return 100.0 * (1.0 - math.exp(-(3.3 - 0.1 * crf)))
+
+    for target in (76.0, 78.3, 80.0, 81.7, 84.0):
+        s = search(curve(steep, x264), target, domain=x264)
+        result = s.outcome()
+        assert result.status == "found" and len(s.steps) <= 6
+        assert result.chosen is not None
+        assert abs(steep(x264.values[result.chosen]) - target) <= 0.55

@@ -108,25 +108,25 @@ def test_each_family_gets_its_rate_control_and_domain(clip: str) -> None:
     [
         (
             ["--family", "libx999:fast"],
-            "--family libx999:fast: encoder: 'libx999' is not in `/usr/bin/ffmpeg -encoders`",
+            "family libx999:fast: encoder: 'libx999' is not in `/usr/bin/ffmpeg -encoders`",
         ),
         (
             ["--family", "libx264:fast", "--rate-control", "cq"],
-            "--family libx264:fast: rate_control: libx264 has no cq rate control here (it has "
+            "family libx264:fast: rate_control: libx264 has no cq rate control here (it has "
             "bitrate or crf); use rate_control crf",
         ),
         (
             ["--family", "libopenh264"],
-            "--family libopenh264: libopenh264 has no constant-quality rate control here; search "
+            "family libopenh264: libopenh264 has no constant-quality rate control here; search "
             "its bitrate with --rate-control bitrate",
         ),
         (
             ["--family", "libx264:fast", "--range", "10:60"],
-            "--range 10:60 leaves libx264's crf range (numbers from 0 to 51); narrow it",
+            "family libx264:fast: range 10:60 leaves libx264's crf values (numbers from 0 to 51)",
         ),
         (
             ["--family", "libsvtav1:8", "--step", "0.5"],
-            "--step 0.5: libsvtav1 takes whole crf values only",
+            "family libsvtav1:8: step 0.5: libsvtav1 takes whole crf values only",
         ),
     ],
 )
@@ -216,7 +216,7 @@ needs_clip = pytest.mark.skipif(
     [
         (["--target", "vmaf:93"], "--target: 'vmaf:93': write METRIC=VALUE"),
         (["--target", "vmaf=93", "--family", "libx999:fast"], "'libx999' is not in"),
-        (["--target", "vmaf=93", "--range", "0:60"], "--range 0:60 leaves libx264's crf"),
+        (["--target", "vmaf=93", "--range", "0:60"], "range 0:60 leaves libx264's crf"),
         (["--target", "vmaf=93", "--rate-control", "cq"], "libx264 has no cq rate control"),
     ],
 )
