@@ -565,10 +565,14 @@ class TranscodingRecommender:
 
     def _summary(self, rep: AdvisorReport) -> str:
         # Quality first: it answers the question users bring (least energy at a quality); a
-        # search measured it at the target itself, so it comes before the interpolated answer.
-        lines: list[str] = [*(rep.search.lines if rep.search else []), *rep.quality.lines]
+        # search measured it at the target itself, so it comes before the interpolated answer,
+        # and without quality in the windows it is the only quality there is.
+        searched = rep.search.lines if rep.search else []
+        lines: list[str] = [*searched]
+        if rep.quality.measured or not searched:
+            lines += rep.quality.lines
         m = self.rank_by
-        if rep.quality.measured:
+        if rep.quality.measured or searched:
             # The efficiency verdicts below favour fast presets; say what they leave out.
             lines.append("By energy efficiency alone (picture quality not considered):")
         if rep.best_overall:

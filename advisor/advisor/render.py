@@ -166,6 +166,9 @@ def _head(rep: AdvisorReport) -> str:
         + (f", target {qa.target}" if qa.target else ", no target (pass --target-quality)")
         + f"; energy per output minute {qa.basis_text}; {MODE_TEXT[qa.mode]}"
         if qa.measured
+        else f"quality: the target-quality search's probes ({rep.search.target}); its windows "
+        "measured energy only"
+        if rep.search
         else "quality: not measured"
     )
     return (

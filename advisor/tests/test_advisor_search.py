@@ -231,6 +231,10 @@ def test_report_on_a_search_run_recommends_the_family_measured_cheapest(
         "libx265/fast/640x360/crf": pytest.approx(60 * (80.0 - IDLE_W), rel=1e-3),
     }
     assert doc["summary"].startswith("Target-quality search at vmaf 80")
+    # The windows measured no quality, but the search did: no "quality was not measured".
+    assert "Quality was not measured" not in doc["summary"]
+    assert "By energy efficiency alone (picture quality not considered):" in doc["summary"]
+    assert "quality: the target-quality search's probes (vmaf 80)" in table
     assert search["frontier"] == [
         "libx264/medium/640x360/crf",
         "libx264/veryfast/640x360/crf",

@@ -386,8 +386,9 @@ def spec_from_file(path: Path, overrides: Mapping[str, Any]) -> SearchSpec:
     unused = sorted(set(overrides) - set(ENERGY_FIELDS))
     if unused:
         problems.append(
-            f"flags {', '.join('--' + k.replace('_', '-') for k in unused)}: a search file sets "
-            "its families, input and resolution itself; use `ffmpeg-runner search` flags instead"
+            f"flags {', '.join('--' + k.replace('_', '-') for k in unused)}: not used with a "
+            "search file (it sets its target, families, input and resolution itself); edit the "
+            "file, or pass them as `ffmpeg-runner search` flags"
         )
     try:
         spec = parse_spec(body, lambda key: f"{path}: search.{key}", path.parent)

@@ -171,7 +171,7 @@ def test_a_search_file_is_recognised_and_validated(tmp_path: Path, clip: str) ->
     text = "\n".join(info.value.problems)
     assert "top level: unknown key 'scenarios'" in text
     assert "search.max_probe: unknown field" in text
-    assert "flags --encoder: a search file sets its families" in text
+    assert "flags --encoder: not used with a search file" in text
     assert not is_search_file(tmp_path / "missing.json")
 
 
