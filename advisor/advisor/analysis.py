@@ -189,7 +189,10 @@ def window_energy_table(
                 "encoder": w.encoder,
                 "preset": w.preset,
                 "bitrate": w.bitrate,
+                # the target, or with constant quality (crf, cq) the achieved bitrate
                 "bitrate_bps": w.top_bitrate_bps,
+                "rate_control": w.rate_control,
+                "quality_value": _nan(w.quality_value),
                 "streams": w.streams,
                 "ladder": w.ladder,
                 "fps": _nan(w.fps),

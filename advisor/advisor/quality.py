@@ -1,16 +1,18 @@
 """Quality per joule: families, energy at a target quality, the frontier, and ``compare``.
 
-A *family* is encoder + preset + output resolution (+ the stream count when more than one,
-+ ``live`` for ``--realtime`` windows when live and offline windows are mixed). Its measured
-points, one per bitrate (mean over repeats), pair a quality score with joules per output
-minute. Only scenarios with one output per stream enter: a ladder's energy is spent on all its
-rungs at once and cannot be split per output. Energy per output minute is per stream (the
-minutes of every stream add up), on the report's energy basis (``attribution``): attributed to
-the transcode where every window has CPU accounting, else net of the idle baseline where every
-window has one, else the whole machine's.
+A *family* is encoder + preset + output resolution (+ the rate control when it is constant
+quality, crf or cq; + the stream count when more than one; + ``live`` for ``--realtime`` windows
+when live and offline windows are mixed). Its measured points, one per setting (a bitrate, or a
+CRF/CQ value; mean over repeats), pair a quality score with joules per output minute. Only
+scenarios with one output per stream enter: a ladder's energy is spent on all its rungs at once
+and cannot be split per output. Energy per output minute is per stream (the minutes of every
+stream add up), on the report's energy basis (``attribution``): attributed to the transcode
+where every window has CPU accounting, else net of the idle baseline where every window has
+one, else the whole machine's.
 
-The family's curve runs through its points in bitrate order; a point whose quality does not
-exceed that of a lower bitrate is left out of the curve (more bits, no better picture) and
+The family's curve runs through its points in bitrate order (the achieved bitrate for constant
+quality, where the setting has no target bitrate); a point whose quality does not exceed that
+of a lower bitrate is left out of the curve (more bits, no better picture) and
 reported. At a target quality, energy and bitrate are interpolated linearly in quality between
 the two curve points that bracket the target; never extrapolated.
 """
@@ -86,7 +88,10 @@ def parse_metric(text: str, flag: str = "--metric") -> str:
 
 @dataclass(frozen=True)
 class Point:
-    """One bitrate of a family: means over its repeats and their 95 % CI half-widths."""
+    """One setting of a family: means over its repeats and their 95 % CI half-widths.
+
+    ``bitrate_bps`` is the target bitrate, or with constant quality (``rate_control`` crf or
+    cq, at ``quality_value``) the achieved one, which orders the family's curve."""
 
     bitrate_bps: float
     quality: float
@@ -96,9 +101,20 @@ class Point:
     achieved_bitrate_bps: float = math.nan
     n: int = 1
     scenarios: tuple[str, ...] = ()
+    rate_control: str = "bitrate"
+    quality_value: float | None = None
+
+    @property
+    def setting(self) -> str:
+        """``1 Mb/s``, or ``crf 23 (412 kb/s)`` with constant quality."""
+        if self.quality_value is None:
+            return _rate(self.bitrate_bps)
+        return f"{self.rate_control} {self.quality_value:g} ({_rate(self.bitrate_bps)})"
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "rate_control": self.rate_control,
+            "quality_value": self.quality_value,
             "bitrate_bps": self.bitrate_bps,
             "achieved_bitrate_bps": self.achieved_bitrate_bps,
             "quality": self.quality,
@@ -368,8 +384,12 @@ def measured_metrics(windows: pd.DataFrame) -> list[str]:
     return sorted(counts, key=lambda m: (-counts[m], order.get(m, 99)))
 
 
-def family_name(encoder: str, preset: str, resolution: str, streams: int, live: bool) -> str:
+def family_name(
+    encoder: str, preset: str, resolution: str, streams: int, live: bool, *, rate_control: str
+) -> str:
     name = f"{encoder}/{preset}/{resolution}"
+    if rate_control != "bitrate":
+        name += f"/{rate_control}"
     if streams > 1:
         name += f"/{streams}streams"
     return name + ("/live" if live else "")
@@ -484,13 +504,14 @@ def analyze_quality(
     used = used.assign(_live=[mixed and _flag(v) is True for v in used["realtime"]])
     used = used.assign(
         family=[
-            family_name(e, p, r, int(s), lv)
-            for e, p, r, s, lv in zip(
+            family_name(e, p, r, int(s), lv, rate_control=rc)
+            for e, p, r, s, lv, rc in zip(
                 used["encoder"],
                 used["preset"],
                 used["resolution"],
                 used["streams"],
                 used["_live"],
+                used["rate_control"],
                 strict=True,
             )
         ]
@@ -504,6 +525,25 @@ def analyze_quality(
     return qa
 
 
+def _setting_key(g: pd.DataFrame) -> pd.Series:
+    """What makes two windows the same point: the target bitrate, or the CRF/CQ value (their
+    achieved bitrates differ from repeat to repeat)."""
+    return pd.Series(
+        [
+            f"{rc}:{float(bps) if rc == 'bitrate' else float(value)!r}"
+            for rc, bps, value in zip(
+                g["rate_control"], g["bitrate_bps"], g["quality_value"], strict=True
+            )
+        ],
+        index=g.index,
+    )
+
+
+def _names(names: Sequence[str], most: int = 5) -> str:
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
+
+
 def _ci(values: pd.Series) -> tuple[float, float, int]:
     return mean_ci95(values.to_numpy(dtype=np.float64))
 
@@ -511,13 +551,17 @@ def _ci(values: pd.Series) -> tuple[float, float, int]:
 def _build_families(qa: QualityAnalysis, used: pd.DataFrame, qcol: str, ecol: str) -> None:
     for name, g in used.groupby("family", sort=True):
         points = []
-        for _, pg in g.groupby("bitrate_bps", sort=True):
+        for _, pg in g.groupby(_setting_key(g), sort=True):
             q, qci, n = _ci(pg[qcol])
             e, eci, _ = _ci(pg[ecol])
             ach = pg["achieved_bitrate_bps"].to_numpy(dtype=np.float64)
+            constant_quality = str(pg["rate_control"].iloc[0]) != "bitrate"
             points.append(
                 Point(
-                    bitrate_bps=float(pg["bitrate_bps"].iloc[0]),
+                    # constant quality has no target: its mean achieved bitrate stands in
+                    bitrate_bps=float(
+                        np.mean(ach) if constant_quality else pg["bitrate_bps"].iloc[0]
+                    ),
                     quality=q,
                     energy=e,
                     quality_ci95=qci,
@@ -527,6 +571,8 @@ def _build_families(qa: QualityAnalysis, used: pd.DataFrame, qcol: str, ecol: st
                     else math.nan,
                     n=n,
                     scenarios=tuple(sorted(set(pg["scenario"]))),
+                    rate_control=str(pg["rate_control"].iloc[0]),
+                    quality_value=float(pg["quality_value"].iloc[0]) if constant_quality else None,
                 )
             )
         first = g.iloc[0]
@@ -547,9 +593,9 @@ def _build_families(qa: QualityAnalysis, used: pd.DataFrame, qcol: str, ecol: st
                 (c for c in curve if c.bitrate_bps < p.bitrate_bps), key=lambda c: c.quality
             )
             qa.notes.append(
-                f"{fam.name}: {qa.metric} does not rise with bitrate: {_rate(p.bitrate_bps)} "
+                f"{fam.name}: {qa.metric} does not rise with bitrate: {p.setting} "
                 f"scores {_q(p.quality)}, not above {_q(below.quality)} at "
-                f"{_rate(below.bitrate_bps)}; left out of the family's curve"
+                f"{below.setting}; left out of the family's curve"
             )
         qa.families.append(fam)
 
@@ -783,7 +829,7 @@ def families_table(qa: QualityAnalysis) -> pd.DataFrame:
             {
                 "rank": "" if f.rank is None else str(f.rank),
                 "family": f.name,
-                "measured bitrates": ", ".join(_rate(p.bitrate_bps) for p in f.points),
+                "measured bitrates": ", ".join(p.setting for p in f.points),
                 f"{qa.metric} range": f"{_q(f.curve[0].quality)}-{_q(f.curve[-1].quality)}",
                 **(
                     {

@@ -41,6 +41,7 @@ from .hosts import HOST_INFO_METRIC, compare_hosts, host_facts
 from .predict import PowerPredictor, measured_vs_predicted, stream_predictions
 from .prom import PrometheusAPI, Series, name_selector
 from .quality import QualityAnalysis, QualityTarget, analyze_quality, parse_metric, parse_target
+from .search import SearchAnalysis, analyze_search
 from .sources import (
     DATA_METRICS,
     Selection,
@@ -81,6 +82,7 @@ class AdvisorReport:
     summary: str = ""
     quality: QualityAnalysis = field(default_factory=lambda: QualityAnalysis(measured=False))
     cost: TitleCost | None = None  # with a TitleCostRequest: encode + delivery per family
+    search: SearchAnalysis | None = None  # the runs' target-quality searches, if any
 
 
 def _one_sentence(target: str, reason: str, what: str) -> str:
@@ -430,6 +432,9 @@ class TranscodingRecommender:
         ladders = rank_ladders(wdf, scenarios, rank_column, self.alpha)
         quality = analyze_quality(wdf, self.target_quality, self.quality_metric, basis)
         warnings.extend(quality.notes)
+        search = analyze_search(self.runs, wdf, self.target_quality, quality, basis)
+        if search is not None:
+            warnings.extend(search.notes)
         best_overall = self._best(scenarios, rank_column)
         prediction: dict[str, Any] = {"status": "skipped"}
         predictor = None
@@ -486,6 +491,7 @@ class TranscodingRecommender:
             timeline,
             predictor,
             quality=quality,
+            search=search,
         )
         report.summary = self._summary(report)
         if self.title_cost is not None:
@@ -630,10 +636,15 @@ class TranscodingRecommender:
         return self.report.summary
 
     def _summary(self, rep: AdvisorReport) -> str:
-        # Quality first: it answers the question users bring (least energy at a quality).
-        lines: list[str] = list(rep.quality.lines)
+        # Quality first: it answers the question users bring (least energy at a quality); a
+        # search measured it at the target itself, so it comes before the interpolated answer,
+        # and without quality in the windows it is the only quality there is.
+        searched = rep.search.lines if rep.search else []
+        lines: list[str] = [*searched]
+        if rep.quality.measured or not searched:
+            lines += rep.quality.lines
         m = rep.meta["rank_by"]
-        if rep.quality.measured:
+        if rep.quality.measured or searched:
             # The efficiency verdicts below favour fast presets; say what they leave out.
             lines.append(
                 f"By energy efficiency alone (picture quality not considered), ranked by "

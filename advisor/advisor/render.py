@@ -18,6 +18,7 @@ from .attribution import BACKGROUND_FLAG_SHARE
 from .cost_text import sections as cost_sections
 from .quality import MODE_TEXT, UNIT, families_table, frontier_table
 from .recommender import AdvisorReport, _fmt
+from .search import sections as search_sections
 
 FORMATS = ("table", "markdown", "csv", "json", "html")
 CSV_TABLES = (
@@ -186,6 +187,9 @@ def _head(rep: AdvisorReport) -> str:
         + (f", target {qa.target}" if qa.target else ", no target (pass --target-quality)")
         + f"; energy per output minute {qa.basis_text}; {MODE_TEXT[qa.mode]}"
         if qa.measured
+        else f"quality: the target-quality search's probes ({rep.search.target}); its windows "
+        "measured energy only"
+        if rep.search
         else "quality: not measured"
     )
     return (
@@ -258,6 +262,7 @@ def _sections(rep: AdvisorReport) -> list[Section]:
     out: list[Section] = [
         ("Advisor report", _head(rep), "main"),
         ("Recommendation", rep.summary, "main"),
+        *search_sections(rep.search),
     ]
     if qa.measured and qa.families:
         title = f"Energy at {qa.target} per family" if qa.target else "Families"
@@ -359,6 +364,7 @@ def report_dict(rep: AdvisorReport) -> dict[str, Any]:
             "summary": rep.summary,
             "quality": rep.quality.to_json(),
             "cost": rep.cost.to_json() if rep.cost else None,
+            "search": rep.search.to_json() if rep.search else None,
             "best_overall": rep.best_overall,
             "ladders": [lad.to_dict() for lad in rep.ladders],
             "scenarios": _scenario_records(rep),

@@ -134,7 +134,7 @@ def window_record(
                 rung=r.key,
                 name=r.name,
                 stream=s,
-                target_bitrate_bps=r.bitrate_bps,
+                target_bitrate_bps=r.target_bitrate_bps,
                 achieved_bitrate_bps=r.bitrate_bps * achieved_ratio,
                 size_bytes=round(r.bitrate_bps * achieved_ratio * duration_s / 8),
                 duration_s=duration_s,
@@ -157,6 +157,8 @@ def window_record(
         encoder=encoder,
         preset=preset,
         bitrate=rungs[0].bitrate if rungs else "",
+        rate_control=rungs[0].rate_control if rungs else "bitrate",
+        quality_value=rungs[0].quality_value if rungs else None,
         streams=streams,
         ladder=ladder_key(rungs),
         rungs=tuple(rungs),
@@ -396,6 +398,7 @@ class Experiment:
                     "repeat": str(w.repeat),
                     "fps": f"{w.fps or 0:g}",
                     "rate_control": w.rate_control,
+                    "quality_value": "" if w.quality_value is None else f"{w.quality_value:g}",
                 }
                 # like the runner: 1 for the whole window, then one stale marker
                 out.append(

@@ -306,7 +306,7 @@ def _quality_after(
                 rung=key,
                 name=rung.name if rung else "",
                 stream=0,
-                target_bitrate_bps=rung.bitrate_bps if rung else None,
+                target_bitrate_bps=rung.target_bitrate_bps if rung else None,
                 achieved_bitrate_bps=float(np.mean(bps)) if bps else None,
                 scores={m: MetricScore(float(np.mean(v))) for m, v in scores.get(key, {}).items()},
             )

@@ -446,6 +446,8 @@ def _windows(rows: list[dict[str, Any]]) -> pd.DataFrame:
                 "rungs": r.get("rungs", 1),
                 "resolution": "640x360",
                 "bitrate_bps": bps,
+                "rate_control": r.get("rate_control", "bitrate"),
+                "quality_value": r.get("quality_value", math.nan),
                 "realtime": r.get("realtime", False),
                 "quality": {rung: {"vmaf": q}} if q is not None else None,
                 "quality_error": r.get("quality_error"),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import shlex
 import signal
 import sys
@@ -33,12 +32,12 @@ from base_monitoring_client.logutil import configure_logging
 from base_monitoring_client.pipeline import Pipeline
 from base_monitoring_client.signals import StopSignals
 
-from . import __version__
+from . import __version__, search_cli
 from .client import RunnerClient
-from .contract import QUALITY_METRICS, parse_bitrate
+from .contract import QUALITY_METRICS, SearchRecord, parse_bitrate
 from .errors import FfmpegUnavailableError, ScenarioError
 from .ffmpeg import FfmpegInfo, check_encoders, probe_ffmpeg, stream_commands
-from .manifest import new_run_id
+from .manifest import RUN_ID_RE, new_run_id
 from .policy import DEFAULT_ORDER, ORDER_HELP, Order, parse_order
 from .quality import QualityTool, choose_tool
 from .runner import NullSink, Runner, RunOptions, WindowSink
@@ -48,7 +47,6 @@ from .source import CLIP_DISTRIBUTION, CLIPS, clip_path
 
 log = logging.getLogger(__name__)
 PROG = "ffmpeg-runner"
-RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 RUNNER_SETTINGS: tuple[Setting, ...] = (
     Setting("OUTPUT_DIR", "results", parse_path,
@@ -104,6 +102,10 @@ def _add_scenario_flags(parser: argparse.ArgumentParser, *, batch: bool) -> None
         add("--bitrate", help="bitrate of the single output (default: 2M)")
         add("--bitrates", metavar="LIST", help="comma list, one scenario per bitrate: 1M,2M,4M")
         add("--ladder", metavar="RUNGS", help="outputs in one process: 1280x720@2M,640x360@800k")
+        add("--crf", metavar="V[,V...]",
+            help="constant quality instead of a bitrate: CRF (x264/x265 0-51, SVT-AV1 1-63, "
+            "VP9/AV1 0-63; lower is better); a comma list sweeps")  # fmt: skip
+        add("--cq", metavar="V[,V...]", help="NVENC constant quality (-rc vbr -cq V, 1-51)")
     add("--resolution", metavar="WxH", help=FIELDS["resolution"].help)
     add("--fps", help="source frame rate (default: 30)")
     add(
@@ -154,19 +156,23 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Every setting is read from its environment variable; a flag overrides it.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="single|multi|batch")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="single|multi|batch|search|clips"
+    )
     all_settings = list(BASE_SETTINGS) + list(RUNNER_SETTINGS)
     single = sub.add_parser("single", help="one stream (sweep with --bitrates)")
     multi = sub.add_parser("multi", help="N parallel streams (sweep with --count 1,2,4,8)")
     batch = sub.add_parser("batch", help="scenarios from a JSON file")
     sub.add_parser("clips", help="list the named real clips (--input NAME) and their paths")
+    search_cli.add_search_parser(sub, all_settings)
     for command in (single, multi, batch):
         if command is batch:
             command.add_argument(
                 "--file",
                 required=True,
                 type=Path,
-                help="batch JSON file, or a shipped batch by name: quick, demo, codecs, stress",
+                help="batch JSON file, or a shipped batch by name: quick, demo, codecs, "
+                "stress, search (a file with a search object runs a target-quality search)",
             )
         if command is multi:
             command.add_argument(
@@ -199,6 +205,13 @@ def _flag_values(args: argparse.Namespace, problems: list[str]) -> dict[str, Any
         except (ValueError, InvalidValue) as exc:
             problems.append(f"{flag} {raw}: {exc}")
     return values
+
+
+def _batch_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The scenario flags of ``batch`` (parsed; problems are reported by the batch itself)."""
+    if args.command != "batch":
+        return {}
+    return _flag_values(args, [])
 
 
 def _split_list(text: str) -> list[str]:
@@ -242,6 +255,7 @@ def scenarios_from_args(args: argparse.Namespace) -> list[Scenario]:
         if bitrates:
             problems.append("--ladder and --bitrate(s): each rung has its bitrate; drop --bitrate")
         values["ladder"] = parse_ladder(args.ladder, problems, "--")
+    quality_values = constant_quality_values(args, problems)
     counts = [1]
     if args.command == "multi":
         counts = []
@@ -258,24 +272,51 @@ def scenarios_from_args(args: argparse.Namespace) -> list[Scenario]:
         raise ScenarioError(problems)
     explicit_name = values.pop("name", None)
     scenarios: list[Scenario] = []
-    for bps in bitrates or [None]:
+    settings: list[dict[str, Any]] = [{"bitrate": bps} for bps in bitrates]
+    settings += [{"rate_control": rc, "quality_value": v} for rc, v in quality_values]
+    for setting in settings or [{}]:
         for count in counts:
-            item = dict(values, streams=count)
-            if bps is not None:
-                item["bitrate"] = bps
-            probe = build_scenario({**item, "name": "probe"}, "", problems)
+            item = dict(values, streams=count, **setting)
+            # A CRF/CQ out of the encoder's range is reported as the flag that gave it.
+            rc = setting.get("rate_control")
+            where = f"--{rc} {setting['quality_value']:g}: " if rc else ""
+            probe = build_scenario({**item, "name": "probe"}, where, problems)
             if probe is None:
                 raise ScenarioError(sorted(set(problems)))
             name = explicit_name or f"{probe.encoder}-{probe.preset_label}-{probe.rungs[0].name}"
-            if len(bitrates) > 1:
-                name += f"-{probe.bitrate}"
+            if len(settings) > 1:
+                name += f"-{probe.rungs[0].setting}"
             if args.command == "multi" and (explicit_name is None or len(counts) > 1):
                 name += f"-{count}x"
-            scenario = build_scenario({**item, "name": name}, "", problems)
+            scenario = build_scenario({**item, "name": name}, where, problems)
             if scenario is None:
                 raise ScenarioError(problems)
             scenarios.append(scenario)
     return scenarios
+
+
+def constant_quality_values(
+    args: argparse.Namespace, problems: list[str]
+) -> list[tuple[str, float]]:
+    """(rate control, value) for each ``--crf``/``--cq`` value; the encoder's range is checked
+    when the scenario is built."""
+    out: list[tuple[str, float]] = []
+    given = [rc for rc in ("crf", "cq") if getattr(args, rc, None) is not None]
+    if len(given) > 1:
+        problems.append("--crf and --cq: give one of them (cq is NVENC's, crf the others')")
+    clashing = [f for f in ("bitrate", "bitrates", "ladder") if getattr(args, f) is not None]
+    if given and clashing:
+        problems.append(
+            f"--{given[0]} and --{clashing[0]}: constant quality replaces the bitrate; give one "
+            f"(a ladder writes it per rung: 640x360@{given[0]}23)"
+        )
+    for rc in given:
+        for text in _split_list(getattr(args, rc)):
+            try:
+                out.append((rc, float(text)))
+            except ValueError:
+                problems.append(f"--{rc} {text}: expected a number, e.g. --{rc} 23")
+    return out
 
 
 # -- main --------------------------------------------------------------------------------------
@@ -343,6 +384,10 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         print(f"{PROG}: {exc}", file=sys.stderr)
         return exc.exit_code
     configure_logging(config.log_level, config.log_format, PROG)
+    if args.command == "search" or (
+        args.command == "batch" and search_cli.is_search_file(args.file)
+    ):
+        return search_cli.main(args, config, values, run=run, overrides=_batch_overrides(args))
     try:
         scenarios, order = plan_from_args(args)
         run_id = args.run_id or new_run_id()
@@ -380,13 +425,24 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     return run(scenarios, options, None if args.no_push else config)
 
 
-def run(scenarios: Sequence[Scenario], options: RunOptions, config: Any) -> int:
-    """Run with a pipeline (config given) or without pushing (None); returns the exit code."""
+def run(
+    scenarios: Sequence[Scenario],
+    options: RunOptions,
+    config: Any,
+    *,
+    search: Sequence[SearchRecord] = (),
+    started_ms: int | None = None,
+) -> int:
+    """Run with a pipeline (config given) or without pushing (None); returns the exit code.
+    ``search``: the target-quality searches that chose these scenarios (and ``started_ms``,
+    when their probes began), written into the manifest."""
     client = RunnerClient()
     pipeline = Pipeline(client, config) if config is not None else None
     sink: WindowSink = client if pipeline is not None else NullSink()
     try:
         runner = Runner(scenarios, options, sink=sink)
+        if search:
+            runner.manifest.set_search(search, started_ms)
         if pipeline is not None:
             pipeline.start()
     except MonitoringClientError as exc:

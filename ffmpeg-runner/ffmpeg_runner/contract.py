@@ -60,7 +60,10 @@ WINDOW_STATUSES = ("ok", "failed", "interrupted")
 RATE_CONTROLS = ("bitrate", "crf", "cq")
 # The order a run measures its windows in (``--order``).
 ORDERS = ("sequential", "interleaved", "shuffled")
-SEARCH_STATUSES = ("found", "unreachable", "exceeded")
+# A target-quality search's outcome per family: a setting found within the tolerance (or the
+# closest when the bracket is one step wide), the target above the best setting's quality or
+# below the cheapest one's, or a probe that failed (its error says why).
+SEARCH_STATUSES = ("found", "unreachable", "exceeded", "failed")
 
 
 class ContractError(ValueError):
@@ -72,6 +75,9 @@ class ContractError(ValueError):
 _BITRATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)\s*$")
 _BITRATE_UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3}
 _RUNG_KEY_RE = re.compile(r"^(\d+)x(\d+)@(\S+)$")
+# A constant-quality setting in a rung key: the rate control's name glued to its value (crf23,
+# cq28.5); anything else after the @ is a bitrate.
+_QUALITY_SETTING_RE = re.compile(r"^\s*(crf|cq)\s*(\d+(?:\.\d+)?)\s*$", re.IGNORECASE)
 
 
 def parse_bitrate(value: Any) -> int:
@@ -104,23 +110,79 @@ def format_bitrate(bps: int) -> str:
     return str(bps)
 
 
+def format_quality_value(value: float) -> str:
+    """A CRF/CQ value as labels and keys spell it: 23, 23.5 (never 23.0)."""
+    return f"{value:g}"
+
+
+def format_setting(rate_control: str, bitrate_bps: int, quality_value: float | None) -> str:
+    """What follows the ``@`` of a rung key: ``2M`` (bitrate), ``crf23``, ``cq28.5``."""
+    if rate_control == "bitrate":
+        return format_bitrate(bitrate_bps)
+    if rate_control not in RATE_CONTROLS or quality_value is None:
+        raise ContractError(
+            f"rate_control {rate_control!r} with quality_value {quality_value!r}: a constant-"
+            f"quality rung needs one of {', '.join(RATE_CONTROLS[1:])} and a value"
+        )
+    return f"{rate_control}{format_quality_value(quality_value)}"
+
+
+def parse_setting(text: str) -> tuple[str, int, float | None]:
+    """``2M`` -> ("bitrate", 2000000, None); ``crf23`` -> ("crf", 0, 23.0); ``cq28`` likewise.
+
+    Raises ``InvalidValue`` with the fix for anything else.
+    """
+    match = _QUALITY_SETTING_RE.match(str(text))
+    if match:
+        return match.group(1).lower(), 0, float(match.group(2))
+    try:
+        return "bitrate", parse_bitrate(text), None
+    except InvalidValue as exc:
+        raise InvalidValue(
+            f"{exc}; a constant-quality rung is written crf23 or cq28 instead of a bitrate"
+        ) from None
+
+
 @dataclass(frozen=True)
 class Rung:
-    """One output of a ladder."""
+    """One output of a ladder: its size and its rate control setting.
+
+    With ``rate_control="bitrate"`` the output is encoded at ``bitrate_bps``; with ``crf`` or
+    ``cq`` (constant quality) at ``quality_value``, and ``bitrate_bps`` is 0 (no target: the
+    achieved bitrate is whatever the encoder needed).
+    """
 
     name: str
     width: int
     height: int
     bitrate_bps: int
+    rate_control: str = "bitrate"
+    quality_value: float | None = None
+
+    def __post_init__(self) -> None:
+        # Raises ContractError for a constant-quality rung without a value.
+        format_setting(self.rate_control, self.bitrate_bps, self.quality_value)
 
     @property
     def bitrate(self) -> str:
-        return format_bitrate(self.bitrate_bps)
+        """The target bitrate, canonical (``2M``); "" with constant-quality rate control."""
+        return format_bitrate(self.bitrate_bps) if self.rate_control == "bitrate" else ""
+
+    @property
+    def target_bitrate_bps(self) -> int | None:
+        """The target bitrate; None with constant-quality rate control."""
+        return self.bitrate_bps if self.rate_control == "bitrate" else None
+
+    @property
+    def setting(self) -> str:
+        """``2M``, ``crf23`` or ``cq28``: how this output's rate is controlled."""
+        return format_setting(self.rate_control, self.bitrate_bps, self.quality_value)
 
     @property
     def key(self) -> str:
-        """``WxH@BITRATE``: the ``rung`` label and one part of the ``ladder`` label."""
-        return f"{self.width}x{self.height}@{self.bitrate}"
+        """``WxH@SETTING`` (``640x360@800k``, ``640x360@crf23``): the ``rung`` label and one
+        part of the ``ladder`` label."""
+        return f"{self.width}x{self.height}@{self.setting}"
 
     @property
     def resolution(self) -> str:
@@ -131,12 +193,16 @@ class Rung:
         return self.width * self.height
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "name": self.name,
             "width": self.width,
             "height": self.height,
-            "bitrate": self.bitrate,
+            "bitrate": self.bitrate or None,
         }
+        if self.rate_control != "bitrate":
+            doc["rate_control"] = self.rate_control
+            doc["quality_value"] = _json_number(self.quality_value)
+        return doc
 
     @classmethod
     def from_json(cls, raw: Any, where: str) -> Rung:
@@ -144,16 +210,27 @@ class Rung:
             raise ContractError(f"{where}: expected an object with width, height and bitrate")
         width = _int(raw, "width", where)
         height = _int(raw, "height", where)
+        name = str(raw.get("name") or f"{height}p")
+        rate_control = str(raw.get("rate_control") or "bitrate")
+        if rate_control not in RATE_CONTROLS:
+            raise ContractError(
+                f"{where}.rate_control: {rate_control!r} is not one of {', '.join(RATE_CONTROLS)}"
+            )
+        if rate_control != "bitrate":
+            return cls(name, width, height, 0, rate_control, _float(raw, "quality_value", where))
         try:
             bps = parse_bitrate(raw.get("bitrate"))
         except InvalidValue as exc:
             raise ContractError(f"{where}.bitrate: {exc}") from None
-        return cls(str(raw.get("name") or f"{height}p"), width, height, bps)
+        return cls(name, width, height, bps)
 
 
 def sort_rungs(rungs: Sequence[Rung]) -> tuple[Rung, ...]:
-    """Highest first: the ladder key order and the order of ffmpeg's outputs."""
-    return tuple(sorted(rungs, key=lambda r: (-r.height, -r.width, -r.bitrate_bps)))
+    """Highest first: the ladder key order and the order of ffmpeg's outputs (at equal size,
+    the higher bitrate, or the lower CRF/CQ value: the better picture, first)."""
+    return tuple(
+        sorted(rungs, key=lambda r: (-r.height, -r.width, -r.bitrate_bps, r.quality_value or 0.0))
+    )
 
 
 def ladder_key(rungs: Sequence[Rung]) -> str:
@@ -162,7 +239,9 @@ def ladder_key(rungs: Sequence[Rung]) -> str:
 
 
 def parse_ladder(key: str) -> tuple[Rung, ...]:
-    """Rungs of a ladder key (names synthesised as ``<height>p``); () when unparseable."""
+    """Rungs of a ladder key (names synthesised as ``<height>p``); () when unparseable. Reads
+    every key written so far: bitrate rungs (``640x360@800k``) and constant-quality rungs
+    (``640x360@crf23``, schema 3 and later)."""
     return read_ladder(key).rungs
 
 
@@ -209,13 +288,13 @@ def read_ladder(key: str, where: str = "ladder") -> LadderReading:
         if not match:
             broken.append(f"{part!r} is not WxH@BITRATE")
             continue
-        width, height, bitrate = match.groups()
+        width, height, setting = match.groups()
         try:
-            bps = parse_bitrate(bitrate)
+            rate_control, bps, value = parse_setting(setting)
         except InvalidValue as exc:
             broken.append(f"in {part!r}, {exc}")
             continue
-        rungs.append(Rung(f"{height}p", int(width), int(height), bps))
+        rungs.append(Rung(f"{height}p", int(width), int(height), bps, rate_control, value))
     if not broken:
         return LadderReading(sort_rungs(rungs), tuple(pixels))
     readable = len(pixels) == len(key.split("+"))
@@ -468,8 +547,15 @@ class WindowRecord:
 
     @property
     def top_bitrate_bps(self) -> float:
-        """The top rung's bitrate (the ``bitrate`` the runner reports); NaN without rungs."""
-        return float(self.rungs[0].bitrate_bps) if self.rungs else math.nan
+        """The top rung's bitrate: its target (the ``bitrate`` the runner reports), or with
+        constant-quality rate control the bitrate it achieved (NaN where not measured); NaN
+        without rungs."""
+        if not self.rungs:
+            return math.nan
+        top = self.rungs[0]
+        if top.target_bitrate_bps is not None:
+            return float(top.target_bitrate_bps)
+        return self.achieved_bitrate_by_rung().get(top.key, math.nan)
 
     @property
     def output_minutes(self) -> float | None:
@@ -710,8 +796,10 @@ class SearchRecord:
 
     ``status``: ``found`` (a probe within tolerance, or the bracket one step wide),
     ``unreachable`` (even the best setting stays below the target), ``exceeded`` (even the
-    cheapest setting is above it). ``chosen`` is None unless found. ``scenario`` names the
-    scenario whose windows measured the energy at the chosen setting.
+    cheapest setting is above it), ``failed`` (a probe's encode or measurement failed; the
+    probe's ``error`` says why). ``chosen`` is None unless found. ``scenario`` names the
+    scenario whose windows measured the energy at the chosen setting; ``message`` says why
+    the search ended.
     """
 
     family: str  # ENCODER:PRESET@WxH (+ rate control)
@@ -726,6 +814,13 @@ class SearchRecord:
     chosen: Probe | None = None
     scenario: str | None = None
     message: str = ""
+    # How the probes were made (None where a reader's manifest does not say): the tolerance
+    # and probe limit, libvmaf's n_subsample, and the (start, duration) seconds of each sample
+    # of the input (empty: the whole input).
+    tolerance: float | None = None
+    max_probes: int | None = None
+    vmaf_subsample: int = 1
+    samples: tuple[tuple[float, float], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         chosen = self.chosen
@@ -747,6 +842,10 @@ class SearchRecord:
             },
             "scenario": self.scenario,
             "message": self.message,
+            "tolerance": self.tolerance,
+            "max_probes": self.max_probes,
+            "vmaf_subsample": self.vmaf_subsample,
+            "samples": [{"start_s": a, "duration_s": d} for a, d in self.samples],
         }
 
     @classmethod
@@ -796,6 +895,16 @@ class SearchRecord:
             chosen=chosen,
             scenario=_opt_str(raw.get("scenario")),
             message=str(raw.get("message") or ""),
+            tolerance=_opt_float(raw, "tolerance", where),
+            max_probes=_opt_int(raw, "max_probes", where),
+            vmaf_subsample=_opt_int(raw, "vmaf_subsample", where) or 1,
+            samples=tuple(
+                (
+                    _float(x, "start_s", f"{where}.samples[{i}]"),
+                    _float(x, "duration_s", f"{where}.samples[{i}]"),
+                )
+                for i, x in enumerate(_list(raw, "samples", where))
+            ),
         )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .contract import Rung
-from .encoders import is_hardware, preset_args
+from .encoders import is_hardware, preset_args, rate_control_args
 from .errors import FfmpegUnavailableError, ScenarioError
 from .scenario import Scenario
 from .which import which
@@ -91,7 +91,7 @@ def check_encoders(
     for index, scenario in enumerate(scenarios):
         encoder = scenario.encoder
         if encoder not in checked:
-            checked[encoder] = _encoder_problem(encoder, info, probe_hardware, run)
+            checked[encoder] = encoder_problem(encoder, info, probe=probe_hardware, run=run)
         problem = checked[encoder]
         if problem:
             problems.append(f"scenarios[{index}] {scenario.name!r}: encoder: {problem}")
@@ -99,7 +99,11 @@ def check_encoders(
         raise ScenarioError(problems)
 
 
-def _encoder_problem(encoder: str, info: FfmpegInfo, probe: bool, run: Runner) -> str | None:
+def encoder_problem(
+    encoder: str, info: FfmpegInfo, *, probe: bool = True, run: Runner = subprocess.run
+) -> str | None:
+    """Why ``encoder`` cannot be used (not in this ffmpeg, or a hardware encoder that does not
+    open on a one-frame test encode), or None."""
     if encoder not in info.encoders:
         family = encoder.split("_", maxsplit=1)[0].replace("lib", "")[:3]
         similar = sorted(e for e in info.encoders if family and family in e)[:8]
@@ -227,7 +231,8 @@ def build_command(
     argv += ["-filter_complex", filter_graph(scenario)]
     codec = ["-c:v", scenario.encoder, *preset_args(scenario.encoder, scenario.preset)]
     for k, rung in enumerate(scenario.rungs):
-        argv += ["-map", f"[o{k}]", *codec, "-b:v", rung.bitrate, *scenario.extra_args]
+        rate = rate_control_args(scenario.encoder, rung)
+        argv += ["-map", f"[o{k}]", *codec, *rate, *scenario.extra_args]
         argv += output_args(scenario, rung, stream, repeat, media_dir, quality_dir=quality_dir)
     return argv
 

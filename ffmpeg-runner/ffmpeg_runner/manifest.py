@@ -6,19 +6,23 @@ import contextlib
 import json
 import os
 import platform
+import re
 import secrets
 import socket
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from base_monitoring_client.hostinfo import read_host_info
 
-from .contract import RepeatRecord, RunManifest, WindowRecord
+from .contract import RepeatRecord, RunManifest, SearchRecord, WindowRecord
 
 RUN_STATUSES = ("running", "completed", "interrupted", "failed")
+# A run id names the manifest file.
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def new_run_id(now_s: float | None = None) -> str:
@@ -107,6 +111,15 @@ class Manifest:
         """How many repeats each scenario got and why (written with the next window)."""
         with self._lock:
             self.run.repeats = records
+
+    def set_search(self, records: Sequence[SearchRecord], started_ms: int | None = None) -> None:
+        """The run's target-quality searches (``started_ms``: when their probes began, the
+        run's real start), written at once."""
+        with self._lock:
+            self.run.search = list(records)
+            if started_ms is not None:
+                self.run.started_ms = started_ms
+            self._write()
 
     def finish(self, status: str, ended_ms: int) -> None:
         with self._lock:

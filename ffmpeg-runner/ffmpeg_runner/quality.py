@@ -215,17 +215,22 @@ def choose_tool(
 
 @dataclass(frozen=True)
 class Reference:
-    """The source as the encode read it: looped from frame 0 (file) or generated (lavfi)."""
+    """The source as the encode read it: looped from frame 0 (file) or generated (lavfi), or
+    from ``start_s`` on (a sample of a file, read with the same input seek as its encode)."""
 
     source: SourceInfo
     width: int
     height: int
     fps: float
+    start_s: float | None = None
 
     def input_args(self, frames: int) -> list[str]:
         seconds = f"{frames / self.fps + REFERENCE_SLACK_S:.3f}"
         if self.source.kind == "lavfi":
             return ["-f", "lavfi", "-t", seconds, "-i", self.source.path]
+        if self.start_s is not None:
+            start = f"{self.start_s:.3f}"
+            return ["-an", "-sn", "-dn", "-ss", start, "-t", seconds, "-i", self.source.path]
         # -an: with a looped input that has audio, ffmpeg 6.0's demuxer thread waits at each
         # loop for the audio's decoded duration; once the comparison has ended nobody sends
         # it and ffmpeg never exits (seen with the Big Buck Bunny clip). Video is all we use.
@@ -240,10 +245,12 @@ def compare_command(
     metrics: Sequence[str],
     *,
     threads: int | None = None,
+    vmaf_subsample: int = 1,
 ) -> list[str]:
     """One ffmpeg run computing every metric of one output (the distorted side passes through
     psnr, then ssim, then libvmaf: each passes its first input on unchanged). Run it in the
-    directory that should receive the per-frame logs (``<metric>.log``)."""
+    directory that should receive the per-frame logs (``<metric>.log``). libvmaf runs on
+    ``threads`` (default: every core) and scores every ``vmaf_subsample``-th frame."""
     renumber = f"settb=1/{max(1, round(reference.fps))},setpts=N"
     graph = [
         f"[0:v:0]scale={reference.width}:{reference.height}:flags=bicubic,"
@@ -259,6 +266,8 @@ def compare_command(
             options = f"ssim=stats_file={path}"
         else:
             options = f"libvmaf=log_fmt=json:log_path={path}:n_threads={threads or _cores()}"
+            if vmaf_subsample > 1:
+                options += f":n_subsample={vmaf_subsample}"
         out = f"[d{i + 1}]" if i + 1 < len(metrics) else ""
         graph.append(f"[d{i}][r{i}]{options}:shortest=1{out}")
     return [
@@ -268,8 +277,11 @@ def compare_command(
     ]  # fmt: skip
 
 
-def read_scores(logs: Path, metrics: Sequence[str], frames: int) -> dict[str, MetricScore]:
-    """Parse each metric's per-frame log; every metric must cover exactly ``frames`` frames."""
+def read_scores(
+    logs: Path, metrics: Sequence[str], frames: int, *, vmaf_subsample: int = 1
+) -> dict[str, MetricScore]:
+    """Parse each metric's per-frame log; every metric must cover exactly ``frames`` frames
+    (VMAF with ``vmaf_subsample`` N: frames 0, N, 2N, ..., as libvmaf logs them)."""
     parsers = {"psnr": parse_psnr_log, "ssim": parse_ssim_log, "vmaf": parse_vmaf_json}
     scores: dict[str, MetricScore] = {}
     for metric in metrics:
@@ -278,10 +290,12 @@ def read_scores(logs: Path, metrics: Sequence[str], frames: int) -> dict[str, Me
         except OSError as exc:
             raise QualityError(f"{metric}: no per-frame log ({exc.strerror})") from None
         values = parsers[metric](text)
-        if len(values) != frames:
+        expected = math.ceil(frames / vmaf_subsample) if metric == "vmaf" else frames
+        if len(values) != expected:
             raise QualityError(
-                f"{metric}: compared {len(values)} frames but the output has {frames}; "
-                "output and reference are not aligned"
+                f"{metric}: compared {len(values)} frames but the output has {frames}"
+                + (f" (every {vmaf_subsample}th: {expected})" if expected != frames else "")
+                + "; output and reference are not aligned"
             )
         scores[metric] = score(values)
     return scores

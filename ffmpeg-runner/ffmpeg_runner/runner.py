@@ -576,7 +576,7 @@ class Runner:
                         rung=rung.key,
                         name=rung.name,
                         stream=0,
-                        target_bitrate_bps=rung.bitrate_bps,
+                        target_bitrate_bps=rung.target_bitrate_bps,
                         achieved_bitrate_bps=size * 8 / duration,
                         size_bytes=size,
                         duration_s=duration,

@@ -18,8 +18,15 @@ from typing import Any
 
 from base_monitoring_client import InvalidValue
 
-from .contract import Rung, format_bitrate, ladder_key, parse_bitrate, sort_rungs
-from .encoders import RTMP_ENCODER_MARKER, preset_args
+from .contract import (
+    RATE_CONTROLS,
+    Rung,
+    ladder_key,
+    parse_bitrate,
+    parse_setting,
+    sort_rungs,
+)
+from .encoders import RTMP_ENCODER_MARKER, check_quality_value, preset_args, quality_scale
 from .errors import ScenarioError
 from .policy import Order, RepeatPolicy, parse_order, parse_repeats
 from .quality import parse_metrics
@@ -28,7 +35,7 @@ from .source import CLIP_DISTRIBUTION, CLIPS, clip_path
 TESTSRC = "testsrc2"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _RESOLUTION_RE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
-_RUNG_RE = re.compile(r"^\s*(?:(?P<name>[^=@\s]+)=)?(?P<res>[^@]+)@(?P<bitrate>[^@]+)$")
+_RUNG_RE = re.compile(r"^\s*(?:(?P<name>[^=@\s]+)=)?(?P<res>[^@]+)@(?P<setting>[^@]+)$")
 OUTPUT_CHOICES = ("null", "files")
 MAX_STREAMS = 64
 
@@ -116,19 +123,40 @@ def _input(value: Any) -> str:
     return _text(value)
 
 
+def _rate_control(value: Any) -> str:
+    if value not in RATE_CONTROLS:
+        raise InvalidValue(
+            f"{value!r} is not a rate control; use bitrate, crf (libx264, libx265, libsvtav1, "
+            "libvpx-vp9, libaom-av1) or cq (NVENC)"
+        )
+    return str(value)
+
+
+def _quality_value(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidValue(f"{value!r} is not a number; give the CRF or CQ value, e.g. 23")
+    return float(value)
+
+
 # -- the model ---------------------------------------------------------------------------------
 
 
-def name_rungs(sizes: Sequence[tuple[str | None, int, int, int]]) -> tuple[Rung, ...]:
-    """Give unnamed rungs ``<height>p`` names, disambiguated by bitrate when heights repeat."""
-    heights = [h for name, _, h, _ in sizes if name is None]
+# A rung before naming: (name or None, width, height, rate control, bitrate bps, CRF/CQ value).
+RungSpec = tuple[str | None, int, int, str, int, float | None]
+
+
+def name_rungs(sizes: Sequence[RungSpec]) -> tuple[Rung, ...]:
+    """Give unnamed rungs ``<height>p`` names, disambiguated by their setting (bitrate, or
+    crf23) when heights repeat."""
+    heights = [spec[2] for spec in sizes if spec[0] is None]
     rungs = []
-    for given, width, height, bps in sizes:
+    for given, width, height, rate_control, bps, value in sizes:
+        rung = Rung(given or "", width, height, bps, rate_control, value)
         name = given
         if name is None:
             unique = heights.count(height) == 1
-            name = f"{height}p" if unique else f"{height}p_{format_bitrate(bps)}"
-        rungs.append(Rung(name, width, height, bps))
+            name = f"{height}p" if unique else f"{height}p_{rung.setting}"
+        rungs.append(Rung(name, width, height, bps, rate_control, value))
     return sort_rungs(rungs)
 
 
@@ -153,7 +181,8 @@ class Scenario:
     realtime: bool = False
     extra_args: tuple[str, ...] = field(default_factory=tuple)
     quality: tuple[str, ...] = ()
-    # contract.RATE_CONTROLS; the CRF/CQ value with crf or cq (rungs then carry no target rate)
+    # contract.RATE_CONTROLS, as every rung has it; the top rung's CRF/CQ value with crf or cq
+    # (rungs then carry no target bitrate)
     rate_control: str = "bitrate"
     quality_value: float | None = None
     auto_repeats: RepeatPolicy | None = None  # repeat "auto[:MIN:MAX]"; None: ``repeats`` times
@@ -168,7 +197,7 @@ class Scenario:
 
     @property
     def bitrate(self) -> str:
-        """The top rung's bitrate (the ``bitrate`` label)."""
+        """The top rung's target bitrate (the ``bitrate`` label); "" with constant quality."""
         return self.rungs[0].bitrate
 
     @property
@@ -230,6 +259,10 @@ FIELDS: dict[str, FieldSpec] = {
     "extra_args": FieldSpec(_args, [], "extra ffmpeg output options applied to every rung"),
     "quality": FieldSpec(parse_metrics, [], "quality metrics measured after each window: "
                          "vmaf, psnr, ssim (e.g. [\"psnr\", \"ssim\"])"),
+    "rate_control": FieldSpec(_rate_control, "bitrate", "bitrate (-b:v), crf (x264, x265, "
+                              "SVT-AV1, VP9, AV1) or cq (NVENC): constant quality"),
+    "quality_value": FieldSpec(_quality_value, None, "the CRF or CQ value with rate_control "
+                               "crf or cq; lower is better quality (range per encoder)"),
 }  # fmt: skip
 DEFAULTABLE = tuple(k for k in FIELDS if k != "name")
 
@@ -248,41 +281,52 @@ def parse_ladder(value: Any, problems: list[str], where: str) -> tuple[Rung, ...
     if not items:
         problems.append(f"{where}ladder: empty; give at least one WxH@BITRATE rung")
         return None
-    sizes: list[tuple[str | None, int, int, int]] = []
+    sizes: list[RungSpec] = []
     for index, item in enumerate(items):
         at = f"{where}ladder[{index}]"
+        quality: float | None = None
+        rate_control = "bitrate"
         try:
             if isinstance(item, str):
                 match = _RUNG_RE.match(item)
                 if not match:
                     raise InvalidValue(
-                        f"{item!r} is not a rung; write WxH@BITRATE (e.g. 640x360@800k), "
-                        "optionally NAME=WxH@BITRATE"
+                        f"{item!r} is not a rung; write WxH@BITRATE (e.g. 640x360@800k) or "
+                        "WxH@crf23, optionally NAME=WxH@..."
                     )
                 name = match.group("name")
                 width, height = parse_resolution(match.group("res"))
-                bps = parse_bitrate(match.group("bitrate"))
+                rate_control, bps, quality = parse_setting(match.group("setting"))
             elif isinstance(item, Mapping):
-                unknown = sorted(set(item) - {"name", "resolution", "width", "height", "bitrate"})
+                known = {"name", "resolution", "width", "height", "bitrate", "crf", "cq"}
+                unknown = sorted(set(item) - known)
                 if unknown:
                     raise InvalidValue(
                         f"unknown field(s) {', '.join(unknown)}; a rung has name, resolution "
-                        "(or width and height) and bitrate"
+                        "(or width and height) and bitrate (or crf, or cq)"
                     )
                 if "resolution" in item:
                     width, height = parse_resolution(item["resolution"])
                 else:
                     width, height = parse_resolution(f"{item.get('width')}x{item.get('height')}")
-                if "bitrate" not in item:
-                    raise InvalidValue('missing bitrate, e.g. "bitrate": "800k"')
-                bps = parse_bitrate(item["bitrate"])
+                settings = [k for k in ("bitrate", "crf", "cq") if k in item]
+                if len(settings) != 1:
+                    raise InvalidValue(
+                        'give exactly one of bitrate, crf or cq, e.g. "bitrate": "800k" or '
+                        '"crf": 23'
+                    )
+                if settings[0] == "bitrate":
+                    bps = parse_bitrate(item["bitrate"])
+                else:
+                    rate_control, bps = settings[0], 0
+                    quality = _quality_value(item[settings[0]])
                 name = _name(item["name"]) if "name" in item else None
             else:
                 raise InvalidValue(f'{item!r}: expected "WxH@BITRATE" or an object')
         except InvalidValue as exc:
             problems.append(f"{at}: {exc}")
             continue
-        sizes.append((name, width, height, bps))
+        sizes.append((name, width, height, rate_control, bps, quality))
     if len(sizes) != len(items):
         return None
     rungs = name_rungs(sizes)
@@ -335,23 +379,20 @@ def build_scenario(
     name = get("name")
     if name is None:
         problems.append(f'{where}name: missing; every scenario needs a unique "name"')
-    bitrate = get("bitrate")
-    bps = bitrate if isinstance(bitrate, int) else parse_bitrate(bitrate)
+    encoder = get("encoder")
     ladder = get("ladder")
     resolution = get("resolution")
     if ladder is None:
         width, height = resolution or (1280, 720)
-        ladder = (Rung(f"{height}p", width, height, bps),)
-    elif resolution is None:
-        width, height = ladder[0].width, ladder[0].height
+        ladder = single_rung(values, encoder, (width, height), where, problems)
     else:
-        width, height = resolution
+        width, height = resolution or (ladder[0].width, ladder[0].height)
+        check_ladder_rate_control(values, encoder, ladder, where, problems)
     if values.get("ladder") is not None and "bitrate" in values:
         problems.append(
             f"{where}bitrate: not used when a ladder is given (each rung has its bitrate); "
             "remove one of them"
         )
-    encoder = get("encoder")
     preset = get("preset")
     try:
         preset_args(encoder, preset)
@@ -397,7 +438,7 @@ def build_scenario(
     baseline = get("baseline_duration")
     repeat = get("repeat")
     policy = repeat if isinstance(repeat, RepeatPolicy) else RepeatPolicy.fixed(repeat)
-    if len(problems) > start:
+    if len(problems) > start or ladder is None:
         return None
     return Scenario(
         name=name,
@@ -420,7 +461,94 @@ def build_scenario(
         realtime=realtime,
         extra_args=tuple(get("extra_args")),
         quality=quality,
+        rate_control=ladder[0].rate_control,
+        quality_value=ladder[0].quality_value,
     )
+
+
+def single_rung(
+    values: Mapping[str, Any],
+    encoder: str,
+    size: tuple[int, int],
+    where: str,
+    problems: list[str],
+) -> tuple[Rung, ...] | None:
+    """The one output of a scenario without a ladder: at its bitrate, or at its CRF/CQ."""
+    width, height = size
+    rate_control = values.get("rate_control") or "bitrate"
+    value = values.get("quality_value")
+    if rate_control == "bitrate":
+        if value is not None:
+            problems.append(
+                f"{where}quality_value: only used with rate_control crf or cq; add "
+                '"rate_control": "crf" (or "cq" on NVENC), or remove quality_value'
+            )
+            return None
+        bitrate = values.get("bitrate", FIELDS["bitrate"].default)
+        bps = bitrate if isinstance(bitrate, int) else parse_bitrate(bitrate)
+        return (Rung(f"{height}p", width, height, bps),)
+    start = len(problems)
+    if "bitrate" in values:
+        problems.append(
+            f"{where}bitrate: not used with rate_control {rate_control} (the encoder picks the "
+            "bitrate that holds the quality); remove bitrate, or use rate_control bitrate"
+        )
+    try:
+        scale = quality_scale(encoder, rate_control)
+    except InvalidValue as exc:
+        problems.append(f"{where}rate_control: {exc}")
+        return None
+    if value is None:
+        problems.append(
+            f"{where}quality_value: missing; rate_control {rate_control} needs the value, e.g. "
+            f'"quality_value": 23 ({encoder} takes {scale.range_text})'
+        )
+    else:
+        try:
+            check_quality_value(encoder, rate_control, value)
+        except InvalidValue as exc:
+            problems.append(f"{where}quality_value: {exc}")
+    if len(problems) > start:
+        return None
+    return (Rung(f"{height}p", width, height, 0, rate_control, value),)
+
+
+def check_ladder_rate_control(
+    values: Mapping[str, Any],
+    encoder: str,
+    ladder: Sequence[Rung],
+    where: str,
+    problems: list[str],
+) -> None:
+    """A ladder's rungs carry their settings: one rate control for all, each value in the
+    encoder's range, and no scenario-wide quality_value."""
+    kinds = sorted({r.rate_control for r in ladder}, key=RATE_CONTROLS.index)
+    if values.get("quality_value") is not None:
+        problems.append(
+            f"{where}quality_value: not used when a ladder is given (each rung has its "
+            "setting, e.g. 640x360@crf23); remove one of them"
+        )
+    if len(kinds) > 1:
+        problems.append(
+            f"{where}ladder: mixes rate controls ({', '.join(kinds)}); one ffmpeg process "
+            "encodes every rung, give them all bitrates or all crf (cq) values"
+        )
+        return
+    asked = values.get("rate_control")
+    if asked is not None and asked != kinds[0]:
+        example = "640x360@800k" if asked == "bitrate" else f"640x360@{asked}23"
+        problems.append(
+            f"{where}rate_control: {asked} but the ladder's rungs are {kinds[0]}; write the "
+            f"rungs as {example}, or remove rate_control"
+        )
+        return
+    for rung in ladder:
+        if rung.quality_value is None:
+            continue
+        try:
+            check_quality_value(encoder, rung.rate_control, rung.quality_value)
+        except InvalidValue as exc:
+            problems.append(f"{where}ladder {rung.key}: {exc}")
 
 
 def parse_scenario(
@@ -433,8 +561,8 @@ def parse_scenario(
     """One scenario from JSON-typed fields (``defaults``: already parsed values)."""
     problems: list[str] = []
     values = {**(defaults or {}), **_parse_fields(item, where, tuple(FIELDS), problems)}
-    if "ladder" in item and "bitrate" not in item:
-        values.pop("bitrate", None)  # a ladder replaces a default bitrate
+    for key in overridden_defaults(item):
+        values.pop(key, None)
     scenario = build_scenario(values, where, problems, base_dir) if not problems else None
     if scenario is None:
         raise ScenarioError(problems)
@@ -447,6 +575,18 @@ class Batch:
 
     scenarios: list[Scenario]
     order: Order | None = None
+
+
+def overridden_defaults(item: Mapping[str, Any]) -> list[str]:
+    """The defaults a scenario's own fields replace: its ladder or its constant-quality setting
+    replaces a default bitrate, its bitrate or ladder a default CRF/CQ."""
+    own = set(item)
+    dropped = []
+    if own & {"ladder", "rate_control", "quality_value"} and "bitrate" not in own:
+        dropped.append("bitrate")
+    if own & {"ladder", "bitrate"}:
+        dropped += [k for k in ("rate_control", "quality_value") if k not in own]
+    return dropped
 
 
 def parse_batch(
@@ -550,7 +690,7 @@ def read_batch(path: Path, overrides: Mapping[str, Any] | None = None) -> Batch:
     except OSError as exc:
         raise ScenarioError(
             f"{path}: cannot read the batch file ({exc.strerror}); "
-            "check the path, or name a shipped batch: quick, demo, codecs, stress"
+            "check the path, or name a shipped batch: quick, demo, codecs, stress, search"
         ) from None
     try:
         data = json.loads(text)

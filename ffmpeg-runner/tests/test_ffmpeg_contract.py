@@ -134,7 +134,8 @@ def test_a_ladder_that_breaks_the_contract_says_what_and_keeps_the_pixels_it_can
     assert fps.problem == (
         "label ladder='1280x720@30' is not WxH@BITRATE rungs joined by '+' (e.g. "
         "1280x720@2M+640x360@800k): in '1280x720@30', '30' is below 1k; bitrates are bits per "
-        "second, e.g. 800k; output pixels are counted from its WxH, its bitrate is unknown"
+        "second, e.g. 800k; a constant-quality rung is written crf23 or cq28 instead of a "
+        "bitrate; output pixels are counted from its WxH, its bitrate is unknown"
     )
     # One unreadable size: no pixels at all (a mean over the rest would be wrong).
     mixed = read_ladder("1280x720@2M+sd")

@@ -251,7 +251,7 @@ def test_shipped_demo_and_codecs_batches_measure_quality_on_real_content() -> No
     demo = load_batch(Path("demo"))
     sweep = [s for s in demo if s.quality]
     assert {(s.preset, s.bitrate) for s in sweep} == {
-        (p, b) for p in ("ultrafast", "veryfast") for b in ("300k", "600k", "1200k")
+        (p, b) for p in ("ultrafast", "veryfast") for b in ("300k", "1200k")
     }
     assert all(s.quality == ("psnr", "ssim") for s in sweep)
     assert all(s.input.endswith("bigbuckbunny.mp4") for s in sweep)
@@ -260,8 +260,13 @@ def test_shipped_demo_and_codecs_batches_measure_quality_on_real_content() -> No
     assert {s.name for s in demo if not s.quality} == quick_names  # today's demo, unchanged
     codecs = load_batch(Path("codecs"))
     assert {s.encoder for s in codecs} == {"libx264", "libx265", "libsvtav1", "libvpx-vp9"}
-    assert all(len({s.bitrate for s in codecs if s.encoder == e}) == 3 for e in ("libx265",))
-    assert len(codecs) == 12 and all(s.quality == ("vmaf", "psnr", "ssim") for s in codecs)
+    # each encoder at 3 bitrates and at its default constant quality
+    assert all(
+        len({s.bitrate for s in codecs if s.encoder == e and s.rate_control == "bitrate"}) == 3
+        and len([s for s in codecs if s.encoder == e and s.rate_control == "crf"]) == 1
+        for e in ("libx264", "libx265", "libsvtav1", "libvpx-vp9")
+    )
+    assert len(codecs) == 16 and all(s.quality == ("vmaf", "psnr", "ssim") for s in codecs)
 
 
 def test_a_bare_ffmpeg_skips_the_quality_extras_python_wrapper(

@@ -197,7 +197,7 @@ def test_load_batch_prefixes_problems_with_the_file(tmp_path: Path) -> None:
 
 
 def test_missing_batch_file() -> None:
-    shipped = "quick, demo, codecs, stress"
+    shipped = "quick, demo, codecs, stress, search"
     with pytest.raises(ScenarioError, match=f"cannot read the batch file .* {shipped}"):
         load_batch(Path("/nonexistent/batch.json"))
 
