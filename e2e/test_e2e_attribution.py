@@ -178,7 +178,10 @@ def test_attributed_energy_holds_beside_a_cpu_hog_while_net_energy_moves(
     hog_share = _transcode_windows(results["hog"]["attributed"])["background_cpu_share"]
     assert len(quiet_share) == len(hog_share) == 3
     assert (hog_share >= 0.5).all(), f"{hog_share.tolist()}; {summary}"
-    assert (quiet_share <= 0.35).all(), f"{quiet_share.tolist()}; {summary}"
+    # Quiet is the run's mean: a host is never silent (Prometheus compacts, the client pushes),
+    # and one window may catch a burst of that.
+    assert quiet_share.mean() <= 0.35, f"{quiet_share.tolist()}; {summary}"
+    assert hog_share.min() > quiet_share.max(), f"{quiet_share.tolist()} {hog_share.tolist()}"
     # The report says so: every hog window is flagged with its share.
     flagged = [w for w in results["hog"]["attributed"].warnings if "other processes used" in w]
     assert len(flagged) == 3, results["hog"]["attributed"].warnings

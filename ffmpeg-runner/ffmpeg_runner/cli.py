@@ -80,6 +80,7 @@ _SCENARIO_FLAGS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "baseline_duration": ("baseline_duration", float),
     "realtime": ("realtime", bool),
     "quality": ("quality", str),
+    "vmaf_subsample": ("vmaf_subsample", int),
 }
 
 
@@ -126,6 +127,7 @@ def _add_scenario_flags(parser: argparse.ArgumentParser, *, batch: bool) -> None
     add("--quality", metavar="LIST",
         help=f"measure after each window: comma list of {','.join(QUALITY_METRICS)} "
         "(compared with the source; use real content, e.g. --input bbb)")  # fmt: skip
+    add("--vmaf-subsample", metavar="N", help=FIELDS["vmaf_subsample"].help + " (default: 1)")
 
 
 def _add_run_flags(parser: argparse.ArgumentParser) -> None:

@@ -523,6 +523,7 @@ class WindowRecord:
     source: SourceInfo | None = None
     quality: tuple[OutputQuality, ...] = ()
     quality_error: str | None = None
+    vmaf_subsample: int = 1  # libvmaf n_subsample the quality was measured with (1: every frame)
     accounting: Accounting | None = None
     origin: str = "manifest"  # where a reader got it: manifest | discovered (not written)
     problem: str | None = None
@@ -636,6 +637,7 @@ class WindowRecord:
             "source": self.source.to_json() if self.source else None,
             "quality": [q.to_json() for q in self.quality],
             "quality_error": self.quality_error,
+            "vmaf_subsample": self.vmaf_subsample,
             "accounting": self.accounting.to_json() if self.accounting else None,
         }
 
@@ -716,6 +718,7 @@ class WindowRecord:
                 for i, q in enumerate(quality_raw)
             ),
             quality_error=_opt_str(raw.get("quality_error")),
+            vmaf_subsample=_opt_int(raw, "vmaf_subsample", where) or 1,
             accounting=Accounting.from_json(accounting_raw, f"{where}.accounting")
             if accounting_raw
             else None,
@@ -913,7 +916,7 @@ _ADDED_IN_SCHEMA: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {
     2: ((), ("realtime", "source", "quality", "quality_error")),
     3: (
         ("order", "seed", "repeats", "search"),
-        ("run_id", "instance", "rate_control", "quality_value", "accounting"),
+        ("run_id", "instance", "rate_control", "quality_value", "vmaf_subsample", "accounting"),
     ),
 }
 

@@ -342,6 +342,7 @@ class Runner:
             "bitrate": scenario.bitrate,
             "rate_control": scenario.rate_control,
             "quality_value": scenario.quality_value,
+            "vmaf_subsample": scenario.vmaf_subsample,
             "streams": scenario.streams,
             "ladder": scenario.ladder,
             "rungs": scenario.rungs,
@@ -568,7 +569,14 @@ class Runner:
                     raise QualityError(f"{rung.key}: the encoded file {path} is missing")
                 if not frames:
                     raise QualityError(f"{rung.key}: ffmpeg reported no frame count")
-                scores = self._compare(tool, path, reference, frames, scenario.quality)
+                scores = self._compare(
+                    tool,
+                    path,
+                    reference,
+                    frames,
+                    scenario.quality,
+                    vmaf_subsample=scenario.vmaf_subsample,
+                )
                 size = path.stat().st_size
                 duration = frames / reference.fps
                 outputs.append(
@@ -607,9 +615,13 @@ class Runner:
         reference: Reference,
         frames: int,
         metrics: Sequence[str],
+        *,
+        vmaf_subsample: int = 1,
     ) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="wattpush-quality-logs-") as logs:
-            argv = compare_command(tool, output, reference, frames, metrics)
+            argv = compare_command(
+                tool, output, reference, frames, metrics, vmaf_subsample=vmaf_subsample
+            )
             process = FfmpegProcess(argv, name="ffmpeg-quality", wake=self.wake, cwd=Path(logs))
             process.start()
             timeout_s = COMPARE_BASE_TIMEOUT_S + COMPARE_TIMEOUT_S_PER_FRAME * frames
@@ -626,7 +638,7 @@ class Runner:
                 raise QualityError(
                     f"{output.name}: {tool.path} exited with code {code}: {process.error_summary()}"
                 )
-            return read_scores(Path(logs), metrics, frames)
+            return read_scores(Path(logs), metrics, frames, vmaf_subsample=vmaf_subsample)
 
     @staticmethod
     def _early_exit(processes: Sequence[FfmpegProcess], in_window: bool) -> tuple[str, str | None]:

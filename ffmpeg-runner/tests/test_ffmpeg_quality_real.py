@@ -202,18 +202,24 @@ def test_vmaf_on_the_static_ffmpeg_of_the_quality_extra(
     assert tool.has("vmaf")
     options = run_options(quality=tool)
     scenarios = [
-        make_scenario(name=f"bikes-{rate}", input=str(clip), realtime=True, duration=1.0,
+        make_scenario(name=f"bikes-{rate}-n{n}", input=str(clip), realtime=True, duration=1.0,
                       stabilization=0.2, resolution="320x136", bitrate=rate,
-                      quality=["vmaf", "psnr"])
+                      quality=["vmaf", "psnr"], vmaf_subsample=n)
         for rate in ("60k", "800k")
+        for n in (1, 3)
     ]  # fmt: skip
     Runner(scenarios, options, host=HOST).run()
-    low, high = windows(options.manifest_path)
-    for window in (low, high):
+    low, low3, high, high3 = windows(options.manifest_path)
+    for window in (low, high, low3, high3):
         assert window.quality_error is None, window.quality_error
         vmaf = window.quality[0].scores["vmaf"]
-        assert 0 <= vmaf.p5 <= vmaf.mean <= 100
+        assert vmaf.p5 is not None and 0 <= vmaf.p5 <= vmaf.mean <= 100
     assert high.quality[0].scores["vmaf"].mean > low.quality[0].scores["vmaf"].mean + 10
+    # Every third frame scored (the manifest says so): close to the score of every frame.
+    assert (low.vmaf_subsample, low3.vmaf_subsample) == (1, 3)
+    for every, third in ((low, low3), (high, high3)):
+        diff = third.quality[0].scores["vmaf"].mean - every.quality[0].scores["vmaf"].mean
+        assert abs(diff) < 3.0, (every.quality[0].scores, third.quality[0].scores)
 
 
 def test_stop_during_the_quality_step_interrupts_it_and_leaves_nothing_running(
