@@ -204,7 +204,8 @@ def test_cli_env_and_flags_configure_the_api(
         (
             ["--header", "X-Scope-OrgID"],
             {},
-            "--header='X-Scope-OrgID': expected headers as key=value",
+            # Headers carry API keys: the item is named by its place, its text not shown.
+            "--header=<hidden>: header number 1 has no '=' (the value is not shown)",
         ),
         (
             [],
