@@ -30,14 +30,15 @@ from base_monitoring_client import (
 from base_monitoring_client.config import add_setting_flags, config_from_args
 from base_monitoring_client.logutil import configure_logging
 from base_monitoring_client.pipeline import Pipeline
+from base_monitoring_client.settings import SettingsArgumentParser
 from base_monitoring_client.signals import StopSignals
 
 from . import __version__
 from .client import RunnerClient
 from .contract import QUALITY_METRICS, parse_bitrate
-from .errors import FfmpegUnavailableError, ScenarioError
+from .errors import FfmpegUnavailableError, RunnerError, ScenarioError
 from .ffmpeg import FfmpegInfo, check_encoders, probe_ffmpeg, stream_commands
-from .manifest import new_run_id
+from .manifest import check_output_dir, new_run_id
 from .quality import QualityTool, choose_tool
 from .runner import NullSink, Runner, RunOptions, WindowSink
 from .scenario import FIELDS, Scenario, build_scenario, load_batch, parse_ladder
@@ -131,7 +132,7 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = SettingsArgumentParser(
         prog=PROG,
         description="Run reproducible ffmpeg transcoding scenarios, tag their windows in "
         "Prometheus (remote write) and write a results manifest.",
@@ -300,6 +301,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         print(f"{PROG}: {exc}", file=sys.stderr)
         return exc.exit_code
     configure_logging(config.log_level, config.log_format, PROG)
+    for warning in config.warnings:
+        log.warning("%s", warning)
     try:
         scenarios = scenarios_from_args(args)
         run_id = args.run_id or new_run_id()
@@ -333,6 +336,11 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if args.dry_run:
         print_dry_run(scenarios, options, sys.stdout)
         return 0
+    try:
+        check_output_dir(options.output_dir)
+    except RunnerError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return exc.exit_code
     return run(scenarios, options, None if args.no_push else config)
 
 
@@ -360,6 +368,9 @@ def run(scenarios: Sequence[Scenario], options: RunOptions, config: Any) -> int:
     with StopSignals(on_signal) as signals:
         try:
             manifest = runner.run()
+        except RunnerError as exc:  # the manifest could not be written at all
+            log.error("%s", exc)
+            return exc.exit_code
         finally:
             if pipeline is not None:
                 # The closing samples and stale markers are made on the sampler's next tick.

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from base_monitoring_client.clock import SYSTEM_CLOCK, Clock
 
 from .contract import OutputQuality, RunManifest, SourceInfo, WindowRecord
-from .errors import QualityError
+from .errors import ManifestWriteError, QualityError
 from .ffmpeg import FfmpegInfo, measured_path, stream_commands
 from .manifest import Manifest, host_facts
 from .process import FfmpegProcess, stop_all
@@ -232,6 +232,7 @@ class Runner:
                  self.manifest.path)  # fmt: skip
         failed = False
         status = "failed"
+        error: str | None = None
         try:
             for index, (scenario, phase, repeat) in enumerate(steps):
                 if self.stop_event.is_set():
@@ -264,8 +265,12 @@ class Runner:
                 status = "interrupted"
             else:
                 status = "failed" if failed else "completed"
+        except (ManifestWriteError, OSError) as exc:
+            # A full disk or a directory gone read-only: the run ends, what is finished stays.
+            error = str(exc) if isinstance(exc, ManifestWriteError) else f"{exc.strerror}: {exc}"
+            log.error("run %s stopped: %s", self.options.run_id, error)
         finally:
-            self.manifest.finish(status, self._now_ms())
+            self.manifest.finish(status, self._now_ms(), error)
         return self.manifest
 
     # -- waiting ----------------------------------------------------------------------------------
