@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -56,6 +57,20 @@ class FakeQueryAPI:
             return 400, json.dumps({"status": "error", "errorType": "bad_data", "error": error})
         empty = {"resultType": "matrix", "result": []}
         return 200, json.dumps({"status": "success", "data": empty})
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """The console scripts run here install a stderr handler on the root logger (on pytest's
+    captured stream, closed after the test): take it away again, so that later tests' threads
+    do not write to a closed file."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture

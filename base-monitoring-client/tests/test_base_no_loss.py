@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -72,6 +73,20 @@ def assert_no_secret(kind: str, text: str) -> None:
     for secret in SECRETS:
         at = text.find(secret)
         assert at < 0, f"{kind} shows a secret: ...{text[max(0, at - 80) : at + 40]}..."
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """The console scripts run here install a stderr handler on the root logger (on pytest's
+    captured stream, closed after the test): take it away again, so that later tests' threads
+    do not write to a closed file."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="module")
