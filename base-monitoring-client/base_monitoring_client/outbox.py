@@ -71,35 +71,34 @@ class Outbox:
 
     def put(self, item: Batch | FlushMarker) -> None:
         with self.cond:
-            if isinstance(item, Batch):
-                self._route(item)
-            else:
+            if type(item) is not Batch:
                 self._items.append(item)
+            elif self._to_memory(item):
+                self._items.append(item)
+                self._samples += item.samples
             self.cond.notify_all()
 
-    def _route(self, batch: Batch) -> None:
+    def _to_memory(self, batch: Batch) -> bool:
+        """Whether ``batch`` goes to memory; if not, it was put elsewhere (spool, behind it)
+        or dropped and counted."""
         spool = self.spool
         over = self._samples + batch.samples > self.capacity
         if spool is None:
-            if over:
-                self._drop("queue_full", batch.samples)
-                self._log_once(
-                    "queue_full",
-                    "in-memory queue full (QUEUE_CAPACITY=%d): dropping batches; "
-                    "set SPOOL_DIR to buffer on disk",
-                    self.capacity,
-                )
-            else:
-                self._keep(self._items, batch)
-            return
+            if not over:
+                return True
+            self._drop("queue_full", batch.samples)
+            self._log_once(
+                "queue_full",
+                "in-memory queue full (QUEUE_CAPACITY=%d): dropping batches; "
+                "set SPOOL_DIR to buffer on disk",
+                self.capacity,
+            )
+            return False
         if not (over or self._spilling or self._behind or len(spool)):
-            self._keep(self._items, batch)
-        elif self._behind or spool.append(batch) is Stored.FAILED:
+            return True
+        if self._behind or spool.append(batch) is Stored.FAILED:
             self._keep_behind(batch, over)
-
-    def _keep(self, queue: collections.deque[Batch | FlushMarker], batch: Batch) -> None:
-        queue.append(batch)
-        self._samples += batch.samples
+        return False
 
     def _keep_behind(self, batch: Batch, over: bool) -> None:
         """The disk refused ``batch`` (or holds up others that it refused): memory behind
