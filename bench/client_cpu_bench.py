@@ -19,7 +19,7 @@ the sampling jitter: |dt - 100 ms| between consecutive sample timestamps of one 
 (read back raw from Prometheus, which stores milliseconds; the bare loop's own wake times
 floored to milliseconds the same way), its p50/p99/max and the ratio of p99 to the bare
 loop's in the same run (to 1 ms when the bare loop's is 0: the resolution). ``--source-tree``
-runs the clients from another checkout (before/after).
+runs ours (threeway) and the clients from another checkout (before/after).
 
 Nothing is asserted about timings. Every process this script starts is stopped by its PID.
 
@@ -202,6 +202,8 @@ def threeway(
                 "MAX_SAMPLES_PER_SEND": str(args.max_samples_per_send),
                 "INSTANCE": instance,
             }
+            if args.source_tree is not None:
+                env["PYTHONPATH"] = source_pythonpath(args.source_tree)
             cmd = [*bin_path("base-monitoring-client"), "--series", str(series)]
             sel = f'{METRIC}{{job="base-monitoring-client",instance="{instance}"}}'
             name = "wattpush base-monitoring-client"
@@ -433,7 +435,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--source-tree",
         type=Path,
-        help="clients: run them from this checkout (e.g. `git archive` of an older commit)",
+        help="ours and the clients: run them from this checkout (e.g. `git archive` of an "
+        "older commit)",
     )
     ap.add_argument(
         "--max-samples-per-send",

@@ -410,6 +410,10 @@ def generate(start_s: int) -> dict[str, Series]:
                     ("monitoring_client_requests_total", "code", "204", 1.0),
                     ("monitoring_client_samples_dropped_total", "reason", "rejected",
                      5.0 if t % 300 == 0 else 0.0),
+                    ("monitoring_client_stage_errors_total", "stage", "sender",
+                     1.0 if t % 600 == 0 else 0.0),
+                    ("monitoring_client_spool_quarantined_total", "reason", "damaged",
+                     1.0 if t % 900 == 0 else 0.0),
                 ):  # fmt: skip
                     counter = (job, family, label_value)
                     self_counters[counter] = self_counters.get(counter, 0.0) + inc

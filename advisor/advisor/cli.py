@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
+import os
 import re
 import sys
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +24,9 @@ from base_monitoring_client.logutil import configure_logging
 from base_monitoring_client.settings import (
     InvalidValue,
     Setting,
+    SettingsArgumentParser,
     add_setting_flags,
+    misspelt_variables,
     parse_bool,
     parse_choice,
     parse_float,
@@ -34,7 +39,7 @@ from .analysis import SCORE_DIRECTIONS, finite_or_none
 from .attribution import BASES
 from .cost import TitleCostRequest
 from .cost_config import load_cost_config
-from .errors import AdvisorConfigError
+from .errors import AdvisorConfigError, AdvisorError
 from .export import require_pyarrow, write_parquet
 from .predict import PowerPredictor
 from .prom import PrometheusAPI
@@ -153,16 +158,54 @@ def build_api(args: argparse.Namespace, env: Mapping[str, str]) -> PrometheusAPI
     return QueryConfig.from_values(settings_from_args(args, QUERY_SETTINGS, env)).api()
 
 
+def check_output(output: str | None) -> None:
+    """Refuse an --output that cannot be written before the analysis, not after it: a
+    directory, or a place this user cannot create a file in."""
+    if not output:
+        return
+    path = Path(output)
+    if path.is_dir():
+        raise AdvisorConfigError(f"--output {output}: is a directory; give a file name in it")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise AdvisorConfigError(
+            f"--output {output}: cannot write in {path.parent} ({exc.strerror or exc}); "
+            "choose a writable place or leave --output out to print to stdout"
+        ) from None
+
+
 def _write(text: str, output: str | None) -> None:
+    """To stdout, or whole to ``output`` (a temp file beside it, renamed; never left behind)."""
     if not output:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return
     path = Path(output)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    tmp = ""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise AdvisorError(
+            f"--output {output}: cannot write the report ({exc.strerror or exc}); the "
+            "analysis is lost: choose a writable place and run again"
+        ) from None
     log.info("wrote %s", path)
+
+
+def _bounded_since(
+    api: PrometheusAPI, since: float | None, args: argparse.Namespace
+) -> float | None:
+    return None if since is None else api.bounded_since(since, args.since)
 
 
 def _recommender(
@@ -245,6 +288,7 @@ def cmd_report(args: argparse.Namespace, query: QueryConfig) -> int:
             )
         require_pyarrow()
     api = query.api()
+    since = _bounded_since(api, since, args)
     rec = _recommender(
         args,
         query,
@@ -301,6 +345,7 @@ def cmd_report(args: argparse.Namespace, query: QueryConfig) -> int:
 def cmd_compare(args: argparse.Namespace, query: QueryConfig) -> int:
     since = _windows_source(args)
     api = query.api()
+    since = _bounded_since(api, since, args)
     rec = _recommender(args, query, api, predict=False, quality_metric=args.metric)
     try:
         windows = rec.load_windows(args.results, since_s=since, run_id=args.run_id)
@@ -444,7 +489,7 @@ def _add_window_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = SettingsArgumentParser(
         prog=PROG,
         description="Recommend the FFmpeg configuration with the least energy at a target "
         "quality, rank configurations by measured energy efficiency, and predict power.",
@@ -541,13 +586,20 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        values = settings_from_args(args, command_settings(args.command), env)
+        settings = command_settings(args.command)
+        typos = misspelt_variables(settings, env)
+        if typos:
+            raise AdvisorConfigError(typos)
+        values = settings_from_args(args, settings, env)
         query = QueryConfig.from_values(values) if args.command in QUERY_COMMANDS else None
     except ConfigError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return exc.exit_code
     configure_logging(values["log_level"], values["log_format"], PROG)
+    for warning in query.auth.warnings if query is not None else ():
+        log.warning("%s", warning)
     try:
+        check_output(getattr(args, "output", None))
         if query is None:
             return cmd_predict(args)
         if args.command == "report":

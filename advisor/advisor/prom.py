@@ -18,7 +18,10 @@ Both work against Prometheus and VictoriaMetrics (the VictoriaMetrics single-nod
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,13 +30,20 @@ import numpy as np
 import numpy.typing as npt
 import requests
 from base_monitoring_client.httpauth import HttpAuth
+from base_monitoring_client.redact import receiver_text, split_credentials
 
-from .errors import QueryError
+from .errors import AdvisorConfigError, QueryError
+
+log = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
 
 DEFAULT_RAW_CHUNK_S = 6 * 3600.0
 DEFAULT_MAX_POINTS = 10_000  # Prometheus refuses > 11,000 points per series per query_range
+#: the longest --since the advisor scans: 1464 raw queries (6 h each) for the discovery
+MAX_SINCE_S = 366 * 86400.0
+_DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|y|w|d|h|m|s)")
+_DURATION_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 
 
 @dataclass(frozen=True)
@@ -89,14 +99,25 @@ class PrometheusAPI:
             if url.endswith(suffix):
                 url = url[: -len(suffix)]
                 break
+        auth = auth or HttpAuth()
+        # Credentials in the URL become basic auth: ``url`` is shown in reports and errors.
+        url, user, password = split_credentials(url)
+        if user is not None:
+            if auth.bearer_token or auth.basic_auth_user:
+                raise AdvisorConfigError(
+                    "--prometheus-url carries credentials (user:password@) and "
+                    "ADVISOR_BEARER_TOKEN or ADVISOR_BASIC_AUTH_USER is set too; keep only one"
+                )
+            auth = dataclasses.replace(auth, basic_auth_user=user, basic_auth_password=password)
         self.url = url
         self.timeout_s = timeout_s
         self.log = QueryLog()
+        self._secrets = auth.secrets()
         self._session = session or requests.Session()
         # Prometheus spends seconds gzipping tens of MB of samples; on a LAN the plain
         # response is faster end to end. Turn compression on for slow links.
         self._session.headers["Accept-Encoding"] = "gzip" if compression else "identity"
-        (auth or HttpAuth()).apply(self._session)
+        auth.apply(self._session)
 
     @property
     def query_count(self) -> int:
@@ -127,7 +148,8 @@ class PrometheusAPI:
         except ValueError:
             body = None
         if resp.status_code != 200 or not isinstance(body, dict) or body.get("status") != "success":
-            detail = body.get("error") if isinstance(body, dict) else resp.text[:300]
+            detail = body.get("error") if isinstance(body, dict) else resp.text[:4096]
+            detail = receiver_text(str(detail), self._secrets)
             raise QueryError(
                 f"query {params.get('query')!r} failed with HTTP {resp.status_code}: {detail}; "
                 "check the URL points at a Prometheus-compatible query API and the time range"
@@ -136,6 +158,53 @@ class PrometheusAPI:
         if data.get("resultType") not in ("matrix", "vector"):
             raise QueryError(f"unexpected result type {data.get('resultType')!r} for {params}")
         return list(data.get("result") or [])
+
+    # -- how far back ------------------------------------------------------------------------
+
+    def retention_s(self) -> float | None:
+        """How long the receiver keeps data, where it says: Prometheus' runtime info
+        (``storageRetention``, e.g. ``15d`` or ``15d or 512MiB``), VictoriaMetrics'
+        ``-retentionPeriod`` flag. None when it does not."""
+        try:
+            resp = self._session.get(
+                self.url + "/api/v1/status/runtimeinfo", timeout=min(self.timeout_s, 10)
+            )
+            if resp.status_code == 200:
+                text = str(resp.json().get("data", {}).get("storageRetention") or "")
+                return _duration_s(text.partition(" or ")[0])
+            resp = self._session.get(self.url + "/flags", timeout=min(self.timeout_s, 10))
+            if resp.status_code == 200:
+                found = re.search(r'-retentionPeriod="?([0-9.]+[a-z]*)', resp.text)
+                if found:
+                    value = found.group(1)
+                    # VictoriaMetrics: a bare number is months
+                    return float(value) * 31 * 86400 if value[-1].isdigit() else _duration_s(value)
+        except (requests.RequestException, ValueError, AttributeError):
+            return None
+        return None
+
+    def bounded_since(self, since_s: float, shown: str) -> float:
+        """``--since`` no longer than the receiver keeps data (then shortened, and said so)
+        and never past MAX_SINCE_S (an error): a huge --since would otherwise send one query
+        per 6 h of it, for ever."""
+        retention = self.retention_s()
+        limit = MAX_SINCE_S if retention is None else min(retention, MAX_SINCE_S)
+        if since_s <= limit:
+            return since_s
+        if retention is not None and retention <= MAX_SINCE_S:
+            log.info(
+                "--since %s reaches back further than %s keeps data (%s): reading that much",
+                shown,
+                self.url,
+                _format_s(retention),
+            )
+            return retention
+        kept = "an unknown time" if retention is None else _format_s(retention)
+        raise AdvisorConfigError(
+            f"--since {shown} reaches back further than the advisor scans "
+            f"({_format_s(MAX_SINCE_S)}; {self.url} keeps data for {kept}): pass a shorter "
+            "--since, e.g. 30d, or the runs' manifests with --results"
+        )
 
     # -- fetching --------------------------------------------------------------------------
 
@@ -184,6 +253,22 @@ class PrometheusAPI:
         else:
             raise QueryError(f"unknown query mode {mode!r}; use raw or range")
         return merge_results(raw, start_s, end_s)
+
+
+def _duration_s(text: str) -> float | None:
+    """Seconds in a Prometheus-style duration (``1y2w``, ``15d``, ``36h``); None if it is not
+    one (a size-only retention such as ``512MiB``)."""
+    text = text.strip()
+    parts = _DURATION_PART_RE.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(float(n) * _DURATION_S[u] for n, u in parts) or None
+
+
+def _format_s(seconds: float) -> str:
+    if seconds >= 86400:
+        return f"{seconds / 86400:g}d"
+    return f"{seconds / 3600:g}h"
 
 
 def _to_arrays(values: Sequence[Sequence[Any]]) -> tuple[FloatArray, FloatArray]:

@@ -16,6 +16,7 @@ from .config import BASE_SETTINGS, ClientConfig, Setting, add_setting_flags, con
 from .errors import ConfigError, MonitoringClientError
 from .logutil import configure_logging
 from .pipeline import Pipeline
+from .settings import SettingsArgumentParser
 from .signals import STOP_SIGNALS, StopSignals
 from .synthetic import SyntheticClient
 
@@ -30,7 +31,7 @@ def build_parser(
     settings: Sequence[Setting],
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = SettingsArgumentParser(
         prog=prog,
         description=description,
         epilog="Every setting is read from its environment variable; a flag overrides it.",
@@ -65,6 +66,8 @@ def run_client_main(
         print(f"{prog}: {exc}", file=sys.stderr)
         return exc.exit_code
     configure_logging(config.log_level, config.log_format, prog)
+    for warning in config.warnings:
+        log.warning("%s", warning)
     setting_names = {s.dest for s in all_settings}
     extras = {k: v for k, v in vars(args).items() if k not in setting_names}
     try:
@@ -82,6 +85,7 @@ def run_client_main(
         lambda _: stop.set(), install=install_signal_handlers, ignore_after=True
     ) as signals:
         pipeline = Pipeline(client, config)
+        pipeline.on_fatal = stop.set  # a dead stage thread ends the process, exit code 1
         try:
             _start(pipeline, block_signals=signals.installed)
         except MonitoringClientError as exc:
@@ -106,6 +110,9 @@ def run_client_main(
             if signals.received:
                 log.info("signal %s received: flushing", signals.first_name)
             pipeline.stop()
+    if pipeline.dead:
+        log.error("exiting with code 1: the %s thread died", ", ".join(pipeline.dead))
+        return 1
     return 0
 
 

@@ -10,6 +10,7 @@ All problems are collected and reported together, each naming the variable, the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field
@@ -18,6 +19,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .httpauth import HttpAuth, auth_settings
+from .redact import split_credentials
 from .settings import (
     LABEL_NAME_RE,
     FlagKind,
@@ -26,11 +28,13 @@ from .settings import (
     Parser,
     Setting,
     add_setting_flags,
+    misspelt_variables,
     parse_bool,
     parse_bytes,
     parse_choice,
     parse_float,
     parse_headers,
+    parse_host_address,
     parse_http_url,
     parse_int,
     parse_labels,
@@ -63,6 +67,7 @@ __all__ = [
     "parse_choice",
     "parse_float",
     "parse_headers",
+    "parse_host_address",
     "parse_http_url",
     "parse_int",
     "parse_labels",
@@ -79,6 +84,12 @@ __all__ = [
 #: the variables of REMOTE_WRITE_URL's auth: REMOTE_WRITE_BEARER_TOKEN, ... (httpauth.py)
 REMOTE_WRITE_PREFIX = "REMOTE_WRITE_"
 
+#: A sample's size in a batch before compression, labels left out (protobuf Sample: a
+#: 9-byte double, a 7-byte millisecond timestamp): SPOOL_MAX_BYTES must hold one full batch of
+#: that size. Compressed batches are smaller (6 bytes a sample for 50 synthetic series), so
+#: this leaves room for several; a spool smaller than one batch could hold nothing.
+BATCH_BYTES_PER_SAMPLE = 16
+
 
 @dataclass(frozen=True)
 class ClientConfig:
@@ -89,6 +100,8 @@ class ClientConfig:
     queue_capacity: int = 100_000
     spool_dir: Path | None = None
     spool_max_bytes: int = 256 * 1024 * 1024
+    #: once a send has failed, batches still in memory this long are moved to the spool
+    spool_after_s: float = 2.0
     min_backoff_s: float = 0.03
     max_backoff_s: float = 5.0
     retry_on_429: bool = True
@@ -98,10 +111,29 @@ class ClientConfig:
     extra_labels: Mapping[str, str] = field(default_factory=dict)
     instance: str = ""
     health_port: int = 0
-    health_address: str = "0.0.0.0"
+    health_address: str = "127.0.0.1"
     shutdown_timeout_s: float = 10.0
     log_level: str = "info"
     log_format: str = "text"
+    #: what the user should know about the settings but that does not stop the client
+    warnings: tuple[str, ...] = field(default=(), compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Credentials in the URL become basic auth, so that the URL can be printed anywhere.
+        bare, user, password = split_credentials(self.remote_write_url)
+        if user is None:
+            return
+        if self.auth.bearer_token or self.auth.basic_auth_user:
+            raise ConfigError(
+                "REMOTE_WRITE_URL carries credentials (user:password@) and REMOTE_WRITE_"
+                "BEARER_TOKEN or REMOTE_WRITE_BASIC_AUTH_USER is set too; keep only one"
+            )
+        object.__setattr__(self, "remote_write_url", bare)
+        object.__setattr__(
+            self,
+            "auth",
+            dataclasses.replace(self.auth, basic_auth_user=user, basic_auth_password=password),
+        )
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> ClientConfig:
@@ -119,6 +151,15 @@ class ClientConfig:
                 f"MAX_BACKOFF_S={max_b:g} is below MIN_BACKOFF_S={min_b:g}; "
                 "make MAX_BACKOFF_S >= MIN_BACKOFF_S"
             )
+        problems += _reserved_labels(values.get("extra_labels") or {})
+        problems += _spool_too_small(values)
+        url = values.get("remote_write_url") or cls.remote_write_url
+        if split_credentials(url)[1] is not None and (auth.bearer_token or auth.basic_auth_user):
+            problems.append(
+                "REMOTE_WRITE_URL carries credentials (user:password@) and REMOTE_WRITE_"
+                "BEARER_TOKEN or REMOTE_WRITE_BASIC_AUTH_USER is set too; keep only one "
+                "(prefer the _FILE settings: a URL is easily printed)"
+            )
         if problems:
             raise ConfigError(problems)
         instance = values.get("instance") or socket.gethostname()
@@ -130,6 +171,7 @@ class ClientConfig:
             queue_capacity=values.get("queue_capacity", cls.queue_capacity),
             spool_dir=values.get("spool_dir"),
             spool_max_bytes=values.get("spool_max_bytes", cls.spool_max_bytes),
+            spool_after_s=values.get("spool_after_s", cls.spool_after_s),
             min_backoff_s=min_b,
             max_backoff_s=max_b,
             retry_on_429=values.get("retry_on_429", cls.retry_on_429),
@@ -142,7 +184,38 @@ class ClientConfig:
             shutdown_timeout_s=values.get("shutdown_timeout_s", cls.shutdown_timeout_s),
             log_level=values.get("log_level", cls.log_level),
             log_format=values.get("log_format", cls.log_format),
+            warnings=auth.warnings,
         )
+
+
+def _reserved_labels(extra_labels: Mapping[str, str]) -> list[str]:
+    """The framework sets ``job`` (the client's name) and ``instance`` (INSTANCE) on every
+    series: the same keys in EXTRA_LABELS would be overridden without a word."""
+    fixes = {"job": "it is the client's name", "instance": "set INSTANCE instead"}
+    return [
+        f"EXTRA_LABELS: {key!r} is set by the client on every series ({fixes[key]}); "
+        f"remove it from EXTRA_LABELS"
+        for key in ("job", "instance")
+        if key in extra_labels
+    ]
+
+
+def _spool_too_small(values: Mapping[str, Any]) -> list[str]:
+    """SPOOL_MAX_BYTES below one batch: every batch would be dropped on the way to disk."""
+    max_bytes = values.get("spool_max_bytes")
+    batch = values.get("max_samples_per_send")
+    if values.get("spool_dir") is None or not isinstance(max_bytes, int):
+        return []
+    if not isinstance(batch, int):
+        return []
+    least = batch * BATCH_BYTES_PER_SAMPLE
+    if max_bytes >= least:
+        return []
+    return [
+        f"SPOOL_MAX_BYTES={max_bytes} is below one batch of MAX_SAMPLES_PER_SEND={batch} "
+        f"samples ({batch} x {BATCH_BYTES_PER_SAMPLE} bytes): the spool could not hold it; set "
+        f"SPOOL_MAX_BYTES to at least {least} (e.g. 64MiB), or unset SPOOL_DIR"
+    ]
 
 
 def _default(name: str) -> str:
@@ -188,6 +261,9 @@ BASE_SETTINGS: tuple[Setting, ...] = (
     Setting("SPOOL_MAX_BYTES", f"{ClientConfig.spool_max_bytes >> 20}MiB", parse_bytes,
             "spool size bound",
             "use a size such as 268435456 or 256MiB"),
+    Setting("SPOOL_AFTER_S", _default("spool_after_s"), parse_float(0.0, 3600),
+            "once a send has failed, seconds a batch stays in memory before it is spooled",
+            "use a number of seconds >= 0, e.g. 2"),
     Setting("MIN_BACKOFF_S", _default("min_backoff_s"), parse_float(0.0, 3600), "first retry delay",
             "use a small non-negative number of seconds, e.g. 0.03"),
     Setting("MAX_BACKOFF_S", _default("max_backoff_s"), parse_float(0.0, 3600), "retry delay cap",
@@ -204,8 +280,10 @@ BASE_SETTINGS: tuple[Setting, ...] = (
     Setting("HEALTH_PORT", _default("health_port"), parse_int(0, 65535),
             "port for /healthz and /metrics (0 = off)",
             "use a port number between 0 and 65535 (0 disables the endpoint)"),
-    Setting("HEALTH_ADDRESS", _default("health_address"), parse_str,
-            "address the health endpoint listens on"),
+    Setting("HEALTH_ADDRESS", _default("health_address"), parse_host_address,
+            "address the health endpoint listens on (0.0.0.0: every interface)",
+            "use 127.0.0.1 (this host only), 0.0.0.0 (every interface) or one of this "
+            "host's addresses"),
     Setting("SHUTDOWN_TIMEOUT_S", _default("shutdown_timeout_s"), parse_float(0.0, 3600),
             "flush budget on stop",
             "use a number of seconds >= 0, e.g. 10"),
@@ -222,7 +300,7 @@ def load_config(
 
     Problems of the base settings and the client's own are reported together.
     """
-    problems: list[str] = []
+    problems: list[str] = misspelt_variables(settings, env)
     values: dict[str, Any] = {}
     try:
         values = parse_settings(settings, env, flags)

@@ -1,11 +1,15 @@
-"""HTTP endpoint for /healthz (ok | degraded with reasons) and /metrics (text format)."""
+"""HTTP endpoint for /healthz (ok | degraded | unhealthy, with reasons) and /metrics (text
+format). It listens on 127.0.0.1 unless HEALTH_ADDRESS says otherwise: the reasons name the
+receiver and the settings to fix."""
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import selectors
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Protocol
@@ -32,10 +36,7 @@ class HealthServer:
         try:
             self.server = ThreadingHTTPServer((address, port), handler)
         except OSError as exc:
-            raise ConfigError(
-                f"HEALTH_PORT={port}: cannot listen on {address}:{port} ({exc.strerror}); "
-                "choose a free port or set HEALTH_PORT=0"
-            ) from exc
+            raise ConfigError(_listen_problem(address, port, exc)) from exc
         self.server.daemon_threads = True
         self.port = int(self.server.server_address[1])
         # stop() writes to this pipe: the thread sleeps in select() until a request or stop,
@@ -65,6 +66,20 @@ class HealthServer:
         os.close(self._wake_write)
 
 
+def _listen_problem(address: str, port: int, exc: OSError) -> str:
+    """Which of HEALTH_ADDRESS and HEALTH_PORT is at fault, and the fix."""
+    if isinstance(exc, socket.gaierror) or exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+        why = exc.strerror or str(exc)
+        return (
+            f"HEALTH_ADDRESS={address}: cannot listen there ({why}); use 127.0.0.1 (this host "
+            "only), 0.0.0.0 (every interface) or an address of this host"
+        )
+    return (
+        f"HEALTH_PORT={port}: cannot listen on {address}:{port} ({exc.strerror}); "
+        "choose a free port or set HEALTH_PORT=0"
+    )
+
+
 def _make_handler(source: HealthSource) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "wattpush"
@@ -81,8 +96,10 @@ def _make_handler(source: HealthSource) -> type[BaseHTTPRequestHandler]:
                     }
                 ).encode()
                 # 200 also when degraded: a receiver outage must not get the client restarted
-                # (it would lose its in-memory queue); the body says what is wrong.
-                self._reply(200, "application/json", body)
+                # (it would lose its in-memory queue); the body says what is wrong. 503 when
+                # only a person can help (a dead thread, credentials the receiver refuses).
+                code = 503 if status == "unhealthy" else 200
+                self._reply(code, "application/json", body)
             elif path == "/metrics":
                 text = source.exposition()
                 self._reply(200, "text/plain; version=0.0.4; charset=utf-8", text.encode())

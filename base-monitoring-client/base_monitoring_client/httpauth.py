@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import os
 import ssl
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,16 @@ class HttpAuth:
     ca_file: Path | None = None
     tls_insecure: bool = False
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    #: what the user should know but that does not stop the client (a secret file others
+    #: can read), logged once logging is set up
+    warnings: tuple[str, ...] = field(default=(), compare=False, repr=False)
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every value that must never be printed (to scrub text a receiver echoes)."""
+        values = [self.bearer_token, self.basic_auth_password, *self.headers.values()]
+        if self.basic_auth_user:
+            values.append(self.request_headers().get("Authorization", "").partition(" ")[2])
+        return tuple(v for v in values if v)
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any], prefix: str) -> HttpAuth:
@@ -45,6 +56,7 @@ class HttpAuth:
         """
         key = prefix.lower()
         problems: list[str] = []
+        warnings: list[str] = []
 
         def secret(name: str) -> str | None:
             value = values.get(key + name.lower()) or None
@@ -57,12 +69,15 @@ class HttpAuth:
                 )
             try:
                 text = Path(path).read_text(encoding="utf-8").strip()
-            except OSError as exc:
+                mode = Path(path).stat().st_mode
+            except (OSError, UnicodeDecodeError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
                 problems.append(
-                    f"{prefix}{name}_FILE={path}: cannot read the file ({exc.strerror}); "
-                    "make it readable by this user or unset the variable"
+                    f"{prefix}{name}_FILE={path}: cannot read the file ({why}); "
+                    "make it a readable text file or unset the variable"
                 )
                 return value
+            warnings.extend(_readable_by_others(f"{prefix}{name}_FILE", Path(path), mode))
             if not text:
                 problems.append(
                     f"{prefix}{name}_FILE={path}: the file is empty; write the secret into it "
@@ -84,8 +99,8 @@ class HttpAuth:
                 "takes one kind of auth; unset the other"
             )
         ca_file = values.get(key + "ca_file")
-        if ca_file is not None and not Path(ca_file).is_file():
-            problems.append(f"{prefix}CA_FILE={ca_file}: no such file; point it at a PEM CA bundle")
+        if ca_file is not None:
+            problems.extend(_ca_file_problems(f"{prefix}CA_FILE", Path(ca_file)))
         if problems:
             raise ConfigError(problems)
         return cls(
@@ -95,6 +110,7 @@ class HttpAuth:
             ca_file=Path(ca_file) if ca_file is not None else None,
             tls_insecure=bool(values.get(key + "tls_insecure", False)),
             headers=dict(values.get(key + "headers") or {}),
+            warnings=tuple(warnings),
         )
 
     def apply(self, session: requests.Session) -> None:
@@ -145,6 +161,34 @@ class HttpAuth:
         )
 
 
+def _readable_by_others(setting: str, path: Path, mode: int) -> list[str]:
+    """A secret file its group or everyone can read is worth a warning (not a refusal:
+    a container's mounted secret may be so on purpose)."""
+    if not stat.S_ISREG(mode) or not mode & (stat.S_IRGRP | stat.S_IROTH):
+        return []
+    who = "everyone" if mode & stat.S_IROTH else "its group"
+    return [
+        f"{setting}={path}: the secret file is readable by {who} (mode "
+        f"{stat.S_IMODE(mode):04o}); make it readable by this user only: chmod 600 {path}"
+    ]
+
+
+def _ca_file_problems(setting: str, path: Path) -> list[str]:
+    """A CA bundle that does not load would fail every request (or, for http.client, the
+    start) with an SSL traceback: checked once here."""
+    if not path.is_file():
+        return [f"{setting}={path}: no such file; point it at a PEM CA bundle"]
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
+        return [
+            f"{setting}={path}: not a usable CA bundle ({reason}); point it at a PEM file "
+            "of CA certificates (-----BEGIN CERTIFICATE-----)"
+        ]
+    return []
+
+
 def auth_settings(prefix: str, *, short_flags: bool = False) -> tuple[Setting, ...]:
     """The settings ``HttpAuth.from_values(values, prefix)`` reads: ``{prefix}BEARER_TOKEN``
     (and ``_FILE``), ``BASIC_AUTH_USER``, ``BASIC_AUTH_PASSWORD`` (and ``_FILE``), ``CA_FILE``,
@@ -177,7 +221,7 @@ def auth_settings(prefix: str, *, short_flags: bool = False) -> tuple[Setting, .
                 "use true or false", cli_flag=flag("TLS_INSECURE"),
                 flag_kind="switch" if short_flags else "value"),
         Setting(f"{prefix}HEADERS", "", parse_headers, "extra headers, e.g. X-Scope-OrgID=team1",
-                "write headers as Name=value[,Name=value]",
+                "write headers as Name=value[,Name=value]", secret=True,
                 cli_flag="--header" if short_flags else "",
                 flag_kind="repeat" if short_flags else "value"),
     )  # fmt: skip

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import __version__
@@ -22,6 +22,7 @@ from .handoff import Handoff
 from .health import HealthServer
 from .lifecycle import Lifecycle, State
 from .outbox import FlushMarker, Outbox
+from .redact import scrub
 from .sample import Sample
 from .sampling import FrameBuilder, RawTick, Sampler, TickDecoder
 from .selfmetrics import SelfMetrics
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 _QUEUE_SIZE = 1024
 _STOP = object()
+#: /healthz status that answers 503: the client cannot do its job until someone acts
+UNHEALTHY = "unhealthy"
 
 
 class Pipeline:
@@ -65,7 +68,18 @@ class Pipeline:
         self._logged: set[str] = set()
         self._health: HealthServer | None = None
         self._spool: Spool | None = None
-        self.outbox = Outbox(config.queue_capacity, None, self._drop, self._log_once)
+        #: called (from the dying thread) when a stage thread has died: the process should end
+        self.on_fatal: Callable[[], None] | None = None
+        #: stage threads that died, and why
+        self.dead: dict[str, str] = {}
+        self.outbox = Outbox(
+            config.queue_capacity,
+            None,
+            self._drop,
+            self._log_once,
+            spool_after_s=config.spool_after_s,
+            clock=clock,
+        )
         self.sender = Sender(
             self.transport,
             self.outbox,
@@ -131,7 +145,10 @@ class Pipeline:
             try:
                 if self.config.spool_dir is not None:
                     self._spool = Spool(
-                        self.config.spool_dir, self.config.spool_max_bytes, self._drop
+                        self.config.spool_dir,
+                        self.config.spool_max_bytes,
+                        self._drop,
+                        self._quarantined,
                     )
                     self.outbox.spool = self._spool
                     if len(self._spool):
@@ -160,9 +177,28 @@ class Pipeline:
                 stages.insert(0, ("sampler", self.sampler.run))
             stages.append(("sender", self.sender.run))
             for name, target in stages:
-                thread = threading.Thread(target=target, name=name, daemon=True)
+                thread = threading.Thread(
+                    target=self._supervised, args=(name, target), name=name, daemon=True
+                )
                 thread.start()
                 self._threads[name] = thread
+
+    def _supervised(self, name: str, target: Callable[[], None]) -> None:
+        """Run a stage; should it die, /healthz answers 503 and the process is told to end
+        (a client that silently stopped sending must not look alive)."""
+        try:
+            target()
+        except BaseException as exc:
+            self.dead[name] = scrub(f"{type(exc).__name__}: {exc}", self.config.auth.secrets())
+            log.critical(
+                "the %s thread died (%s): nothing more is %s; stopping with exit code 1",
+                name,
+                self.dead[name],
+                "sent" if name == "sender" else "collected",
+                exc_info=True,
+            )
+            if self.on_fatal is not None:
+                self.on_fatal()
 
     def __enter__(self) -> Pipeline:
         self.start()
@@ -184,11 +220,13 @@ class Pipeline:
         threads = self._threads
         if "sampler" in threads:
             threads["sampler"].join()
-        if self._to_processor is not None:
+        # A dead consumer takes nothing: do not wait for room in its queue.
+        if self._to_processor is not None and threads["processor"].is_alive():
             self._to_processor.put(_STOP, timeout=60)
             threads["processor"].join()
-        self._to_batcher.put(_STOP, timeout=60)
-        threads["batcher"].join()
+        if threads["batcher"].is_alive():
+            self._to_batcher.put(_STOP, timeout=60)
+            threads["batcher"].join()
         with self.outbox.cond:
             # The receiver is already failing: waiting out the whole budget in backoff would
             # only delay the stop (and a container's restart); the spool keeps the data.
@@ -229,18 +267,14 @@ class Pipeline:
         self.transport.close()
 
     def _spool_leftovers(self) -> None:
-        leftovers = self.outbox.close()
-        if self._spool is not None:
-            # Memory batches are older than anything on disk: spooled in front.
-            self._spool.prepend(leftovers)
-        else:
-            for batch in leftovers:
-                self._drop("shutdown", batch.samples)
-        if leftovers:
+        left = self.outbox.close()
+        if left.spooled:
+            log.warning("shutdown: %d samples not delivered in time were spooled", left.spooled)
+        if left.dropped:
             log.warning(
-                "shutdown: %d samples not delivered in time were %s",
-                sum(b.samples for b in leftovers),
-                "spooled" if self._spool is not None else "dropped (set SPOOL_DIR to keep them)",
+                "shutdown: %d samples not delivered in time were dropped (counted)%s",
+                left.dropped,
+                " (set SPOOL_DIR to keep them)" if self._spool is None else "",
             )
 
     # -- public data entry ----------------------------------------------------------------------
@@ -285,6 +319,17 @@ class Pipeline:
         if count:
             self.metrics.inc("monitoring_client_samples_dropped_total", count, reason=reason)
 
+    def _stage_error(self, stage: str) -> None:
+        """An error a stage thread survived (call it while handling the exception)."""
+        self.metrics.inc("monitoring_client_stage_errors_total", stage=stage)
+        self._log_once(
+            f"{stage}:error", "%s: unexpected error; the stage goes on (logged once)", stage,
+            exc=True,
+        )  # fmt: skip
+
+    def _quarantined(self, reason: str) -> None:
+        self.metrics.inc("monitoring_client_spool_quarantined_total", reason=reason)
+
     def _log_once(self, key: str, msg: str, *args: object, exc: bool = False) -> None:
         if key not in self._logged:
             if len(self._logged) < 1000:  # bounded: keys can hold receiver text
@@ -299,14 +344,26 @@ class Pipeline:
         return self.outbox.pending + queued + (batcher.count if batcher is not None else 0)
 
     def health(self) -> tuple[str, list[str]]:
+        """``ok``; ``degraded`` while the client copes (an outage: it retries and keeps the
+        data); ``unhealthy`` (503) when only a person can help: a stage thread died, or the
+        receiver refuses our settings (401/403/404)."""
         reasons: list[str] = []
+        unhealthy = False
+        for name, why in self.dead.items():
+            unhealthy = True
+            reasons.append(f"the {name} thread died ({why}); the client is exiting")
         failures = self.sender.consecutive_failures
-        if failures:
+        if self.sender.held:
+            unhealthy = True
+            reasons.append(f"{self.sender.held}; {self.pending_samples()} samples held")
+        elif failures:
             reasons.append(f"last {failures} send attempts failed: {self.sender.last_error}")
         if self._spool is not None and len(self._spool):
             reasons.append(f"{self._spool.samples} samples waiting in the spool")
         if self.lifecycle.state >= State.STOPPING:
             reasons.append("stopped")
+        if unhealthy:
+            return UNHEALTHY, reasons
         return ("degraded" if reasons else "ok"), reasons
 
     def exposition(self) -> str:
@@ -321,15 +378,18 @@ class Pipeline:
             for item in source.take(None)[0]:
                 if item is _STOP:
                     return
-                if isinstance(item, FlushMarker):
-                    self._to_batcher.put(item, timeout=60)
-                elif type(item) is RawTick:
-                    assert self.decoder is not None
-                    decoded = self.decoder.decode(item)
-                    if decoded is not None:
-                        self._process(*decoded, True)
-                else:
-                    self._process(*item)
+                try:
+                    if isinstance(item, FlushMarker):
+                        self._to_batcher.put(item, timeout=60)
+                    elif type(item) is RawTick:
+                        assert self.decoder is not None
+                        decoded = self.decoder.decode(item)
+                        if decoded is not None:
+                            self._process(*decoded, True)
+                    else:
+                        self._process(*item)
+                except Exception:
+                    self._stage_error("processor")
 
     def _process(self, frame: Frame, samples: list[Sample], from_tick: bool) -> None:
         try:
@@ -387,10 +447,12 @@ class Pipeline:
             for item in items:
                 if item is _STOP:
                     stop = True
-                elif isinstance(item, FlushMarker):
-                    batcher.flush()
-                    self.outbox.put(item)
-                else:
+                    continue
+                try:
+                    if isinstance(item, FlushMarker):
+                        batcher.flush()
+                        self.outbox.put(item)
+                        continue
                     frame = item
                     if type(item) is RawTick:
                         assert decoder is not None
@@ -402,16 +464,26 @@ class Pipeline:
                     batcher.add(frame, clock.time_ns() // 1_000_000)
                     if frame.tick:
                         released += self.table.released_before(frame.tick)
-            if stop or now >= next_report:
-                next_report = now + push_interval
-                last_report_ms = self._report_self(batcher, last_report_ms)
+                except Exception:
+                    self._stage_error("batcher")
+            try:
+                if stop or now >= next_report:
+                    next_report = now + push_interval
+                    last_report_ms = self._report_self(batcher, last_report_ms)
+                if stop:
+                    batcher.flush()
+            except Exception:
+                self._stage_error("batcher")
             if stop:
-                batcher.flush()
                 return
-            if batcher.count and oldest is None:
-                oldest = now if first_at is None else min(now, first_at)
-            if oldest is not None and clock.monotonic() >= oldest + push_interval:
-                batcher.flush()
+            try:
+                if batcher.count and oldest is None:
+                    oldest = now if first_at is None else min(now, first_at)
+                if oldest is not None and clock.monotonic() >= oldest + push_interval:
+                    batcher.flush()
+            except Exception:
+                oldest = None
+                self._stage_error("batcher")
             # Wake early only for what completes this batch.
             source.wake_samples = max(1, self.config.max_samples_per_send - batcher.count)
 

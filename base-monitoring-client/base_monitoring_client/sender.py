@@ -1,8 +1,10 @@
-"""One remote-write attempt over HTTP, and what to do about its result.
+"""One remote-write attempt over HTTP, and what to do about its result (``classify``).
 
-Classification: 2xx sent; connection errors, timeouts and 5xx retried with
-exponential backoff and jitter; 429 retried honouring Retry-After unless RETRY_ON_429=false;
-any other 4xx dropped, counted and never retried.
+2xx sent; connection errors, timeouts and 5xx retried with exponential backoff and jitter;
+429 retried honouring Retry-After unless RETRY_ON_429=false; 401, 403 and 404 held (a
+configuration fix lets the data through: kept, tried again at the longest backoff); 413 split
+in halves until accepted; any other 4xx (400: the data can never be accepted) dropped,
+counted and never retried.
 """
 
 from __future__ import annotations
@@ -27,15 +29,25 @@ import requests
 import tenacity
 
 from .config import ClientConfig
+from .redact import receiver_text, scrub
 
 log = logging.getLogger(__name__)
 
 MAX_RETRY_AFTER_S = 600.0
+#: answers that a configuration fix (credentials, tenant, URL) turns into 2xx
+HOLD_STATUSES = frozenset({401, 403, 404})
+TOO_LARGE = 413
 
 
 class Verdict(enum.Enum):
     SENT = "sent"
+    #: not delivered, try again after the backoff (connection error, timeout, 5xx, 429)
     RETRY = "retry"
+    #: refused until the configuration is fixed: keep the data, try again at the longest backoff
+    HOLD = "hold"
+    #: too large for the receiver: send it in halves
+    SPLIT = "split"
+    #: never acceptable: drop and count
     DROP = "drop"
 
 
@@ -78,15 +90,59 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 
 def classify(outcome: Outcome, retry_on_429: bool) -> Verdict:
-    if outcome.status is None:
+    """What an answer means for its batch: the one place that decides retry, hold, split or
+    drop.
+
+    Remote write 1.0 says a sender must not retry 4xx. A push client has no store to go back
+    to once it drops a batch, so it departs from that where the cause is on the client's side
+    and a fix is coming: 401/403/404 (credentials, tenant, URL) are held until the fix, 413
+    is sent again in smaller requests. Only what can never be accepted (400, 409, 422, ...)
+    is dropped.
+    """
+    status = outcome.status
+    if status is None:
         return Verdict.RETRY
-    if 200 <= outcome.status < 300:
+    if 200 <= status < 300:
         return Verdict.SENT
-    if outcome.status == 429:
+    if status == 429:
         return Verdict.RETRY if retry_on_429 else Verdict.DROP
-    if outcome.status >= 500:
+    if status >= 500:
         return Verdict.RETRY
+    if status in HOLD_STATUSES:
+        return Verdict.HOLD
+    if status == TOO_LARGE:
+        return Verdict.SPLIT
     return Verdict.DROP
+
+
+def hold_advice(status: int | None, config: ClientConfig) -> str:
+    """Why the receiver holds our data back (401/403/404) and which setting fixes it."""
+    auth = config.auth
+    if status == 401:
+        if auth.bearer_token:
+            used = "the bearer token (REMOTE_WRITE_BEARER_TOKEN or _FILE) was refused"
+        elif auth.basic_auth_user:
+            used = (
+                "the basic auth credentials (REMOTE_WRITE_BASIC_AUTH_USER and _PASSWORD or "
+                "_PASSWORD_FILE) were refused"
+            )
+        else:
+            used = (
+                "no credentials are set: set REMOTE_WRITE_BEARER_TOKEN_FILE or "
+                "REMOTE_WRITE_BASIC_AUTH_USER and REMOTE_WRITE_BASIC_AUTH_PASSWORD_FILE"
+            )
+        return f"receiver answered 401 Unauthorized: {used}; fix them and restart the client"
+    if status == 403:
+        return (
+            "receiver answered 403 Forbidden: these credentials may not write here; check "
+            "their permissions and the tenant header (REMOTE_WRITE_HEADERS, e.g. "
+            "X-Scope-OrgID=team1), then restart the client"
+        )
+    return (
+        f"receiver answered {status} Not Found at REMOTE_WRITE_URL={config.remote_write_url}: "
+        "fix the URL's path (Prometheus: /api/v1/write, started with "
+        "--web.enable-remote-write-receiver), then restart the client"
+    )
 
 
 class Backoff:
@@ -125,6 +181,7 @@ class HttpTransport:
     def __init__(self, config: ClientConfig, user_agent: str) -> None:
         self.url = config.remote_write_url
         self.timeout_s = config.remote_write_timeout_s
+        self._secrets = config.auth.secrets()
         self.session = requests.Session()
         headers = {
             "Content-Encoding": "snappy",
@@ -142,11 +199,12 @@ class HttpTransport:
             resp = self.session.post(self.url, data=body, timeout=timeout)
         except requests.Timeout:
             return Outcome(None, f"timeout after {timeout:g}s", duration_s=time.monotonic() - start)
-        except requests.RequestException as exc:
-            return Outcome(None, _describe(exc), duration_s=time.monotonic() - start)
+        except (requests.RequestException, ValueError) as exc:
+            error = scrub(_describe(exc), self._secrets)
+            return Outcome(None, error, duration_s=time.monotonic() - start)
         text = ""
         if resp.status_code >= 300:
-            text = resp.text[:512]
+            text = receiver_text(resp.text[:4096], self._secrets)
         return Outcome(
             resp.status_code,
             None,
@@ -181,6 +239,7 @@ class HttpClientTransport:
     def __init__(self, config: ClientConfig, user_agent: str) -> None:
         self._config = config
         self._user_agent = user_agent
+        self._secrets = config.auth.secrets()
         self._redirected: HttpTransport | None = None
         self.url = config.remote_write_url
         self.timeout_s = config.remote_write_timeout_s
@@ -231,19 +290,29 @@ class HttpClientTransport:
         except TimeoutError:
             conn.close()
             return Outcome(None, f"timeout after {timeout:g}s", duration_s=time.monotonic() - start)
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            # ValueError: a header http.client refuses to send (the settings check them first)
             conn.close()
-            kind = "SSLError" if isinstance(exc, ssl.SSLError) else "ConnectionError"
-            return Outcome(None, _describe_as(kind, exc), duration_s=time.monotonic() - start)
+            if isinstance(exc, ssl.SSLError):
+                kind = "SSLError"
+            elif isinstance(exc, OSError | http.client.HTTPException):
+                kind = "ConnectionError"
+            else:
+                kind = type(exc).__name__
+            error = scrub(_describe_as(kind, exc), self._secrets)
+            return Outcome(None, error, duration_s=time.monotonic() - start)
         if resp.status in _REDIRECTS and resp.getheader("Location"):
             self.close()
             self._redirected = HttpTransport(self._config, self._user_agent)
             return self._redirected.post(body, timeout_s)
         text = ""
         if resp.status >= 300:
-            text = _body_text(
-                data, resp.getheader("Content-Encoding"), resp.getheader("Content-Type")
-            )[:512]
+            text = receiver_text(
+                _body_text(
+                    data[:4096], resp.getheader("Content-Encoding"), resp.getheader("Content-Type")
+                ),
+                self._secrets,
+            )
         return Outcome(
             resp.status,
             None,
@@ -296,12 +365,10 @@ def _body_text(data: bytes, encoding: str | None, content_type: str | None) -> s
 
 def make_transport(config: ClientConfig, user_agent: str) -> Transport:
     """``HttpClientTransport``, or ``HttpTransport`` where requests would do more than it:
-    a proxy from the environment, credentials in the URL or from ~/.netrc."""
-    url = config.remote_write_url
-    parts = urlsplit(url)
+    a proxy from the environment, credentials from ~/.netrc."""
+    url = config.remote_write_url  # without credentials: ClientConfig made them basic auth
     needs_requests = bool(
         requests.utils.get_environ_proxies(url)
-        or parts.username
         or (not config.auth.basic_auth_user and requests.utils.get_netrc_auth(url))
     )
     if needs_requests:
@@ -323,6 +390,9 @@ def _describe(exc: Exception) -> str:
     return _describe_as(type(exc).__name__, exc)
 
 
+_AGAIN = (Verdict.RETRY, Verdict.HOLD)
+
+
 def make_retrying(
     *,
     retry_on_429: bool,
@@ -333,22 +403,24 @@ def make_retrying(
 ) -> tenacity.Retrying:
     """tenacity retry loop around one attempt function returning an Outcome.
 
-    Retries while the verdict is RETRY; waits Retry-After for 429 (when present) and the
-    backoff otherwise; stops when ``should_stop(retry_state)`` says so and returns the last
-    outcome instead of raising.
+    Retries while the verdict is RETRY or HOLD; waits Retry-After for 429 (when present), the
+    longest backoff for HOLD and the backoff otherwise; stops when ``should_stop(retry_state)``
+    says so and returns the last outcome instead of raising.
     """
 
     def wait(state: tenacity.RetryCallState) -> float:
         outcome = state.outcome.result() if state.outcome is not None else None
         if isinstance(outcome, Outcome) and outcome.status == 429 and outcome.retry_after_s:
             return outcome.retry_after_s
+        if isinstance(outcome, Outcome) and classify(outcome, retry_on_429) is Verdict.HOLD:
+            return backoff.max_s  # nothing changes until someone fixes the settings: re-probe
         return backoff.delay(state.attempt_number)
 
     def retry(state: tenacity.RetryCallState) -> bool:
         if state.outcome is None or state.outcome.failed:
             return False
         outcome = state.outcome.result()
-        return isinstance(outcome, Outcome) and classify(outcome, retry_on_429) is Verdict.RETRY
+        return isinstance(outcome, Outcome) and classify(outcome, retry_on_429) in _AGAIN
 
     def give_last(state: tenacity.RetryCallState) -> object:
         assert state.outcome is not None

@@ -10,22 +10,34 @@ environment through this table (``add_setting_flags`` + ``settings_from_args``).
 from __future__ import annotations
 
 import argparse
+import difflib
+import ipaddress
 import math
 import os
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .redact import redact_url
 
 Parser = Callable[[str], Any]
 #: How a setting appears on the command line; see ``Setting.flag_kind``.
 FlagKind = Literal["value", "switch", "repeat", "none"]
 
 LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+# RFC 9110 field names (tokens); values: no control characters but tab (a CR or LF would end
+# the header and start another: http.client refuses it while sending).
+_HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_HEADER_VALUE_BAD_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_HOSTNAME_RE = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]i?[bB]?|[bB])?\s*$")
 _SIZE_UNITS = {
     "": 1, "b": 1,
@@ -119,10 +131,34 @@ def parse_choice(*choices: str) -> Parser:
 
 
 def parse_http_url(text: str) -> str:
-    parts = urlsplit(text.strip())
-    if parts.scheme not in {"http", "https"} or not parts.netloc:
+    """An http(s) URL with a host and, if any, a port in 1..65535 (checked here: urllib only
+    notices a bad port when the first request is built)."""
+    url = text.strip()
+    if any(ch.isspace() or ord(ch) < 32 for ch in url):
+        raise InvalidValue("a URL cannot contain spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidValue(f"{exc}: the port must be a number between 1 and 65535") from None
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise InvalidValue("expected an http:// or https:// URL with a host")
-    return text.strip()
+    if port == 0:
+        raise InvalidValue("port 0 cannot be connected to: use a port between 1 and 65535")
+    return url
+
+
+def parse_host_address(text: str) -> str:
+    """An address to listen on: an IPv4/IPv6 literal or a host name (not resolved here)."""
+    value = text.strip()
+    try:
+        ipaddress.ip_address(value.strip("[]"))
+    except ValueError:
+        if not _HOSTNAME_RE.match(value):
+            raise InvalidValue(
+                "expected an IP address or a host name, e.g. 127.0.0.1 or 0.0.0.0"
+            ) from None
+    return value.strip("[]")
 
 
 def parse_optional_path(text: str) -> Path | None:
@@ -161,7 +197,32 @@ def parse_labels(text: str) -> dict[str, str]:
 
 
 def parse_headers(text: str) -> dict[str, str]:
-    return parse_pairs(text, what="headers", check_label_name=False)
+    """``Name=value[,Name=value]`` HTTP headers. Messages name the header, never its value
+    (headers carry API keys)."""
+    headers: dict[str, str] = {}
+    for index, raw_item in enumerate(text.split(","), 1):
+        item = raw_item.strip()
+        if not item:
+            continue
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep:
+            shown = repr(item.partition(":")[0].strip()) if ":" in item else f"number {index}"
+            raise InvalidValue(f"header {shown} has no '=' (the value is not shown)")
+        if not _HEADER_NAME_RE.match(name):
+            raise InvalidValue(
+                f"header name {name!r} is not a valid HTTP field name (letters, digits and "
+                "-, no spaces or line breaks)"
+            )
+        if name.lower() in {h.lower() for h in headers}:
+            raise InvalidValue(f"header {name!r} appears twice")
+        if _HEADER_VALUE_BAD_RE.search(value):
+            raise InvalidValue(
+                f"the value of header {name!r} contains a line break or another control "
+                "character, which HTTP does not allow (value not shown)"
+            )
+        headers[name] = value.strip()
+    return headers
 
 
 @dataclass(frozen=True)
@@ -248,7 +309,7 @@ def parse_settings(
         try:
             return s.parse(raw)
         except InvalidValue as exc:
-            shown = "<hidden>" if s.secret else repr(raw)
+            shown = "<hidden>" if s.secret else repr(redact_url(raw))
             fix = f"; {s.fix}" if s.fix else ""
             problems.append(f"{origin}={shown}: {exc}{fix}")
             return None
@@ -285,3 +346,90 @@ def settings_from_args(
     """parse_settings() for a parser built with add_setting_flags(): the flags given win."""
     raw = vars(args)
     return parse_settings(settings, env, {s.dest: raw.get(s.dest) for s in settings})
+
+
+def misspelt_variables(
+    settings: Sequence[Setting], env: Mapping[str, str] | None = None
+) -> list[str]:
+    """Problems for environment variables that look like a mistyped setting: same first word
+    as a setting (``SPOOL_`` of ``SPOOL_DIR``) and nearly its name, e.g. ``SPOOL_DIRECTORY``,
+    ``PUSH_INTERVALS``, ``REMOTE_WRITE_BEARER_TOKN``. A typo would otherwise leave the setting
+    at its default without a word (spool or auth silently off).
+
+    Other variables sharing a first word (``DOCKER_CONTEXT`` beside ``DOCKER_HOST``) are
+    left alone: other programs in the same environment read them.
+    """
+    env = os.environ if env is None else env
+    known = {s.env for s in settings}
+    by_prefix: dict[str, list[str]] = {}
+    for name in known:
+        by_prefix.setdefault(name.split("_", 1)[0] + "_", []).append(name)
+    problems: list[str] = []
+    for name in sorted(env):
+        if name in known:
+            continue
+        candidates = by_prefix.get(name.split("_", 1)[0] + "_") if "_" in name else None
+        if not candidates:
+            continue
+        guess = _closest_setting(name, candidates)
+        if guess is not None:
+            problems.append(
+                f"{name} is not a setting (it is ignored); did you mean {guess}? "
+                f"Rename it to {guess}, or unset it"
+            )
+    return problems
+
+
+def _closest_setting(name: str, candidates: Sequence[str]) -> str | None:
+    """The setting ``name`` is most likely a typo of: nearly the same letters, or the same
+    letters with a word added or an underscore moved (``SPOOL_DIRECTORY``, ``PUSH_INTERVALS``)."""
+    squeezed = name.replace("_", "")
+    for candidate in candidates:
+        other = candidate.replace("_", "")
+        if squeezed.startswith(other) or other.startswith(squeezed):
+            return candidate
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.85)
+    return close[0] if close else None
+
+
+class SettingsArgumentParser(argparse.ArgumentParser):
+    """An ArgumentParser that never echoes what it could not parse: a mistyped secret flag
+    (``--remote-write-basic-auth-pasword S``) would otherwise print the secret in the
+    "unrecognized arguments" error. Unknown flags are named (with the closest known one);
+    their values are not shown."""
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self.error(self._unrecognized(extras))
+        return parsed
+
+    def _unrecognized(self, extras: Sequence[str]) -> str:
+        flags = [item.partition("=")[0] for item in extras if item.startswith("-")]
+        known = sorted(_option_strings(self))
+        parts = []
+        for flag in flags:
+            close = difflib.get_close_matches(flag, known, n=1, cutoff=0.7)
+            parts.append(f"{flag} (did you mean {close[0]}?)" if close else flag)
+        hidden = len(extras) - len(flags)
+        text = "unrecognized arguments: " + (", ".join(parts) if parts else "")
+        if hidden:
+            text += f"{'; ' if parts else ''}{hidden} value(s) not shown (they may be secrets)"
+        return text + "; see --help"
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
+    """Every flag of ``parser`` and its sub-commands."""
+    found: set[str] = set()
+    for action in parser._actions:
+        found.update(s for s in action.option_strings if s.startswith("--"))
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= _option_strings(sub)
+    return found

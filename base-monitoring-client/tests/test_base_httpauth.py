@@ -187,9 +187,10 @@ def test_short_flags_switch_repeat_and_no_password_flag(tmp_path: Path) -> None:
     args = parser.parse_args(["--header", "no-equals"])
     with pytest.raises(ConfigError) as info:
         settings_from_args(args, settings, {})
+    # Headers carry API keys: the message names the item, never its text.
     assert info.value.problems == [
-        "--header='no-equals': expected headers as key=value[,key=value], got item "
-        "'no-equals'; write headers as Name=value[,Name=value]"
+        "--header=<hidden>: header number 1 has no '=' (the value is not shown); "
+        "write headers as Name=value[,Name=value]"
     ]
 
 

@@ -218,8 +218,13 @@ def test_auto_stale_marker_sent_once_when_a_series_disappears() -> None:
         (429, True, Verdict.RETRY),
         (429, False, Verdict.DROP),
         (400, True, Verdict.DROP),
-        (404, True, Verdict.DROP),
-        (413, True, Verdict.DROP),
+        (409, True, Verdict.DROP),
+        (422, True, Verdict.DROP),
+        # A configuration fix lets these through: held, not dropped.
+        (401, True, Verdict.HOLD),
+        (403, True, Verdict.HOLD),
+        (404, True, Verdict.HOLD),
+        (413, True, Verdict.SPLIT),
     ],
 )
 def test_classification(status: int | None, retry_429: bool, verdict: Verdict) -> None:

@@ -110,7 +110,7 @@ def test_a_redirect_is_followed_by_requests_from_then_on(rx: FaultReceiver) -> N
         t.close()
 
 
-def test_make_transport_keeps_requests_for_proxies_and_url_credentials(
+def test_make_transport_keeps_requests_for_proxies(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     url = "http://127.0.0.1:9/api/v1/write"
@@ -120,8 +120,11 @@ def test_make_transport_keeps_requests_for_proxies_and_url_credentials(
     monkeypatch.setenv("NETRC", "/nonexistent")
     plain = ClientConfig(remote_write_url=url)
     assert isinstance(make_transport(plain, "ua"), HttpClientTransport)
-    with_creds = ClientConfig(remote_write_url="http://u:p@127.0.0.1:9/api/v1/write")
-    assert isinstance(make_transport(with_creds, "ua"), HttpTransport)
+    # Credentials in the URL become basic auth (the URL is printed in logs without them).
+    with_creds = ClientConfig(remote_write_url="http://u:p%40ss@127.0.0.1:9/api/v1/write")
+    assert with_creds.remote_write_url == url
+    assert (with_creds.auth.basic_auth_user, with_creds.auth.basic_auth_password) == ("u", "p@ss")
+    assert isinstance(make_transport(with_creds, "ua"), HttpClientTransport)
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:3128")
     assert isinstance(make_transport(plain, "ua"), HttpTransport)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")

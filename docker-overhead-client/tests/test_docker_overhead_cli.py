@@ -37,7 +37,8 @@ def test_bad_settings_are_reported_together_with_exit_2() -> None:
     env = client_env(DOCKER_HOST="ssh://me@builder", CONTAINER_REFRESH_S="0")
     result = run_cli(env)
     assert result.returncode == 2
-    assert "DOCKER_HOST='ssh://me@builder'" in result.stderr
+    # The URL's user part is hidden like any URL credentials in a message.
+    assert "DOCKER_HOST='ssh://***@builder'" in result.stderr
     assert "CONTAINER_REFRESH_S='0'" in result.stderr
 
 

@@ -30,14 +30,15 @@ from base_monitoring_client import (
 from base_monitoring_client.config import add_setting_flags, config_from_args
 from base_monitoring_client.logutil import configure_logging
 from base_monitoring_client.pipeline import Pipeline
+from base_monitoring_client.settings import SettingsArgumentParser
 from base_monitoring_client.signals import StopSignals
 
 from . import __version__, search_cli
 from .client import RunnerClient
 from .contract import QUALITY_METRICS, SearchRecord, parse_bitrate
-from .errors import FfmpegUnavailableError, ScenarioError
+from .errors import FfmpegUnavailableError, RunnerError, ScenarioError
 from .ffmpeg import FfmpegInfo, check_encoders, probe_ffmpeg, stream_commands
-from .manifest import RUN_ID_RE, new_run_id
+from .manifest import RUN_ID_RE, check_output_dir, new_run_id
 from .policy import DEFAULT_ORDER, ORDER_HELP, Order, parse_order
 from .quality import QualityTool, choose_tool
 from .runner import NullSink, Runner, RunOptions, WindowSink
@@ -151,7 +152,7 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = SettingsArgumentParser(
         prog=PROG,
         description="Run reproducible ffmpeg transcoding scenarios, tag their windows in "
         "Prometheus (remote write) and write a results manifest.",
@@ -386,6 +387,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         print(f"{PROG}: {exc}", file=sys.stderr)
         return exc.exit_code
     configure_logging(config.log_level, config.log_format, PROG)
+    for warning in config.warnings:
+        log.warning("%s", warning)
     if args.command == "search" or (
         args.command == "batch" and search_cli.is_search_file(args.file)
     ):
@@ -424,6 +427,11 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if args.dry_run:
         print_dry_run(scenarios, options, sys.stdout)
         return 0
+    try:
+        check_output_dir(options.output_dir)
+    except RunnerError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return exc.exit_code
     return run(scenarios, options, None if args.no_push else config)
 
 
@@ -462,6 +470,9 @@ def run(
     with StopSignals(on_signal) as signals:
         try:
             manifest = runner.run()
+        except RunnerError as exc:  # the manifest could not be written at all
+            log.error("%s", exc)
+            return exc.exit_code
         finally:
             if pipeline is not None:
                 # The closing samples and stale markers are made on the sampler's next tick.

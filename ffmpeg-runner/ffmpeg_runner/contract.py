@@ -915,7 +915,7 @@ class SearchRecord:
 _ADDED_IN_SCHEMA: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {
     2: ((), ("realtime", "source", "quality", "quality_error")),
     3: (
-        ("order", "seed", "repeats", "search"),
+        ("order", "seed", "repeats", "search", "error"),
         ("run_id", "instance", "rate_control", "quality_value", "vmaf_subsample", "accounting"),
     ),
 }
@@ -942,6 +942,9 @@ class RunManifest:
     windows: list[WindowRecord] = field(default_factory=list)
     repeats: list[RepeatRecord] = field(default_factory=list)
     search: list[SearchRecord] = field(default_factory=list)
+    #: why the run ended early (e.g. the disk filled up); None when it did not. Absent from
+    #: manifests written before it existed (read as None).
+    error: str | None = None
     schema_version: int = SCHEMA_VERSION  # what was read; to_json always writes the current
 
     @property
@@ -958,6 +961,7 @@ class RunManifest:
             "schema_version": schema_version,
             "run_id": self.run_id,
             "status": self.status,
+            "error": self.error,
             "started_ms": self.started_ms,
             "ended_ms": self.ended_ms,
             "host": self.host,
@@ -1007,6 +1011,7 @@ class RunManifest:
             ended_ms=_opt_int(doc, "ended_ms", where),
             order=order,
             seed=_opt_int(doc, "seed", where),
+            error=_opt_str(doc.get("error")),
             schema_version=int(version),
         )
         instance = manifest.instance

@@ -33,3 +33,14 @@ class QualityUnavailableError(RunnerError):
 
 class QualityError(RunnerError):
     """Measuring one window's quality failed; the window is kept with ``quality_error``."""
+
+
+class OutputDirError(RunnerError):
+    """OUTPUT_DIR cannot take the manifest (exit 2: a setting to fix, found at start)."""
+
+    exit_code = 2
+
+
+class ManifestWriteError(RunnerError):
+    """The manifest could not be written (the disk is full, the directory became read-only).
+    The run ends ``failed``; the message says what was kept."""

@@ -34,7 +34,7 @@ from base_monitoring_client.clock import SYSTEM_CLOCK, Clock
 
 from .accounting import AccountingError, CpuAccountant, CpuReading
 from .contract import Accounting, OutputQuality, RunManifest, SourceInfo, WindowRecord
-from .errors import QualityError
+from .errors import ManifestWriteError, QualityError
 from .ffmpeg import FfmpegInfo, measured_path, stream_commands
 from .manifest import Manifest, host_facts
 from .policy import DEFAULT_ORDER, Order
@@ -248,6 +248,7 @@ class Runner:
         failed = False
         status = "failed"
         steps = self.schedule.steps()
+        error: str | None = None
         try:
             step = next(steps, None)
             while step is not None and not self.stop_event.is_set():
@@ -278,9 +279,13 @@ class Runner:
                 status = "interrupted"
             else:
                 status = "failed" if failed else "completed"
+        except (ManifestWriteError, OSError) as exc:
+            # A full disk or a directory gone read-only: the run ends, what is finished stays.
+            error = str(exc) if isinstance(exc, ManifestWriteError) else f"{exc.strerror}: {exc}"
+            log.error("run %s stopped: %s", self.options.run_id, error)
         finally:
             self.manifest.set_repeats(self.schedule.records(finished=True))
-            self.manifest.finish(status, self._now_ms())
+            self.manifest.finish(status, self._now_ms(), error)
             self.accountant.close()
         return self.manifest
 

@@ -9,6 +9,8 @@ and every sample it accepted. Tests script how the next requests are answered:
     rx.respond(400, body="out of bounds")          # rejected once
     rx.hang(5.0)                                   # read the request, answer nothing for 5 s
     rx.go_down(); ...; rx.come_up()                # refuse connections, then listen again
+    rx.require_authorization("Bearer t0ken")       # 401 (echoing what came) for any other
+    rx.max_samples = 100                           # 413 for larger requests
 
 Unscripted requests get 204 and their samples are accepted. The port is owned from
 construction to ``stop()`` (bound but not listening while down: connections are refused and
@@ -31,7 +33,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -169,6 +171,10 @@ class FaultReceiver:
         self._release = threading.Event()  # ends hangs early (stop / go_down)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        #: the Authorization header a request must carry (None: any)
+        self.authorization: str | None = None
+        #: the most samples a request may carry (None: any)
+        self.max_samples: int | None = None
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -217,12 +223,16 @@ class FaultReceiver:
         """Close the listening socket and every open connection: clients get refused/reset.
 
         The port stays reserved (bound, not listening), so nothing else takes it meanwhile.
+        A request being answered gets its whole answer first; one that arrives from now on is
+        neither recorded nor answered (as by a receiver that is gone), so a record means the
+        client was sent its answer.
         """
-        server, self._server = self._server, None
-        if server is None:
-            return
-        self._release.set()
-        self._stopping.set()
+        with self._lock:
+            server, self._server = self._server, None
+            if server is None:
+                return
+            self._release.set()
+            self._stopping.set()
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
@@ -270,6 +280,12 @@ class FaultReceiver:
     def hang(self, seconds: float, *, times: int = 1) -> None:
         with self._lock:
             self._script.extend(Hang(seconds) for _ in range(times))
+
+    def require_authorization(self, value: str | None) -> None:
+        """Answer 401 to requests without this Authorization header, echoing the one they
+        carried in the body (as careless receivers do: the client must not log it)."""
+        with self._lock:
+            self.authorization = value
 
     def clear_script(self) -> None:
         with self._lock:
@@ -320,21 +336,44 @@ class FaultReceiver:
         except Exception as exc:  # any undecodable body gets a 400
             error = f"cannot decode body: {exc}"
         with self._lock:
+            if self._server is not handler.server:
+                # Went down while this request was on its way: a receiver that is gone
+                # neither stores nor answers it.
+                handler.close_connection = True
+                return
             action: Action | None = self._script.popleft() if self._script else None
-        if error:
-            action = Respond(400, {}, error)
-        if isinstance(action, Hang):
-            self._record(RequestRecord(now_m, now_w, None, points, headers, error))
-            self._release.wait(action.seconds)
-            handler.close_connection = True
-            return
-        if action is None:
-            action = Respond(204)
-        status = action.status
-        # Record before answering: once the client sees the reply the record is there.
-        self._record(RequestRecord(now_m, now_w, status, points, headers, error))
-        with contextlib.suppress(OSError):
-            handler.reply(status, action.headers, action.body)
+            if action is None:
+                action = self._policy(headers, len(points))
+            if error:
+                action = Respond(400, {}, error)
+            if isinstance(action, Hang):
+                self._record(RequestRecord(now_m, now_w, None, points, headers, error))
+            else:
+                if action is None:
+                    action = Respond(204)
+                # Answer and record under the lock go_down() takes first, and record the status
+                # only once it was sent: a request recorded as accepted has been answered (else
+                # the client rightly sends it again, and the test would see a duplicate the
+                # receiver made up). Readers of the records wait for the lock: once the
+                # client has the answer, the record is there.
+                status: int | None = action.status
+                try:
+                    handler.reply(action.status, action.headers, action.body)
+                except OSError:
+                    status = None
+                self._record(RequestRecord(now_m, now_w, status, points, headers, error))
+                return
+        self._release.wait(action.seconds)
+        handler.close_connection = True
+
+    def _policy(self, headers: Mapping[str, str], samples: int) -> Action | None:
+        """The standing rules (auth, size), for requests the script does not answer."""
+        sent = headers.get("Authorization")
+        if self.authorization is not None and sent != self.authorization:
+            return Respond(401, {}, f"invalid credentials: Authorization: {sent}")
+        if self.max_samples is not None and samples > self.max_samples:
+            return Respond(413, {}, f"request too large: {samples} samples")
+        return None
 
     def _record(self, record: RequestRecord) -> None:
         with self._changed:
@@ -345,11 +384,20 @@ class FaultReceiver:
 class ClientProcess:
     """``python -m base_monitoring_client`` with a given environment, logging to a file."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, series: int = 5) -> None:
+    def __init__(
+        self, env: dict[str, str], log_path: Path, series: int = 5, args: Sequence[str] = ()
+    ) -> None:
         self.log_path = log_path
         with log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "base_monitoring_client", "--series", str(series)],
+                [
+                    sys.executable,
+                    "-m",
+                    "base_monitoring_client",
+                    "--series",
+                    str(series),
+                    *args,
+                ],
                 env={**os.environ, **env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
