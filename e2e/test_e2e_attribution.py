@@ -6,7 +6,8 @@ process (RAPL where readable, else its CPU-time estimate) and the ffmpeg-runner 
 second time, a busy loop on one core starts once the baseline window is done, so every
 transcode window shares the host with it. The attributed J per output minute must stay within
 ±15 % of the quiet run's, while the net energy (window minus baseline) moves by at least 30 %,
-and the hog's windows report a background CPU share far above the quiet ones'.
+and the hog's windows report a background CPU share of at least half and the CPU the hog adds.
+Nothing assumes the host is otherwise idle: the suite must pass beside other load too.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ BATCH = {
             "name": SCENARIO,
             "input": "bbb",
             "encoder": "libx264",
-            "preset": "veryfast",
+            # medium: about 0.6 of a core at 360p real time here, so the windows' busy CPU
+            # differs from the baseline's enough to fit idle power beside a one-core neighbour.
+            "preset": "medium",
             "bitrate": "600k",
             "resolution": "640x360",
             "realtime": True,
@@ -172,16 +175,36 @@ def test_attributed_energy_holds_beside_a_cpu_hog_while_net_energy_moves(
         f"attributed J/min quiet {quiet_attr:.3g} hog {hog_attr:.3g}; "
         f"net J/min quiet {quiet_net:.3g} hog {hog_net:.3g}"
     )
-    assert hog_attr == pytest.approx(quiet_attr, rel=0.15), summary
+    why = {f"{m}/{b}": r.warnings for m, rs in results.items() for b, r in rs.items()}
+    assert hog_attr == pytest.approx(quiet_attr, rel=0.15), f"{summary}; warnings {why}"
     assert abs(hog_net - quiet_net) >= 0.30 * abs(quiet_net), summary
-    quiet_share = _transcode_windows(results["quiet"]["attributed"])["background_cpu_share"]
-    hog_share = _transcode_windows(results["hog"]["attributed"])["background_cpu_share"]
-    assert len(quiet_share) == len(hog_share) == 3
+    quiet_w = _transcode_windows(results["quiet"]["attributed"])
+    hog_w = _transcode_windows(results["hog"]["attributed"])
+    assert len(quiet_w) == len(hog_w) == 3
+    hog_share = hog_w["background_cpu_share"]
     assert (hog_share >= 0.5).all(), f"{hog_share.tolist()}; {summary}"
-    # Quiet is the run's mean: a host is never silent (Prometheus compacts, the client pushes),
-    # and one window may catch a burst of that.
-    assert quiet_share.mean() <= 0.35, f"{quiet_share.tolist()}; {summary}"
-    assert hog_share.min() > quiet_share.max(), f"{quiet_share.tolist()} {hog_share.tolist()}"
+
+    # The share of a "quiet" run is whatever else this host runs (a CI neighbour, a hog the
+    # suite is tested beside), so the hog is checked by what it adds: the CPU the windows'
+    # own accounting leaves to other processes, in cores, rises by a good part of one core.
+    def background_cores(w: pd.DataFrame) -> pd.Series:
+        return (w["host_busy_cpu_s"] - w["transcode_cpu_s"]) / w["duration_s"]
+
+    quiet_bg, hog_bg = background_cores(quiet_w), background_cores(hog_w)
+    cores = f"background cores quiet {quiet_bg.round(2).tolist()} hog {hog_bg.round(2).tolist()}"
+    print(f"{cores}; {summary}")  # in the log with -s / -rP: what this host gave
+    assert hog_bg.mean() - quiet_bg.mean() >= 0.4, f"{cores}; {summary}"
+    assert hog_bg.min() > quiet_bg.mean(), f"{cores}; {summary}"
+    # On an otherwise quiet host (its baseline window busy under a quarter of a core: Prometheus,
+    # the client, the runner) the quiet run's windows are mostly the transcode's own CPU.
+    w = results["quiet"]["attributed"].windows
+    base = w[(w["phase"] == "baseline") & (w["scenario"] == SCENARIO)]
+    ambient = float((base["host_busy_cpu_s"] / base["duration_s"]).mean())
+    quiet_share = quiet_w["background_cpu_share"]
+    if ambient <= 0.25:
+        assert quiet_share.mean() <= 0.35, f"{quiet_share.tolist()}; {cores}; {summary}"
+    else:
+        print(f"host busy {ambient:.2f} CPUs before the quiet run: its share is not checked")
     # The report says so: every hog window is flagged with its share.
     flagged = [w for w in results["hog"]["attributed"].warnings if "other processes used" in w]
     assert len(flagged) == 3, results["hog"]["attributed"].warnings
