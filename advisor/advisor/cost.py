@@ -29,6 +29,9 @@ import numpy as np
 import pandas as pd
 
 from .cost_config import Assumption, CostConfig
+from .present.numbers import target as target_text
+from .present.quality import family_reason
+from .present.words import BASIS_TEXT
 from .quality import AtTarget, Family, Point, QualityAnalysis, dominance
 
 J_PER_KWH = 3.6e6
@@ -289,7 +292,7 @@ def at_target(
     for fam in qa.families:
         at: AtTarget | None = fam.at_target
         if at is None:
-            excluded.append({"family": fam.name, "reason": str(fam.reason or fam.status)})
+            excluded.append({"family": fam.name, "reason": str(family_reason(fam) or fam.status)})
             continue
         bitrate, basis = at.achieved_bitrate_bps, "achieved"
         if not (math.isfinite(bitrate) and bitrate > 0):
@@ -316,18 +319,19 @@ def title_cost(qa: QualityAnalysis, windows: pd.DataFrame, request: TitleCostReq
     fams, excluded = at_target(qa, windows) if qa.measured else ([], [])
     rows, ref = family_costs(fams, request)
     c = request.config
+    at = target_text(qa.target) if qa.target else None
     basis = Assumption(
         "encode_energy_basis",
         qa.basis,
         "J per output minute",
-        f"the quality analysis at {qa.target}: energy per output minute interpolated at the "
-        f"target ({qa.basis_text})",
+        f"the quality analysis at {at}: energy per output minute interpolated at the target"
+        f" ({BASIS_TEXT[qa.basis]})",
         True,
     )
     return TitleCost(
         title_minutes=request.title_minutes,
         views=request.views,
-        target=str(qa.target) if qa.target else "",
+        target=target_text(qa.target) if qa.target else "",
         energy_basis=qa.basis,
         delivery_model=c.delivery_model,
         delivery_kwh_per_gb=c.delivery.kwh_per_gb,

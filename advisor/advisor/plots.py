@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .present.numbers import target as target_text
 from .recommender import AdvisorReport
 
 MAX_SCENARIO_PANELS = 12
@@ -314,13 +315,13 @@ def frontier_plot(rep: AdvisorReport) -> str | None:
             "#d00",
             r=5,
             tips=[
-                f"{f.name} at {qa.target}: {f.at_target.energy:.4g} J/output min"
+                f"{f.name} at {target_text(qa.target)}: {f.at_target.energy:.4g} J/output min"
                 for f in reached
                 if f.at_target
             ],
             shape="x",
         )
-        entries.append((f"target {qa.target}", "#d00", "dashed"))
+        entries.append((f"target {target_text(qa.target)}", "#d00", "dashed"))
     ax.frame(f"{qa.metric} (mean over repeats)", f"J per output minute ({qa.basis})")
     height = max(440, 40 + 16 * len(entries))
     return svg(1000, height, [*ax.parts, legend(740, 40, entries, 10)], "energy vs quality")

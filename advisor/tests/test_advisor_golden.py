@@ -30,6 +30,7 @@ import pytest
 from advisor.cli import main
 from advisor.cost import TitleCostRequest
 from advisor.cost_config import parse_cost_config
+from advisor.present.quality import compare_doc
 from advisor.prom import PrometheusAPI, Series
 from advisor.quality import compare
 from advisor.recommender import AdvisorReport, HostComparison, TranscodingRecommender
@@ -363,7 +364,7 @@ def test_compare_output_is_unchanged(cases: Callable[[str], Case], fmt: str) -> 
         ("libx264/ultrafast/640x360", "libx265/fast/640x360"),  # touching at one quality
         ("libx265/fast/640x360", "libx264/ultrafast/640x360"),
     ]
-    docs = [compare(report.quality, a, b) for a, b in pairs]
+    docs = [compare_doc(report.quality, *compare(report.quality, a, b)) for a, b in pairs]
     if fmt == "json":
         text = json.dumps(docs, indent=2, allow_nan=False)
     else:
