@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import importlib
 import io
 import json
@@ -14,6 +13,7 @@ import pandas as pd
 
 from .attribution import BACKGROUND_FLAG_SHARE
 from .cost_text import sections as cost_sections
+from .present import html as page
 from .present import numbers as n
 from .present.notes import note_text
 from .present.quality import excluded, families_table, family_json, frontier_table
@@ -354,78 +354,54 @@ def render_csv(rep: AdvisorReport, table: str = "scenarios") -> str:
 # -- HTML ---------------------------------------------------------------------------------------
 
 
-def html_table(df: pd.DataFrame) -> str:
-    if df.empty:
-        return "<p><em>none</em></p>"
-    return df.to_html(index=False, escape=True, border=0, classes="t")
-
-
-def _html_body(body: Body) -> str:
-    if isinstance(body, pd.DataFrame):
-        return html_table(body)
-    return f"<pre>{html.escape(body)}</pre>"
-
-
-def _fig(title: str, svg: str) -> str:
-    return f"<figure><figcaption><h3>{html.escape(title)}</h3></figcaption>{svg}</figure>"
+def _figures(rep: AdvisorReport, named: Sequence[tuple[str, Any]]) -> list[page.Figure]:
+    """The plots that have something to draw, each with its title."""
+    out = []
+    for title, fn in named:
+        svg = fn(rep)
+        if svg:
+            out.append(page.figure(title, svg))
+    return out
 
 
 def render_html(rep: AdvisorReport) -> str:
     """Read top-down: the recommendation, the frontier and ranking plots, the tables, power
-    over time, then the prediction sections collapsed."""
-    css = (
-        "body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}"
-        "table.t{border-collapse:collapse;font-size:13px;margin:.5em 0}"
-        "table.t td,table.t th{border:1px solid #ccc;padding:3px 6px;text-align:left}"
-        "table.t th{background:#f0f0f0}pre{background:#f7f7f7;padding:.6em;white-space:pre-wrap}"
-        "figure{margin:.5em 0}svg{max-width:100%;height:auto;border:1px solid #ddd}"
-        "details{margin:1em 0}summary{font-size:1.3em;font-weight:bold;cursor:pointer}"
-    )
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>wattpush advisor report"
-        f"</title><style>{css}</style></head><body>"
-    ]
+    over time, then the prediction sections collapsed (templates/report.html)."""
     plots = importlib.import_module(".plots", __package__)
-    sections = _sections(rep)
-    main = [s for s in sections if s[2] == "main"]
-    (head_title, head, _), (rec_title, rec, _) = main[0], main[1]
-    parts.append(f"<h1>wattpush {html.escape(head_title.lower())}</h1>")
-    parts.append(f"<h2>{html.escape(rec_title)}</h2>{_html_body(rec)}")
-    for title, fn in (
-        ("Energy vs quality: the frontier", plots.frontier_plot),
-        ("Efficiency ranking", plots.ranking_plot),
-    ):
-        fig = fn(rep)
-        if fig:
-            parts.append(_fig(title, fig))
-    for title, fig in importlib.import_module(".plots_cost", __package__).figures(rep.cost):
-        parts.append(_fig(title, fig))
-    # What was measured and how (runs, receiver, quality basis, power sources), then tables.
-    parts.append(f"<h2>About these figures</h2>{_html_body(head)}")
-    for title, body, _ in main[2:]:
-        parts.append(f"<h2>{html.escape(title)}</h2>{_html_body(body)}")
-    parts.append("<h2>Power over time</h2>")
-    for title, fn in (
-        ("Power over time", plots.timeline_plot),
-        ("Power over time per scenario", plots.scenario_panels),
-    ):
-        fig = fn(rep)
-        if fig:
-            parts.append(_fig(title, fig))
-    pred = [s for s in sections if s[2] == "prediction"]
-    if pred:
-        parts.append("<details><summary>Prediction</summary>")
-        for title, body, _ in pred:
-            parts.append(f"<h3>{html.escape(title)}</h3>{_html_body(body)}")
-        fig = plots.prediction_plot(rep)
-        if fig:
-            parts.append(_fig("Prediction curve", fig))
-        parts.append("</details>")
-    for title, body, kind in sections:
-        if kind == "notes":
-            parts.append(f"<h2>{html.escape(title)}</h2>{_html_body(body)}")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    plots_cost = importlib.import_module(".plots_cost", __package__)
+    all_sections = _sections(rep)
+    main = [s for s in all_sections if s[2] == "main"]
+    top = _figures(
+        rep,
+        (
+            ("Energy vs quality: the frontier", plots.frontier_plot),
+            ("Efficiency ranking", plots.ranking_plot),
+        ),
+    )
+    top += [page.figure(title, svg) for title, svg in plots_cost.figures(rep.cost)]
+    prediction = [s for s in all_sections if s[2] == "prediction"]
+    prediction_svg = plots.prediction_plot(rep) if prediction else ""
+    context = {
+        "css": page.CSS,
+        "head": page.section(main[0][0], main[0][1]),
+        "recommendation": page.section(main[1][0], main[1][1]),
+        "top_figures": top,
+        # What was measured and how (runs, receiver, quality basis, power sources), then tables.
+        "tables": page.sections(main[2:]),
+        "time_figures": _figures(
+            rep,
+            (
+                ("Power over time", plots.timeline_plot),
+                ("Power over time per scenario", plots.scenario_panels),
+            ),
+        ),
+        "prediction": page.sections(prediction),
+        "prediction_figure": page.figure("Prediction curve", prediction_svg)
+        if prediction_svg
+        else None,
+        "notes": page.sections(s for s in all_sections if s[2] == "notes"),
+    }
+    return page.render_page("report.html", context)
 
 
 def render(rep: AdvisorReport, fmt: str, csv_table: str = "scenarios") -> str:

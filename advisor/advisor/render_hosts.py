@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import io
 import json
 from typing import Any
@@ -10,11 +9,12 @@ from typing import Any
 import pandas as pd
 
 from .attribution import basis_score
+from .present import html as page
 from .present.numbers import fmt
 from .present.report import clean, host_summary, host_verdicts_json, report_dict, summary
 from .present.words import describe_score
 from .recommender import HostComparison
-from .render import html_table, markdown_table, scenario_display, text_table
+from .render import markdown_table, scenario_display, text_table
 
 
 def comparison_display(cmp: HostComparison, rank_by: str) -> pd.DataFrame:
@@ -80,20 +80,19 @@ def render_host_comparison(cmp: HostComparison, fmt: str, rank_by: str | None = 
             parts += [f"{head}{host}", summary(rep), fmt_table(scenario_display(rep))]
         return "\n\n".join(parts) + "\n"
     if fmt == "html":
-        parts = [
-            "<!DOCTYPE html><html><head><meta charset='utf-8'><title>wattpush hosts compared"
-            "</title></head><body>",
-            f"<h1>Hosts compared ({html.escape(rank_by)}: "
-            f"{html.escape(describe_score(rank_by))})</h1>",
-            f"<pre>{html.escape(text)}</pre>",
-            html_table(table),
-        ]
-        for host, rep in cmp.reports.items():
-            parts += [
-                f"<h2>{html.escape(host)}</h2>",
-                f"<pre>{html.escape(summary(rep))}</pre>",
-                html_table(scenario_display(rep)),
-            ]
-        parts.append("</body></html>")
-        return "\n".join(parts)
+        context = {
+            "rank_by": rank_by,
+            "rank_by_text": describe_score(rank_by),
+            "summary": text,
+            "table": page.table_html(table),
+            "hosts": [
+                {
+                    "name": host,
+                    "summary": summary(rep),
+                    "table": page.table_html(scenario_display(rep)),
+                }
+                for host, rep in cmp.reports.items()
+            ],
+        }
+        return page.render_page("hosts.html", context)
     raise ValueError(f"unknown format {fmt!r}")
