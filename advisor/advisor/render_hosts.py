@@ -81,6 +81,7 @@ def render_host_comparison(cmp: HostComparison, fmt: str, rank_by: str | None = 
         return "\n\n".join(parts) + "\n"
     if fmt == "html":
         context = {
+            "css": page.CSS,
             "rank_by": rank_by,
             "rank_by_text": describe_score(rank_by),
             "summary": text,

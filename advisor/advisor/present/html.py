@@ -26,6 +26,9 @@ CSS = (
     "table.t{border-collapse:collapse;font-size:13px;margin:.5em 0}"
     "table.t td,table.t th{border:1px solid #ccc;padding:3px 6px;text-align:left}"
     "table.t th{background:#f0f0f0}pre{background:#f7f7f7;padding:.6em;white-space:pre-wrap}"
+    # a table wider than the page (the scenarios' many columns) scrolls in its own box
+    # instead of widening the page past the window
+    "table.t{display:block;max-width:100%;overflow-x:auto}"
     "figure{margin:.5em 0}svg{max-width:100%;height:auto;border:1px solid #ddd}"
     "details{margin:1em 0}summary{font-size:1.3em;font-weight:bold;cursor:pointer}"
 )
