@@ -600,6 +600,8 @@ FLAGS = {
     "compare_hosts": "--compare-hosts",
     "results": "--results",
     "since_s": "--since",
+    "step_s": "--step",
+    "cost_config": "--cost-config",
 }
 
 
@@ -624,7 +626,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         values = settings_from_args(args, settings, env)
         query = QueryConfig.from_values(values) if args.command in QUERY_COMMANDS else None
     except ConfigError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        print(f"{PROG}: {flag_message(exc)}", file=sys.stderr)
         return exc.exit_code
     configure_logging(values["log_level"], values["log_format"], PROG)
     for warning in query.auth.warnings if query is not None else ():
