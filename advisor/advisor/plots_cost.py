@@ -11,6 +11,7 @@ import numpy as np
 from .cost import TitleCost
 from .cost_text import num, views_text
 from .plots import Axes, color, legend, limits, pt, svg, tick_text
+from .present.cost import target_text
 
 BOX = (80, 30, 640, 360)
 
@@ -113,7 +114,8 @@ def views_plot(cost: TitleCost | None) -> str | None:
     ax.frame(
         "views (log)",
         "total kWh (log)",
-        title=f"Encode once + deliver N views at {cost.target} ({cost.delivery_model} delivery)",
+        title=f"Encode once + deliver N views at {target_text(cost)} "
+        f"({cost.delivery_model} delivery)",
         xticks=False,
         yticks=False,
     )
@@ -167,7 +169,7 @@ def frontier_plot(cost: TitleCost | None) -> str | None:
     ax.frame(
         "GB delivered per view",
         f"encode kWh for the title ({cost.energy_basis})",
-        title=f"Encode energy vs delivered bits at {cost.target}",
+        title=f"Encode energy vs delivered bits at {target_text(cost)}",
     )
     height = max(440, 40 + 16 * len(entries))
     body = [*ax.parts, legend(740, 40, entries, 10)]

@@ -11,6 +11,7 @@ import pandas as pd
 from ..analysis import SCORE_DIRECTIONS, LadderResult, WelchTest, finite_or_none
 from ..cost_text import summary_line as cost_summary_line
 from . import numbers as n
+from .cost import cost_json
 from .notes import idle_text, notes_text
 from .quality import lines as quality_lines
 from .quality import quality_json
@@ -296,7 +297,7 @@ def report_dict(rep: AdvisorReport) -> dict[str, Any]:
             "meta": meta,
             "summary": summary(rep),
             "quality": quality_json(rep.quality),
-            "cost": rep.cost.to_json() if rep.cost else None,
+            "cost": cost_json(rep.cost) if rep.cost else None,
             "search": search_json(rep.search) if rep.search else None,
             "best_overall": rep.best_overall,
             "ladders": [ladder_json(lad) for lad in rep.ladders],
