@@ -2,8 +2,9 @@
 # Installs the Debian/Ubuntu packages wattpush's demo and tests use. Idempotent.
 set -euo pipefail
 
+# chromium: the advisor's HTML report is loaded and measured in headless Chromium by its tests.
 packages=(prometheus victoria-metrics ffmpeg shellcheck bats apparmor nginx libnginx-mod-rtmp
-          debootstrap docker.io docker-compose python3-venv curl jq)
+          debootstrap docker.io docker-compose python3-venv curl jq chromium)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")

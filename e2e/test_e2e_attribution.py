@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from advisor.present.notes import notes_text
 from advisor.recommender import AdvisorReport, TranscodingRecommender
 from base_monitoring_client.cputime import clock_ticks_per_second, parse_proc_pid_stat
 from ffmpeg_runner.source import clip_path
@@ -218,5 +219,6 @@ def test_attributed_energy_holds_beside_a_cpu_hog_while_net_energy_moves(
     else:
         print(f"host busy {ambient:.2f} CPUs before the quiet run: its share is not checked")
     # The report says so: every hog window is flagged with its share.
-    flagged = [w for w in results["hog"]["attributed"].warnings if "other processes used" in w]
-    assert len(flagged) == 3, results["hog"]["attributed"].warnings
+    said = notes_text(results["hog"]["attributed"].warnings)
+    flagged = [w for w in said if "other processes used" in w]
+    assert len(flagged) == 3, said

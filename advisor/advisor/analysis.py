@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -287,55 +288,60 @@ def add_scores(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def welch_verdict(
+@dataclass(frozen=True)
+class WelchTest:
+    """Welch's t-test of the winner's per-repeat scores against the runner-up's.
+
+    ``significant`` is None when it cannot be tested (fewer than 2 valid repeats on a side);
+    with zero spread on both sides no t is computed (``zero_spread``)."""
+
+    winner: str
+    runner_up: str
+    metric: str
+    alpha: float
+    n_winner: int
+    n_runner_up: int
+    relative_pct: float = math.nan  # (winner - runner-up) / |runner-up|, in %
+    t: float | None = None
+    p_value: float | None = None
+    significant: bool | None = None
+    zero_spread: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "test": "welch_t",
+            "metric": self.metric,
+            "alpha": self.alpha,
+            "n_winner": self.n_winner,
+            "n_runner_up": self.n_runner_up,
+            "t": self.t,
+            "p_value": self.p_value,
+            "significant": self.significant,
+        }
+
+
+def welch_test(
     names: tuple[str, str], a: FloatArray, b: FloatArray, metric: str, alpha: float
-) -> dict[str, Any]:
-    """Welch's t-test (scipy ttest_ind, equal_var=False) of winner vs runner-up, in words."""
-    winner, runner = names
+) -> WelchTest:
+    """Welch's t-test (scipy ttest_ind, equal_var=False) of winner vs runner-up."""
     a = a[np.isfinite(a)]
     b = b[np.isfinite(b)]
-    out: dict[str, Any] = {
-        "test": "welch_t",
-        "metric": metric,
-        "alpha": alpha,
-        "n_winner": int(a.size),
-        "n_runner_up": int(b.size),
-        "t": None,
-        "p_value": None,
-        "significant": None,
-    }
+    test = WelchTest(names[0], names[1], metric, alpha, int(a.size), int(b.size))
     if a.size < 2 or b.size < 2:
-        out["verdict"] = (
-            f"{winner} ranks ahead of {runner}, but significance cannot be tested with "
-            f"{a.size} and {b.size} valid repeats; measure at least 2 (better 3+) repeats of each."
-        )
-        return out
+        return test
     ma, mb = float(a.mean()), float(b.mean())
     rel = (ma - mb) / abs(mb) * 100 if mb else float("inf")
-    better = "better" if SCORE_DIRECTIONS.get(metric, True) else "lower (better)"
     if float(a.var(ddof=1)) == 0 and float(b.var(ddof=1)) == 0:
-        out.update(significant=ma != mb, p_value=0.0 if ma != mb else 1.0)
-        out["verdict"] = (
-            f"{winner} and {runner} have zero spread over repeats; difference {rel:+.1f}%."
+        return dataclasses.replace(
+            test,
+            relative_pct=rel,
+            significant=ma != mb,
+            p_value=0.0 if ma != mb else 1.0,
+            zero_spread=True,
         )
-        return out
     res = stats.ttest_ind(a, b, equal_var=False)
     t, p = float(res.statistic), float(res.pvalue)
-    sig = bool(p < alpha)
-    out.update(t=t, p_value=p, significant=sig)
-    if sig:
-        out["verdict"] = (
-            f"{winner} is significantly {better} than {runner} on {metric} "
-            f"({rel:+.1f}%, Welch t = {t:.2f}, p = {p:.3g} < {alpha}, "
-            f"{a.size} vs {b.size} repeats)."
-        )
-    else:
-        out["verdict"] = (
-            f"{winner} is ahead of {runner} on {metric} by {rel:+.1f}%, but the difference is NOT "
-            f"significant (Welch t = {t:.2f}, p = {p:.3g} ≥ {alpha}, {a.size} vs {b.size} "
-            "repeats); treat them as equivalent or measure more repeats."
-        )
-    return out
+    return dataclasses.replace(test, relative_pct=rel, t=t, p_value=p, significant=bool(p < alpha))
 
 
 def aggregate_scenarios(df: pd.DataFrame, rank_by: str) -> pd.DataFrame:
@@ -390,18 +396,8 @@ class LadderResult:
     ranking: list[str]
     winner: str | None
     runner_up: str | None
-    test: dict[str, Any] | None
+    test: WelchTest | None  # None with fewer than two ranked configurations
     unranked: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "ladder": self.ladder,
-            "ranking": self.ranking,
-            "winner": self.winner,
-            "runner_up": self.runner_up,
-            "test": self.test,
-            "unranked": self.unranked,
-        }
 
 
 def rank_ladders(
@@ -422,9 +418,7 @@ def rank_ladders(
             vals = ok[ok["ladder"] == ladder]
             a = vals[vals["scenario"] == winner][rank_by].to_numpy(dtype=np.float64)
             b = vals[vals["scenario"] == runner][rank_by].to_numpy(dtype=np.float64)
-            test = welch_verdict((winner, runner), a, b, rank_by, alpha)
-        elif winner:
-            test = {"verdict": f"{winner} is the only configuration measured for this ladder."}
+            test = welch_test((winner, runner), a, b, rank_by, alpha)
         out.append(LadderResult(str(ladder), ranking, winner, runner, test, unranked))
     return out
 

@@ -39,13 +39,9 @@ from ffmpeg_runner.contract import WindowRecord
 
 from .energy import FloatArray
 from .errors import AdvisorConfigError
+from .notes import Note, note
 
 BASES = ("attributed", "net", "gross")
-BASIS_TEXT = {
-    "attributed": "attributed to the transcode by its share of busy CPU, idle power excluded",
-    "net": "net of idle power",
-    "gross": "whole machine, baseline not subtracted",
-}
 # Background share above which a window is flagged: most of its dynamic energy is then others'.
 BACKGROUND_FLAG_SHARE = 0.25
 MIN_FIT_WINDOWS = 3
@@ -63,7 +59,7 @@ NO_ACCOUNTING = (
 )
 
 # score -> its column on each basis; other scores have no basis (power, frames per watt).
-_BASIS_SCORES: Mapping[str, Mapping[str, str]] = {
+BASIS_SCORES: Mapping[str, Mapping[str, str]] = {
     "pixels_per_joule": {
         "gross": "pixels_per_joule",
         "net": "net_pixels_per_joule",
@@ -76,14 +72,6 @@ _BASIS_SCORES: Mapping[str, Mapping[str, str]] = {
         "attributed": "attributed_energy_per_output_minute_j",
     },
 }
-SCORE_WORDS = {
-    "pixels_per_joule": "output pixels per joule",
-    "energy_j": "energy per window (J)",
-    "energy_per_output_minute_j": "J per output minute",
-    "throughput_per_watt": "frames per second per watt (whole machine)",
-    "energy_per_frame_j": "J per output frame (whole machine)",
-    "mean_power_w": "mean power (W, whole machine)",
-}
 
 
 def uses_gpu_encoder(encoder: str) -> bool:
@@ -94,19 +82,10 @@ def basis_score(score: str, basis: str) -> str:
     """The column that ranks by ``score`` on ``basis``: ``pixels_per_joule`` on the attributed
     basis is ``attributed_pixels_per_joule``; a score named with its basis (``net_…``) or one
     without a basis (``mean_power_w``) is itself."""
-    for variants in _BASIS_SCORES.values():
+    for variants in BASIS_SCORES.values():
         if score in variants.values():
             return variants[basis] if score == variants["gross"] else score
     return score
-
-
-def describe_score(column: str) -> str:
-    """``attributed_pixels_per_joule`` -> ``output pixels per joule of attributed energy``."""
-    for base, variants in _BASIS_SCORES.items():
-        for basis, name in variants.items():
-            if name == column:
-                return f"{SCORE_WORDS[base]} of {basis} energy"
-    return SCORE_WORDS.get(column, column)
 
 
 # -- the fit ----------------------------------------------------------------------------------
@@ -188,47 +167,6 @@ class IdlePower:
     baselines: int  # the run's ok baseline windows with CPU accounting
     gpu_idle_w: float  # mean GPU power of the run's baselines; NaN without GPU or baseline
 
-    def describe(self) -> str:
-        """One sentence for the report's notes, with the numbers."""
-        head = f"run {self.run_id}: idle power"
-        fit = self.fit
-        if self.method == "fit" and fit is not None:
-            text = (
-                f"{head} {self.idle_w:.3g} W at zero busy CPU, from a fit of CPU power against "
-                f"busy CPUs over {fit.n} windows: P = {fit.idle_w:.3g} W + {fit.w_per_cpu:.3g} W "
-                f"x busy CPUs (busy {fit.busy_min:.2f}-{fit.busy_max:.2f} CPUs, "
-                f"R² {fit.r2:.3f})"
-            )
-        elif self.method == "baseline corrected":
-            text = (
-                f"{head} {self.idle_w:.3g} W: the fit is not usable ({self.fit_problem}), so the "
-                f"baseline's power is corrected by its own busy CPU at {self.w_per_cpu:.3g} W "
-                f"per busy CPU (the median slope from the baseline to the transcode windows)"
-            )
-        elif self.method == "baseline":
-            text = (
-                f"{head} {self.idle_w:.3g} W, the baseline's power as measured: the fit is not "
-                f"usable ({self.fit_problem}) and no transcode window used more CPU than the "
-                "baseline, so its own busy CPU cannot be corrected for"
-            )
-        elif self.baselines:
-            return (
-                f"{head} unknown: the fit is not usable ({self.fit_problem}); its windows "
-                "cannot be attributed"
-            )
-        else:
-            return (
-                f"{head} unknown: the fit is not usable ({self.fit_problem}) and the run has "
-                "no baseline window with CPU accounting (run ffmpeg-runner with "
-                "--with-baseline); its windows cannot be attributed"
-            )
-        if math.isfinite(self.gpu_idle_w):
-            text += (
-                f"; GPU idle power {self.gpu_idle_w:.3g} W (mean of {self.baselines} baseline "
-                "window(s)), taken from a GPU encoder's windows in full"
-            )
-        return text
-
     def to_json(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
@@ -238,8 +176,22 @@ class IdlePower:
             "fit": self.fit.to_json() if self.fit else None,
             "fit_problem": self.fit_problem,
             "gpu_idle_power_w": self.gpu_idle_w,
-            "note": self.describe(),
         }
+
+
+def unknown_idle_reason(idle: IdlePower) -> str:
+    """Why a run's windows cannot be attributed when its idle power is unknown: each such
+    window's ``attribution_problem``."""
+    if idle.baselines:
+        return (
+            f"idle power unknown: the fit is not usable ({idle.fit_problem}); its windows "
+            "cannot be attributed"
+        )
+    return (
+        f"idle power unknown: the fit is not usable ({idle.fit_problem}) and the run has no "
+        "baseline window with CPU accounting (run ffmpeg-runner with --with-baseline); its "
+        "windows cannot be attributed"
+    )
 
 
 def _weighted_mean(values: pd.Series, weights: pd.Series) -> float:
@@ -327,7 +279,7 @@ def _window_attribution(
     if not (math.isfinite(busy) and math.isfinite(transcode)):
         return nan, nan, nan, NO_ACCOUNTING
     if idle is None or not math.isfinite(idle.idle_w):
-        why = idle.describe().split(": ", 1)[1] if idle else "idle power unknown"
+        why = unknown_idle_reason(idle) if idle else "idle power unknown"
         return nan, nan, nan, why
     duration = float(row["duration_s"])
     dynamic = float(row["cpu_energy_j"]) - idle.idle_w * duration
@@ -393,25 +345,27 @@ def attribute(df: pd.DataFrame) -> tuple[pd.DataFrame, list[IdlePower]]:
 def check_basis(requested: str | None) -> str | None:
     if requested is not None and requested not in BASES:
         raise AdvisorConfigError(
-            f"--energy-basis {requested!r}: choose one of {', '.join(BASES)} (or leave it out: "
-            "attributed where every window has CPU accounting)"
+            f"energy_basis {requested!r}: choose one of {', '.join(BASES)} (or leave it out: "
+            "attributed where every window has CPU accounting)",
+            settings=("energy_basis",),
         )
     return requested
 
 
 def require_accounting(windows: Sequence[WindowRecord], requested: str | None) -> None:
-    """``--energy-basis attributed`` on windows without CPU accounting: exit 2 with the fix."""
+    """The attributed basis asked for on windows without CPU accounting: exit 2 with the fix."""
     if requested != "attributed":
         return
     lacking = [w for w in windows if w.status == "ok" and w.accounting is None]
     if lacking:
         runs = ", ".join(sorted({w.run_id for w in lacking}))
         raise AdvisorConfigError(
-            f"--energy-basis attributed: {len(lacking)} window(s) of run(s) {runs} have no CPU "
+            f"energy_basis attributed: {len(lacking)} window(s) of run(s) {runs} have no CPU "
             "accounting (e.g. "
             f"{lacking[0].window_id}; manifest schema 2 or older, or no ffmpeg_window_cpu_seconds "
             "series): re-run the scenarios with an ffmpeg-runner that records process accounting "
-            "(manifest schema 3), or pass --energy-basis net (or gross)"
+            "(manifest schema 3), or pass energy_basis net (or gross)",
+            settings=("energy_basis",),
         )
 
 
@@ -422,7 +376,7 @@ def every_window_accounted(df: pd.DataFrame) -> bool:
     return bool(np.isfinite(ok[["host_busy_cpu_s", "transcode_cpu_s"]].to_numpy(float)).all())
 
 
-def resolve_basis(df: pd.DataFrame, requested: str | None) -> tuple[str, list[str]]:
+def resolve_basis(df: pd.DataFrame, requested: str | None) -> tuple[str, list[Note]]:
     """The basis every figure uses, and notes saying why where it was chosen for the user.
 
     Left to itself: ``attributed`` when every ok window has CPU accounting, else ``net`` when
@@ -433,23 +387,13 @@ def resolve_basis(df: pd.DataFrame, requested: str | None) -> tuple[str, list[st
         return requested, []
     if every_window_accounted(df):
         return "attributed", []
-    notes = [
-        "energy is not attributed to the transcode: "
-        + ("no window has" if not _any_accounted(df) else "some windows lack")
-        + " CPU accounting (an ffmpeg-runner without process accounting, manifest schema 2 or "
-        "older); attribution needs a newer ffmpeg-runner"
-    ]
+    notes = [note("not_attributed", any_accounted=_any_accounted(df))]
     tr = df[(df["phase"] == "transcode") & (df["status"] == "ok")]
     base = tr["baseline_power_w"] if "baseline_power_w" in tr else pd.Series(math.nan, tr.index)
     no_base = tr[~np.isfinite(base.to_numpy(dtype=np.float64))]
     if tr.empty or no_base.empty:
         return "net", notes
-    names = sorted(set(no_base["scenario"].astype(str)))
-    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
-    notes.append(
-        "energy is the whole machine's (baseline not subtracted) for every figure, because "
-        f"{', '.join(names[:5])}{more} lack a baseline (run ffmpeg-runner with --with-baseline)"
-    )
+    notes.append(note("gross_basis", scenarios=sorted(set(no_base["scenario"].astype(str)))))
     return "gross", notes
 
 
@@ -479,28 +423,18 @@ def basis_problem(row: Mapping[Any, Any], basis: str) -> str | None:
     return None if energy > 0 else "no energy measured"
 
 
-def basis_warnings(df: pd.DataFrame, basis: str) -> list[str]:
+def basis_notes(df: pd.DataFrame, basis: str) -> list[Note]:
     """Each ok transcode window flagged for its background load, and each that has no energy
     on the basis, with the reason."""
-    out: list[str] = []
+    out: list[Note] = []
     tr = df[(df["phase"] == "transcode") & (df["status"] == "ok")]
     for row in tr.to_dict(orient="records"):
         share = float(row.get("background_cpu_share", math.nan))
         if math.isfinite(share) and share > BACKGROUND_FLAG_SHARE:
-            how = (
-                "its energy is attributed by CPU share"
-                if basis == "attributed"
-                else f"its {basis} energy includes theirs (--energy-basis attributed separates "
-                "them)"
-            )
-            out.append(
-                f"window {row['window_id']}: other processes used {100 * share:.0f} % of the "
-                f"CPU during this window; {how}"
-            )
+            out.append(note("background_share", window=row["window_id"], share=share, basis=basis))
         problem = basis_problem(row, basis)
         if problem:
             out.append(
-                f"window {row['window_id']}: no {basis} energy ({problem}); left out of the "
-                f"{basis} figures"
+                note("no_basis_energy", window=row["window_id"], basis=basis, problem=problem)
             )
     return out

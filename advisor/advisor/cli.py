@@ -39,9 +39,11 @@ from .analysis import SCORE_DIRECTIONS, finite_or_none
 from .attribution import BASES
 from .cost import TitleCostRequest
 from .cost_config import load_cost_config
-from .errors import AdvisorConfigError, AdvisorError
+from .errors import AdvisorConfigError, AdvisorError, InsufficientDataError
 from .export import require_pyarrow, write_parquet
 from .predict import PowerPredictor
+from .present.quality import compare_doc
+from .present.quality import lines as quality_lines
 from .prom import PrometheusAPI
 from .quality import QualityTarget, compare, parse_target
 from .recommender import DEFAULT_MAX_EDGE_GAP_S, TranscodingRecommender
@@ -352,7 +354,10 @@ def cmd_compare(args: argparse.Namespace, query: QueryConfig) -> int:
         report = rec.analyze(windows)
     finally:
         api.close()
-    doc = compare(report.quality, args.family_a, args.family_b)
+    qa = report.quality
+    if not qa.measured or qa.metric is None:
+        raise InsufficientDataError(" ".join(quality_lines(qa)) or "quality was not measured")
+    doc = compare_doc(qa, *compare(qa, args.family_a, args.family_b))
     if args.format == "json":
         text = json.dumps({k: _json_value(v) for k, v in doc.items()}, indent=2, allow_nan=False)
     else:
@@ -582,6 +587,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The analysis names a setting as the Python API does; the user typed it as this flag.
+FLAGS = {
+    "target_quality": "--target-quality",
+    "quality_metric": "--metric",
+    "energy_basis": "--energy-basis",
+    "rank_by": "--rank-by",
+    "max_edge_gap_s": "--max-edge-gap",
+    "query_mode": "--query-mode",
+    "prometheus_url": "--prometheus-url",
+    "instance": "--instance",
+    "compare_hosts": "--compare-hosts",
+    "results": "--results",
+    "since_s": "--since",
+    "step_s": "--step",
+    "cost_config": "--cost-config",
+}
+
+
+def flag_message(exc: Exception) -> str:
+    """The error's message with each setting it names said as the flag that sets it."""
+    text = str(exc)
+    for setting in getattr(exc, "settings", ()):
+        flag = FLAGS.get(setting)
+        if flag:
+            text = re.sub(rf"(?<![\w-]){re.escape(setting)}(?![\w-])", flag, text)
+    return text
+
+
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -593,7 +626,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         values = settings_from_args(args, settings, env)
         query = QueryConfig.from_values(values) if args.command in QUERY_COMMANDS else None
     except ConfigError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        print(f"{PROG}: {flag_message(exc)}", file=sys.stderr)
         return exc.exit_code
     configure_logging(values["log_level"], values["log_format"], PROG)
     for warning in query.auth.warnings if query is not None else ():
@@ -606,10 +639,10 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             return cmd_report(args, query)
         return cmd_compare(args, query)
     except ConfigError as exc:
-        log.error("%s", exc)
+        log.error("%s", flag_message(exc))
         return 2
     except MonitoringClientError as exc:
-        log.error("%s", exc)
+        log.error("%s", flag_message(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 from .cost_config import Assumption, CostConfig
-from .quality import AtTarget, Family, Point, QualityAnalysis, dominance
+from .notes import Note, note
+from .quality import AtTarget, Family, Point, QualityAnalysis, QualityTarget, dominance
 
 J_PER_KWH = 3.6e6
 BYTES_PER_GB = 1e9
@@ -105,7 +106,7 @@ class FamilyCost:
 class TitleCost:
     title_minutes: float
     views: float
-    target: str
+    target: QualityTarget | None
     energy_basis: str
     delivery_model: str
     delivery_kwh_per_gb: float
@@ -113,7 +114,9 @@ class TitleCost:
     currency: str | None
     reference: str | None  # the family with the least encode energy
     families: list[FamilyCost] = field(default_factory=list)
-    excluded: list[dict[str, str]] = field(default_factory=list)
+    # the families not priced: {"family": name, "why": Note}
+    excluded: list[dict[str, Any]] = field(default_factory=list)
+    # encode_energy_basis first: its source is the quality analysis (the presentation says it)
     assumptions: list[Assumption] = field(default_factory=list)
     carbon_missing: str | None = None
     money_missing: list[str] = field(default_factory=list)
@@ -125,26 +128,6 @@ class TitleCost:
 
     def family(self, name: str) -> FamilyCost:
         return next(f for f in self.families if f.family == name)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "title_minutes": self.title_minutes,
-            "views": self.views,
-            "target": self.target,
-            "energy_basis": self.energy_basis,
-            "delivery_model": self.delivery_model,
-            "delivery_kwh_per_gb": self.delivery_kwh_per_gb,
-            "carbon_g_per_kwh": self.carbon_g_per_kwh,
-            "currency": self.currency,
-            "reference_family": self.reference,
-            "least_total_energy_family": self.cheapest.family if self.cheapest else None,
-            "frontier": [f.family for f in self.families if f.on_frontier],
-            "families": [f.to_json() for f in self.families],
-            "excluded": self.excluded,
-            "carbon_missing": self.carbon_missing,
-            "money_missing": self.money_missing,
-            "assumptions": [a.to_json() for a in self.assumptions],
-        }
 
 
 # -- closed form ------------------------------------------------------------------------------
@@ -280,22 +263,26 @@ def _wall_s_per_output_minute(windows: pd.DataFrame, fam: Family, point: Point) 
     return float(np.mean(dur[ok] / minutes[ok])) if ok.any() else math.nan
 
 
+def _unpriced(fam: Family, why: Note) -> dict[str, Any]:
+    return {"family": fam.name, "why": why}
+
+
 def at_target(
     qa: QualityAnalysis, windows: pd.DataFrame
-) -> tuple[list[FamilyAtTarget], list[dict[str, str]]]:
+) -> tuple[list[FamilyAtTarget], list[dict[str, Any]]]:
     """The families that reach the target, with what the cost needs; the others with why."""
     fams: list[FamilyAtTarget] = []
-    excluded: list[dict[str, str]] = []
+    excluded: list[dict[str, Any]] = []
     for fam in qa.families:
         at: AtTarget | None = fam.at_target
         if at is None:
-            excluded.append({"family": fam.name, "reason": str(fam.reason or fam.status)})
+            excluded.append(_unpriced(fam, note("not_at_target", family=fam)))
             continue
         bitrate, basis = at.achieved_bitrate_bps, "achieved"
         if not (math.isfinite(bitrate) and bitrate > 0):
             bitrate, basis = at.bitrate_bps, "nominal"
         if not (math.isfinite(bitrate) and bitrate > 0):
-            excluded.append({"family": fam.name, "reason": "no bitrate at the target"})
+            excluded.append(_unpriced(fam, note("no_bitrate")))
             continue
         lo = _wall_s_per_output_minute(windows, fam, at.lower)
         hi = _wall_s_per_output_minute(windows, fam, at.upper) if at.weight else lo
@@ -316,18 +303,12 @@ def title_cost(qa: QualityAnalysis, windows: pd.DataFrame, request: TitleCostReq
     fams, excluded = at_target(qa, windows) if qa.measured else ([], [])
     rows, ref = family_costs(fams, request)
     c = request.config
-    basis = Assumption(
-        "encode_energy_basis",
-        qa.basis,
-        "J per output minute",
-        f"the quality analysis at {qa.target}: energy per output minute interpolated at the "
-        f"target ({qa.basis_text})",
-        True,
-    )
+    # Its source is the quality analysis at the target, in words: advisor.present.cost.
+    basis = Assumption("encode_energy_basis", qa.basis, "J per output minute", "", True)
     return TitleCost(
         title_minutes=request.title_minutes,
         views=request.views,
-        target=str(qa.target) if qa.target else "",
+        target=qa.target,
         energy_basis=qa.basis,
         delivery_model=c.delivery_model,
         delivery_kwh_per_gb=c.delivery.kwh_per_gb,

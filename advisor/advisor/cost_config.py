@@ -198,6 +198,10 @@ class _Reader:
         return DeliveryIntensity(value) if value is not None else None
 
 
+# the setting a cost file error names (the CLI says it as --cost-config)
+COST_CONFIG = ("cost_config",)
+
+
 def read_cost_document(path: Path) -> dict[str, Any]:
     """The cost file as a JSON object; AdvisorConfigError names the file and the fix."""
     fix = f"see {EXAMPLE_FILE} for the keys"
@@ -205,20 +209,24 @@ def read_cost_document(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise AdvisorConfigError(
-            f"--cost-config {str(path)!r}: no such file; pass the path of a JSON cost file "
-            f"({fix}), or leave --cost-config out for the published defaults"
+            f"cost_config {str(path)!r}: no such file; pass the path of a JSON cost file "
+            f"({fix}), or leave cost_config out for the published defaults",
+            settings=COST_CONFIG,
         ) from None
     except OSError as exc:
-        raise AdvisorConfigError(f"--cost-config {str(path)!r}: cannot be read ({exc})") from None
+        raise AdvisorConfigError(
+            f"cost_config {str(path)!r}: cannot be read ({exc})", settings=COST_CONFIG
+        ) from None
     try:
         doc = json.loads(text)
     except ValueError as exc:
         raise AdvisorConfigError(
-            f"--cost-config {str(path)!r}: not valid JSON ({exc}); {fix}"
+            f"cost_config {str(path)!r}: not valid JSON ({exc}); {fix}", settings=COST_CONFIG
         ) from None
     if not isinstance(doc, dict):
         raise AdvisorConfigError(
-            f"--cost-config {str(path)!r}: expected a JSON object of keys; {fix}"
+            f"cost_config {str(path)!r}: expected a JSON object of keys; {fix}",
+            settings=COST_CONFIG,
         )
     return doc
 

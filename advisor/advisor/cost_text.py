@@ -8,6 +8,7 @@ import math
 import pandas as pd
 
 from .cost import FamilyCost, TitleCost
+from .present.cost import assumptions, target_text, unpriced_reason
 
 # (title, body, kind) as render.Section
 CostSection = tuple[str, pd.DataFrame | str, str]
@@ -40,7 +41,7 @@ def _money(cost: TitleCost, value: float) -> str:
 def summary_line(cost: TitleCost) -> str:
     """One line: which family costs the least energy in all for this title and audience."""
     head = (
-        f"Title cost at {cost.target}, a {num(cost.title_minutes)}-minute title watched "
+        f"Title cost at {target_text(cost)}, a {num(cost.title_minutes)}-minute title watched "
         f"{views_text(cost.views)} times ({cost.delivery_model} delivery, "
         f"{cost.delivery_kwh_per_gb:g} kWh/GB)"
     )
@@ -92,7 +93,7 @@ def verdict_lines(cost: TitleCost) -> list[str]:
             + "."
         )
     for e in cost.excluded:
-        out.append(f"Not priced: {e['family']}: {e['reason']}.")
+        out.append(f"Not priced: {e['family']}: {unpriced_reason(e)}.")
     nominal = [f.family for f in cost.families if f.bitrate_basis != "achieved"]
     if nominal:
         out.append(
@@ -165,7 +166,7 @@ def assumption_table(cost: TitleCost) -> pd.DataFrame:
                 "unit": a.unit,
                 "source": a.source,
             }
-            for a in cost.assumptions
+            for a in assumptions(cost)
         ]
     )
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from base_monitoring_client.hostinfo import HOST_INFO_METRIC
 
-from .analysis import SCORE_DIRECTIONS, welch_verdict
+from .analysis import SCORE_DIRECTIONS, welch_test
 from .energy import mean_ci95
 from .prom import Series
 
@@ -117,7 +117,9 @@ def compare_hosts(
         rows.extend(sorted(per_host, key=lambda r: (r["rank"] is None, r["rank"] or 0)))
         if len(ranked) >= 2:
             best, runner = ranked[0]["host"], ranked[1]["host"]
-            verdict = welch_verdict((best, runner), scores[best], scores[runner], rank_by, alpha)
-            verdict.update(scenario=scenario, ladder=ladder, best_host=best, runner_up=runner)
-            verdicts.append(verdict)
+            test = welch_test((best, runner), scores[best], scores[runner], rank_by, alpha)
+            verdicts.append(
+                {"scenario": scenario, "ladder": ladder, "best_host": best, "runner_up": runner,
+                 "test": test}
+            )  # fmt: skip
     return pd.DataFrame(rows), verdicts

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .present.numbers import target as target_text
 from .recommender import AdvisorReport
 
 MAX_SCENARIO_PANELS = 12
@@ -41,7 +42,8 @@ def _e(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _n(v: float) -> str:
+def pt(v: float) -> str:
+    """An SVG coordinate: one decimal is finer than a pixel and keeps the file small."""
     return f"{v:.1f}"
 
 
@@ -56,7 +58,7 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return [round(first + k * step, 12) for k in range(int((hi - first) / step + 1e-9) + 1)]
 
 
-def _tick_text(v: float) -> str:
+def tick_text(v: float) -> str:
     if v == 0:
         return "0"
     a = abs(v)
@@ -67,7 +69,7 @@ def _tick_text(v: float) -> str:
     return f"{v:g}"
 
 
-def _limits(values: Iterable[float], pad: float = 0.05) -> tuple[float, float]:
+def limits(values: Iterable[float], pad: float = 0.05) -> tuple[float, float]:
     arr = np.asarray([v for v in values if v is not None], dtype=np.float64)
     arr = arr[np.isfinite(arr)]
     if not arr.size:
@@ -126,7 +128,7 @@ class Axes:
 
         for x, y in zip(xs, ys, strict=True):
             if math.isfinite(x) and math.isfinite(y):
-                seg.append(f"{_n(self.px(x))},{_n(self.py(y))}")
+                seg.append(f"{pt(self.px(x))},{pt(self.py(y))}")
             else:
                 flush()
         flush()
@@ -150,24 +152,24 @@ class Axes:
             style = f"fill='{fill}'" + (f" stroke='{stroke}' stroke-width='1.5'" if stroke else "")
             if shape == "square":
                 self.parts.append(
-                    f"<rect x='{_n(cx - r)}' y='{_n(cy - r)}' width='{_n(2 * r)}' "
-                    f"height='{_n(2 * r)}' {style}>{tip}</rect>"
+                    f"<rect x='{pt(cx - r)}' y='{pt(cy - r)}' width='{pt(2 * r)}' "
+                    f"height='{pt(2 * r)}' {style}>{tip}</rect>"
                 )
             elif shape == "x":
-                d = f"M{_n(cx - r)},{_n(cy - r)}L{_n(cx + r)},{_n(cy + r)}"
-                d += f"M{_n(cx - r)},{_n(cy + r)}L{_n(cx + r)},{_n(cy - r)}"
+                d = f"M{pt(cx - r)},{pt(cy - r)}L{pt(cx + r)},{pt(cy + r)}"
+                d += f"M{pt(cx - r)},{pt(cy + r)}L{pt(cx + r)},{pt(cy - r)}"
                 self.parts.append(f"<path d='{d}' stroke='{fill}' stroke-width='2'>{tip}</path>")
             else:
                 self.parts.append(
-                    f"<circle cx='{_n(cx)}' cy='{_n(cy)}' r='{r}' {style}>{tip}</circle>"
+                    f"<circle cx='{pt(cx)}' cy='{pt(cy)}' r='{r}' {style}>{tip}</circle>"
                 )
 
     def band(
         self, xs: Sequence[float], lo: Sequence[float], hi: Sequence[float], fill: str
     ) -> None:
-        pts = [f"{_n(self.px(x))},{_n(self.py(y))}" for x, y in zip(xs, hi, strict=True)]
+        pts = [f"{pt(self.px(x))},{pt(self.py(y))}" for x, y in zip(xs, hi, strict=True)]
         pts += [
-            f"{_n(self.px(x))},{_n(self.py(y))}"
+            f"{pt(self.px(x))},{pt(self.py(y))}"
             for x, y in zip(reversed(xs), reversed(lo), strict=True)
         ]
         self.parts.append(f"<polygon fill='{fill}' fill-opacity='0.15' points='{' '.join(pts)}'/>")
@@ -175,21 +177,21 @@ class Axes:
     def vspan(self, x0: float, x1: float, fill: str, opacity: float = 0.3, extra: str = "") -> None:
         a, b = self.px(x0), self.px(x1)
         self.parts.append(
-            f"<rect x='{_n(a)}' y='{_n(self.y0)}' width='{_n(max(b - a, 0.5))}' "
-            f"height='{_n(self.h)}' fill='{fill}' fill-opacity='{opacity}'{extra}/>"
+            f"<rect x='{pt(a)}' y='{pt(self.y0)}' width='{pt(max(b - a, 0.5))}' "
+            f"height='{pt(self.h)}' fill='{fill}' fill-opacity='{opacity}'{extra}/>"
         )
 
     def vline(self, x: float, stroke: str, dash: str = "5,3", width: float = 1.2) -> None:
         self.parts.append(
-            f"<line x1='{_n(self.px(x))}' x2='{_n(self.px(x))}' y1='{_n(self.y0)}' "
-            f"y2='{_n(self.y0 + self.h)}' stroke='{stroke}' stroke-width='{width}' "
+            f"<line x1='{pt(self.px(x))}' x2='{pt(self.px(x))}' y1='{pt(self.y0)}' "
+            f"y2='{pt(self.y0 + self.h)}' stroke='{stroke}' stroke-width='{width}' "
             f"stroke-dasharray='{dash}'/>"
         )
 
     def hline(self, y: float, stroke: str, dash: str = "4,3", width: float = 0.8) -> None:
         self.parts.append(
-            f"<line x1='{_n(self.x0)}' x2='{_n(self.x0 + self.w)}' y1='{_n(self.py(y))}' "
-            f"y2='{_n(self.py(y))}' stroke='{stroke}' stroke-width='{width}' "
+            f"<line x1='{pt(self.x0)}' x2='{pt(self.x0 + self.w)}' y1='{pt(self.py(y))}' "
+            f"y2='{pt(self.py(y))}' stroke='{stroke}' stroke-width='{width}' "
             f"stroke-dasharray='{dash}'/>"
         )
 
@@ -211,36 +213,36 @@ class Axes:
             for t in nice_ticks(*self.xlim):
                 x = self.px(t)
                 over.append(
-                    f"<line x1='{_n(x)}' x2='{_n(x)}' y1='{y0 + h}' y2='{y0 + h + 4}' "
+                    f"<line x1='{pt(x)}' x2='{pt(x)}' y1='{y0 + h}' y2='{y0 + h + 4}' "
                     "stroke='#333'/>"
-                    f"<text x='{_n(x)}' y='{y0 + h + 6 + size}' font-size='{size}' "
-                    f"text-anchor='middle'>{_tick_text(t)}</text>"
+                    f"<text x='{pt(x)}' y='{y0 + h + 6 + size}' font-size='{size}' "
+                    f"text-anchor='middle'>{tick_text(t)}</text>"
                 )
         if yticks:
             for t in nice_ticks(*self.ylim):
                 y = self.py(t)
                 under.append(
-                    f"<line x1='{x0}' x2='{x0 + w}' y1='{_n(y)}' y2='{_n(y)}' stroke='#eee'/>"
+                    f"<line x1='{x0}' x2='{x0 + w}' y1='{pt(y)}' y2='{pt(y)}' stroke='#eee'/>"
                 )
                 over.append(
-                    f"<line x1='{x0 - 4}' x2='{x0}' y1='{_n(y)}' y2='{_n(y)}' stroke='#333'/>"
-                    f"<text x='{x0 - 6}' y='{_n(y + size / 3)}' font-size='{size}' "
-                    f"text-anchor='end'>{_tick_text(t)}</text>"
+                    f"<line x1='{x0 - 4}' x2='{x0}' y1='{pt(y)}' y2='{pt(y)}' stroke='#333'/>"
+                    f"<text x='{x0 - 6}' y='{pt(y + size / 3)}' font-size='{size}' "
+                    f"text-anchor='end'>{tick_text(t)}</text>"
                 )
         if xlabel:
             over.append(
-                f"<text x='{_n(x0 + w / 2)}' y='{_n(y0 + h + 2 * size + 12)}' "
+                f"<text x='{pt(x0 + w / 2)}' y='{pt(y0 + h + 2 * size + 12)}' "
                 f"font-size='{size + 1}' text-anchor='middle'>{_e(xlabel)}</text>"
             )
         if ylabel:
             cx, cy = x0 - 48, y0 + h / 2
             over.append(
-                f"<text x='{_n(cx)}' y='{_n(cy)}' font-size='{size + 1}' text-anchor='middle' "
-                f"transform='rotate(-90 {_n(cx)} {_n(cy)})'>{_e(ylabel)}</text>"
+                f"<text x='{pt(cx)}' y='{pt(cy)}' font-size='{size + 1}' text-anchor='middle' "
+                f"transform='rotate(-90 {pt(cx)} {pt(cy)})'>{_e(ylabel)}</text>"
             )
         if title:
             over.append(
-                f"<text x='{_n(x0 + w / 2)}' y='{_n(y0 - 8)}' font-size='{size + 1}' "
+                f"<text x='{pt(x0 + w / 2)}' y='{pt(y0 - 8)}' font-size='{size + 1}' "
                 f"text-anchor='middle' font-weight='bold'>{_e(title)}</text>"
             )
         self.parts = [*under, *self.parts, *over]
@@ -252,15 +254,15 @@ def legend(x: float, y: float, entries: Sequence[tuple[str, str, str]], size: in
     for k, (label, col, kind) in enumerate(entries):
         yy = y + k * (size + 5)
         if kind == "square":
-            out.append(f"<rect x='{x}' y='{_n(yy - 8)}' width='10' height='10' fill='{col}'/>")
+            out.append(f"<rect x='{x}' y='{pt(yy - 8)}' width='10' height='10' fill='{col}'/>")
         else:
             dash = " stroke-dasharray='5,3'" if kind == "dashed" else ""
             wide = 3 if kind == "thick" else 2
             out.append(
-                f"<line x1='{x}' x2='{x + 16}' y1='{_n(yy - 3)}' y2='{_n(yy - 3)}' "
+                f"<line x1='{x}' x2='{x + 16}' y1='{pt(yy - 3)}' y2='{pt(yy - 3)}' "
                 f"stroke='{col}' stroke-width='{wide}'{dash}/>"
             )
-        out.append(f"<text x='{x + 22}' y='{_n(yy)}' font-size='{size}'>{_e(label)}</text>")
+        out.append(f"<text x='{x + 22}' y='{pt(yy)}' font-size='{size}'>{_e(label)}</text>")
     return "".join(out)
 
 
@@ -284,7 +286,7 @@ def frontier_plot(rep: AdvisorReport) -> str | None:
     if not qa.measured or pts.empty:
         return None
     xs = list(pts["quality"]) + ([qa.target.value] if qa.target else [])
-    ax = Axes((80, 30, 640, 360), _limits(xs), _limits(pts["energy"]))
+    ax = Axes((80, 30, 640, 360), limits(xs), limits(pts["energy"]))
     fams = sorted(pts["family"].unique())
     entries: list[tuple[str, str, str]] = []
     for i, fam in enumerate(fams):
@@ -314,13 +316,13 @@ def frontier_plot(rep: AdvisorReport) -> str | None:
             "#d00",
             r=5,
             tips=[
-                f"{f.name} at {qa.target}: {f.at_target.energy:.4g} J/output min"
+                f"{f.name} at {target_text(qa.target)}: {f.at_target.energy:.4g} J/output min"
                 for f in reached
                 if f.at_target
             ],
             shape="x",
         )
-        entries.append((f"target {qa.target}", "#d00", "dashed"))
+        entries.append((f"target {target_text(qa.target)}", "#d00", "dashed"))
     ax.frame(f"{qa.metric} (mean over repeats)", f"J per output minute ({qa.basis})")
     height = max(440, 40 + 16 * len(entries))
     return svg(1000, height, [*ax.parts, legend(740, 40, entries, 10)], "energy vs quality")
@@ -345,16 +347,16 @@ def ranking_plot(rep: AdvisorReport) -> str | None:
         y = ax.y0 + k * bar
         col = color(ladders.index(lad))
         ax.parts.append(
-            f"<rect x='{_n(ax.px(0))}' y='{_n(y + 1)}' width='{_n(ax.px(v) - ax.px(0))}' "
+            f"<rect x='{pt(ax.px(0))}' y='{pt(y + 1)}' width='{pt(ax.px(v) - ax.px(0))}' "
             f"height='{bar - 2}' fill='{col}'><title>{_e(text)}: {v:.4g} ± {c:.3g}</title></rect>"
-            f"<text x='{_n(left - 6)}' y='{_n(y + bar - 3)}' font-size='{size}' "
+            f"<text x='{pt(left - 6)}' y='{pt(y + bar - 3)}' font-size='{size}' "
             f"text-anchor='end'>{_e(text)}</text>"
         )
         if c > 0:
             yy = y + bar / 2
             ax.parts.append(
-                f"<line x1='{_n(ax.px(v - c))}' x2='{_n(ax.px(v + c))}' y1='{_n(yy)}' "
-                f"y2='{_n(yy)}' stroke='#222'/>"
+                f"<line x1='{pt(ax.px(v - c))}' x2='{pt(ax.px(v + c))}' y1='{pt(yy)}' "
+                f"y2='{pt(yy)}' stroke='#222'/>"
             )
     ax.frame(f"{m} (mean ± 95% CI)", yticks=False, title="Efficiency, coloured by output ladder")
     return svg(left + 600, 30 + bar * len(sc) + 50, ax.parts, "efficiency ranking")
@@ -368,7 +370,7 @@ def timeline_plot(rep: AdvisorReport) -> str | None:
         return None
     t0 = float(t[0])
     mins = (t - t0) / 60
-    ax = Axes((70, 30, 1100, 260), (float(mins[0]), float(mins[-1])), _limits(p))
+    ax = Axes((70, 30, 1100, 260), (float(mins[0]), float(mins[-1])), limits(p))
     w = rep.windows
     scen = sorted(w["scenario"].unique())
     colors = {s: color(i) for i, s in enumerate(scen)}
@@ -423,7 +425,7 @@ def scenario_panels(rep: AdvisorReport) -> str | None:
         ys = np.concatenate([s[1] for s in spans])
         base = mine["baseline_power_w"].to_numpy(dtype=float)
         box = (50 + (k % cols) * (pw + 50), 40 + (k // cols) * (ph + 50), pw, ph)
-        ax = Axes(box, _limits(xs, 0.0), _limits(np.concatenate([ys, base])))
+        ax = Axes(box, limits(xs, 0.0), limits(np.concatenate([ys, base])))
         ax.vspan(0.0, max(s[2] for s in spans), "#1f77b4", 0.06)
         for i, (x, y, _) in enumerate(spans):
             ax.line(list(x), list(y), color(i), width=0.9)
@@ -450,7 +452,7 @@ def prediction_plot(rep: AdvisorReport) -> str | None:
     keys = ["encoder", "preset", "ladder", "bitrate"]
     groups = list(pred.groupby(keys))
     ys = [*pred["lower"], *pred["upper"], *ok["mean_power_w"]]
-    ax = Axes((70, 30, 700, 320), _limits(pred["streams"]), _limits(ys))
+    ax = Axes((70, 30, 700, 320), limits(pred["streams"]), limits(ys))
     entries = []
     for i, ((enc, pre, lad, br), grp) in enumerate(groups):
         c = color(i)

@@ -10,7 +10,8 @@ import numpy as np
 
 from .cost import TitleCost
 from .cost_text import num, views_text
-from .plots import Axes, _limits, _n, _tick_text, color, legend, svg
+from .plots import Axes, color, legend, limits, pt, svg, tick_text
+from .present.cost import target_text
 
 BOX = (80, 30, 640, 360)
 
@@ -29,21 +30,21 @@ def _log_ticks(ax: Axes, size: int = 11) -> None:
         if not ax.xlim[0] <= k <= ax.xlim[1]:
             continue
         x = ax.px(k)
-        under.append(f"<line x1='{_n(x)}' x2='{_n(x)}' y1='{y0}' y2='{y0 + h}' stroke='#eee'/>")
+        under.append(f"<line x1='{pt(x)}' x2='{pt(x)}' y1='{y0}' y2='{y0 + h}' stroke='#eee'/>")
         over.append(
-            f"<line x1='{_n(x)}' x2='{_n(x)}' y1='{y0 + h}' y2='{y0 + h + 4}' stroke='#333'/>"
-            f"<text x='{_n(x)}' y='{y0 + h + 6 + size}' font-size='{size}' "
-            f"text-anchor='middle'>{_tick_text(10.0**k)}</text>"
+            f"<line x1='{pt(x)}' x2='{pt(x)}' y1='{y0 + h}' y2='{y0 + h + 4}' stroke='#333'/>"
+            f"<text x='{pt(x)}' y='{y0 + h + 6 + size}' font-size='{size}' "
+            f"text-anchor='middle'>{tick_text(10.0**k)}</text>"
         )
     for k in _decades(*ax.ylim):
         if not ax.ylim[0] <= k <= ax.ylim[1]:
             continue
         y = ax.py(k)
-        under.append(f"<line x1='{x0}' x2='{x0 + w}' y1='{_n(y)}' y2='{_n(y)}' stroke='#eee'/>")
+        under.append(f"<line x1='{x0}' x2='{x0 + w}' y1='{pt(y)}' y2='{pt(y)}' stroke='#eee'/>")
         over.append(
-            f"<line x1='{x0 - 4}' x2='{x0}' y1='{_n(y)}' y2='{_n(y)}' stroke='#333'/>"
-            f"<text x='{x0 - 6}' y='{_n(y + size / 3)}' font-size='{size}' "
-            f"text-anchor='end'>{_tick_text(10.0**k)}</text>"
+            f"<line x1='{x0 - 4}' x2='{x0}' y1='{pt(y)}' y2='{pt(y)}' stroke='#333'/>"
+            f"<text x='{x0 - 6}' y='{pt(y + size / 3)}' font-size='{size}' "
+            f"text-anchor='end'>{tick_text(10.0**k)}</text>"
         )
     ax.parts = [*under, *ax.parts, *over]
 
@@ -113,7 +114,8 @@ def views_plot(cost: TitleCost | None) -> str | None:
     ax.frame(
         "views (log)",
         "total kWh (log)",
-        title=f"Encode once + deliver N views at {cost.target} ({cost.delivery_model} delivery)",
+        title=f"Encode once + deliver N views at {target_text(cost)} "
+        f"({cost.delivery_model} delivery)",
         xticks=False,
         yticks=False,
     )
@@ -144,7 +146,7 @@ def frontier_plot(cost: TitleCost | None) -> str | None:
     fams = sorted(cost.families, key=lambda f: f.family)
     xs = [f.delivery_gb_per_view for f in fams]
     ys = [f.encode_kwh for f in fams]
-    ax = Axes(BOX, _limits(xs), _limits(ys))
+    ax = Axes(BOX, limits(xs), limits(ys))
     front = sorted((f for f in fams if f.on_frontier), key=lambda f: f.delivery_gb_per_view)
     ax.line([f.delivery_gb_per_view for f in front], [f.encode_kwh for f in front], "#000", width=2)
     entries: list[tuple[str, str, str]] = []
@@ -167,7 +169,7 @@ def frontier_plot(cost: TitleCost | None) -> str | None:
     ax.frame(
         "GB delivered per view",
         f"encode kWh for the title ({cost.energy_basis})",
-        title=f"Encode energy vs delivered bits at {cost.target}",
+        title=f"Encode energy vs delivered bits at {target_text(cost)}",
     )
     height = max(440, 40 + 16 * len(entries))
     body = [*ax.parts, legend(740, 40, entries, 10)]

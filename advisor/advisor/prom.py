@@ -105,8 +105,9 @@ class PrometheusAPI:
         if user is not None:
             if auth.bearer_token or auth.basic_auth_user:
                 raise AdvisorConfigError(
-                    "--prometheus-url carries credentials (user:password@) and "
-                    "ADVISOR_BEARER_TOKEN or ADVISOR_BASIC_AUTH_USER is set too; keep only one"
+                    "prometheus_url carries credentials (user:password@) and "
+                    "ADVISOR_BEARER_TOKEN or ADVISOR_BASIC_AUTH_USER is set too; keep only one",
+                    settings=("prometheus_url",),
                 )
             auth = dataclasses.replace(auth, basic_auth_user=user, basic_auth_password=password)
         self.url = url
@@ -135,8 +136,9 @@ class PrometheusAPI:
         except requests.RequestException as exc:
             raise QueryError(
                 f"cannot reach the Prometheus API at {self.url}: {type(exc).__name__}; "
-                "check --prometheus-url (the query root, e.g. http://localhost:9090) and that "
-                "the server is up"
+                "check prometheus_url (the query root, e.g. http://localhost:9090) and that "
+                "the server is up",
+                settings=("prometheus_url",),
             ) from exc
         if resp.status_code in (401, 403):
             raise QueryError(
@@ -201,9 +203,10 @@ class PrometheusAPI:
             return retention
         kept = "an unknown time" if retention is None else _format_s(retention)
         raise AdvisorConfigError(
-            f"--since {shown} reaches back further than the advisor scans "
+            f"since_s {shown} reaches back further than the advisor scans "
             f"({_format_s(MAX_SINCE_S)}; {self.url} keeps data for {kept}): pass a shorter "
-            "--since, e.g. 30d, or the runs' manifests with --results"
+            "since_s, e.g. 30d, or the runs' manifests with results",
+            settings=("since_s", "results"),
         )
 
     # -- fetching --------------------------------------------------------------------------
@@ -237,7 +240,10 @@ class PrometheusAPI:
                 t = stop
         elif mode == "range":
             if step_s <= 0:
-                raise QueryError("step must be positive; pass --step 0.1 (the sample interval)")
+                raise QueryError(
+                    "step_s must be positive; pass step_s 0.1 (the sample interval)",
+                    settings=("step_s",),
+                )
             chunk = step_s * max(1, max_points - 1)
             # Evaluate on multiples of the step so the grid lines up with the clients' ticks.
             t = math.floor(start_s / step_s) * step_s

@@ -29,15 +29,15 @@ import numpy as np
 import pandas as pd
 from ffmpeg_runner.contract import QUALITY_METRICS
 
-from .attribution import BASIS_TEXT, basis_problem, basis_score, resolve_basis
+from .attribution import basis_problem, basis_score, resolve_basis
 from .energy import mean_ci95
-from .errors import AdvisorConfigError, InsufficientDataError
+from .errors import AdvisorConfigError
+from .notes import Note, note
 
 # Valid target ranges: VMAF 0..100, PSNR in dB (ffmpeg caps identical frames near 100),
 # SSIM 0..1.
 METRIC_RANGES = {"vmaf": (0.0, 100.0), "psnr": (0.0, 100.0), "ssim": (0.0, 1.0)}
 METRIC_EXAMPLES = {"vmaf": "vmaf=93", "psnr": "psnr=40", "ssim": "ssim=0.98"}
-METRIC_UNITS = {"vmaf": "", "psnr": " dB", "ssim": ""}
 UNIT = "J per output minute"
 
 
@@ -49,19 +49,18 @@ class QualityTarget:
     def to_json(self) -> dict[str, Any]:
         return {"metric": self.metric, "value": self.value}
 
-    def __str__(self) -> str:
-        return f"{self.metric} {_q(self.value)}{METRIC_UNITS[self.metric]}"
 
-
-def parse_target(text: str, flag: str = "--target-quality") -> QualityTarget:
-    """``vmaf=93``, ``psnr=40`` or ``ssim=0.98``; AdvisorConfigError (exit 2) names the flag."""
+def parse_target(text: str) -> QualityTarget:
+    """``vmaf=93``, ``psnr=40`` or ``ssim=0.98``; AdvisorConfigError (exit 2) names the
+    setting ``target_quality``."""
     metric, sep, raw = str(text).partition("=")
     metric = metric.strip().lower()
     known = ", ".join(QUALITY_METRICS)
     if not sep or metric not in QUALITY_METRICS:
         raise AdvisorConfigError(
-            f"{flag} {text!r}: write METRIC=VALUE with METRIC one of {known}, e.g. vmaf=93, "
-            "psnr=40 or ssim=0.98"
+            f"target_quality {text!r}: write METRIC=VALUE with METRIC one of {known}, e.g. "
+            "vmaf=93, psnr=40 or ssim=0.98",
+            settings=("target_quality",),
         )
     try:
         value = float(raw)
@@ -70,16 +69,21 @@ def parse_target(text: str, flag: str = "--target-quality") -> QualityTarget:
     lo, hi = METRIC_RANGES[metric]
     if not (math.isfinite(value) and lo < value <= hi):
         raise AdvisorConfigError(
-            f"{flag} {text!r}: {metric} targets lie in ({lo:g}, {hi:g}]; "
-            f"write e.g. {METRIC_EXAMPLES[metric]}"
+            f"target_quality {text!r}: {metric} targets lie in ({lo:g}, {hi:g}]; "
+            f"write e.g. {METRIC_EXAMPLES[metric]}",
+            settings=("target_quality",),
         )
     return QualityTarget(metric, value)
 
 
-def parse_metric(text: str, flag: str = "--metric") -> str:
+def parse_metric(text: str) -> str:
+    """A quality metric's name; AdvisorConfigError names the setting ``quality_metric``."""
     metric = str(text).strip().lower()
     if metric not in QUALITY_METRICS:
-        raise AdvisorConfigError(f"{flag} {text!r}: choose one of {', '.join(QUALITY_METRICS)}")
+        raise AdvisorConfigError(
+            f"quality_metric {text!r}: choose one of {', '.join(QUALITY_METRICS)}",
+            settings=("quality_metric",),
+        )
     return metric
 
 
@@ -103,13 +107,6 @@ class Point:
     scenarios: tuple[str, ...] = ()
     rate_control: str = "bitrate"
     quality_value: float | None = None
-
-    @property
-    def setting(self) -> str:
-        """``1 Mb/s``, or ``crf 23 (412 kb/s)`` with constant quality."""
-        if self.quality_value is None:
-            return _rate(self.bitrate_bps)
-        return f"{self.rate_control} {self.quality_value:g} ({_rate(self.bitrate_bps)})"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -255,10 +252,10 @@ class Family:
     left_out: list[Point] = field(default_factory=list)
     at_target: AtTarget | None = None
     status: str = "no target"  # reached | not reached | exceeded | no target
-    reason: str | None = None
     rank: int | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """The family as data; the presentation adds the words (``reason``)."""
         at = self.at_target
         return {
             "family": self.name,
@@ -269,7 +266,6 @@ class Family:
             "live": self.live,
             "rank": self.rank,
             "status": self.status,
-            "reason": self.reason,
             "energy_j_per_output_minute_at_target": at.energy if at else None,
             "energy_ci95_at_target": at.energy_ci95 if at else None,
             "bitrate_at_target_bps": at.bitrate_bps if at else None,
@@ -290,15 +286,15 @@ class QualityAnalysis:
     target: QualityTarget | None = None
     basis: str = "net"  # attributed | net | gross (attribution.BASES)
     mode: str = "unknown"  # offline | live | mixed | unknown
+    metrics: list[str] = field(default_factory=list)  # measured, most widely measured first
     families: list[Family] = field(default_factory=list)
     # scenario -> None on the frontier, else the scenario that dominates it
     dominated_by: dict[str, str | None] = field(default_factory=dict)
     frontier_groups: dict[str, list[str]] = field(default_factory=dict)
     points: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per scenario
     scenario_quality: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    excluded: list[dict[str, str]] = field(default_factory=list)
-    lines: list[str] = field(default_factory=list)  # the recommendation, in words
-    notes: list[str] = field(default_factory=list)
+    excluded: list[dict[str, Any]] = field(default_factory=list)  # scenario, why (a Note)
+    notes: list[Note] = field(default_factory=list)
     winner: str | None = None
     runner_up: str | None = None
     margin: dict[str, Any] | None = None
@@ -312,8 +308,9 @@ class QualityAnalysis:
         return basis_score("energy_per_output_minute_j", self.basis)
 
     @property
-    def basis_text(self) -> str:
-        return BASIS_TEXT[self.basis]
+    def reached(self) -> list[Family]:
+        """The families that reach the target, in rank order."""
+        return [f for f in self.families if f.at_target is not None]
 
     def family(self, name: str) -> Family:
         for f in self.families:
@@ -321,39 +318,6 @@ class QualityAnalysis:
                 return f
         known = ", ".join(f.name for f in self.families) or "(none: no quality measured)"
         raise AdvisorConfigError(f"unknown family {name!r}; known families: {known}")
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "measured": self.measured,
-            "metric": self.metric,
-            "target": self.target.to_json() if self.target else None,
-            "energy_unit": UNIT,
-            "energy_basis": self.basis if self.measured else None,
-            "mode": self.mode,
-            "mode_text": MODE_TEXT[self.mode],
-            "recommendation": " ".join(self.lines),
-            "winner": self.winner,
-            "runner_up": self.runner_up,
-            "margin": self.margin,
-            "families": [f.to_json() for f in self.families],
-            "frontier": self.frontier,
-            "frontier_by_resolution": self.frontier_groups,
-            "dominated": {n: d for n, d in sorted(self.dominated_by.items()) if d is not None},
-            "excluded": self.excluded,
-            "notes": self.notes,
-        }
-
-
-MODE_TEXT = {
-    "offline": "offline: windows encoded as fast as the machine could, so the figures are the "
-    "cost of encoding a file",
-    "live": "live: windows ran at the source frame rate (--realtime), so the figures are the "
-    "cost of encoding live",
-    "mixed": "live and offline windows are mixed; live families carry /live and are compared "
-    "apart on the frontier",
-    "unknown": "live or offline is unknown: windows discovered from Prometheus do not record "
-    "--realtime; pass --results for it",
-}
 
 
 def _flag(value: Any) -> bool | None:
@@ -430,13 +394,15 @@ def _scenario_quality(tr: pd.DataFrame) -> dict[tuple[str, str], dict[str, Any]]
     return out
 
 
-def _no_energy_reason(qa: QualityAnalysis, scored: pd.DataFrame, scenario: Any) -> str:
+def _no_energy(qa: QualityAnalysis, scored: pd.DataFrame, scenario: Any) -> Note:
     """Why none of a scenario's scored repeats has energy per output minute on the basis."""
     rows = scored[scored["scenario"] == scenario].to_dict(orient="records")
     problems = [p for p in (basis_problem(r, qa.basis) for r in rows) if p]
-    if problems:
-        return f"no {qa.basis} energy in any repeat: {problems[0]}"
-    return "no energy per output minute (frames or fps unknown)"
+    return note("no_energy", basis=qa.basis, problem=problems[0] if problems else None)
+
+
+def _excluded(scenario: Any, why: Note) -> dict[str, Any]:
+    return {"scenario": str(scenario), "why": why}
 
 
 def analyze_quality(
@@ -445,21 +411,15 @@ def analyze_quality(
     metric: str | None = None,
     basis: str | None = None,
 ) -> QualityAnalysis:
-    """Families, energy at the target, the frontier and the recommendation, from the
-    advisor's windows table (after ``add_scores`` and ``attribute``). ``basis`` is the energy
-    basis the report uses; left out, it is chosen from the table (``resolve_basis``)."""
+    """Families, energy at the target, the frontier and the ranking, from the advisor's
+    windows table (after ``add_scores`` and ``attribute``). ``basis`` is the energy basis the
+    report uses; left out, it is chosen from the table (``resolve_basis``)."""
     tr = windows[(windows["phase"] == "transcode") & (windows["status"] == "ok")]
     metrics = measured_metrics(tr)
     if not metrics:
-        qa = QualityAnalysis(measured=False, target=target, mode=_mode(tr.get("realtime", [])))
-        qa.lines.append(
-            "Quality was not measured, so the ranking below is by energy efficiency alone, "
-            "which favours fast presets whose picture is worse; run ffmpeg-runner with "
-            "--quality psnr,ssim (vmaf with the quality extra) for quality per joule."
-        )
-        return qa
+        return QualityAnalysis(measured=False, target=target, mode=_mode(tr.get("realtime", [])))
     metric = target.metric if target else (metric or metrics[0])
-    qa = QualityAnalysis(measured=True, metric=metric, target=target)
+    qa = QualityAnalysis(measured=True, metric=metric, target=target, metrics=metrics)
     if basis is None:
         basis, notes = resolve_basis(windows, None)
         qa.notes.extend(notes)
@@ -468,37 +428,22 @@ def analyze_quality(
     qcol = f"quality_{metric}"
     multi = tr[tr["rungs"] != 1]
     for scen in sorted(set(multi["scenario"])):
-        qa.excluded.append(
-            {
-                "scenario": str(scen),
-                "reason": "a ladder of several outputs: its energy is spent on all rungs at "
-                "once and cannot be split per output; measure single-output scenarios",
-            }
-        )
+        qa.excluded.append(_excluded(scen, note("ladder")))
     single = tr[tr["rungs"] == 1]
     scored = single[np.isfinite(single[qcol].to_numpy(dtype=np.float64))]
     for scen in sorted(set(single["scenario"]) - set(scored["scenario"])):
         errors = single[single["scenario"] == scen]["quality_error"].dropna()
-        why = f"no {metric} score"
-        if len(errors):
-            why += f" (quality step failed: {errors.iloc[0]})"
-        elif metric not in measured_metrics(single[single["scenario"] == scen]):
-            why += f"; run it with --quality {metric}"
-        qa.excluded.append({"scenario": str(scen), "reason": why})
+        error = str(errors.iloc[0]) if len(errors) else None
+        unmeasured = metric not in measured_metrics(single[single["scenario"] == scen])
+        why = note("no_score", metric=metric, error=error, unmeasured=unmeasured)
+        qa.excluded.append(_excluded(scen, why))
     if metric not in metrics:
-        others = ", ".join(metrics)
-        alt = METRIC_EXAMPLES[metrics[0]]
-        qa.lines.append(
-            f"{metric} was not measured in these windows (measured: {others}); pass "
-            f"--target-quality {alt.split('=')[0]}=VALUE (e.g. {alt}) or re-run ffmpeg-runner "
-            f"with --quality {metric}."
-        )
         qa.mode = _mode(tr.get("realtime", []))
         return qa
     ecol = qa.energy_column
     used = scored[np.isfinite(scored[ecol].to_numpy(dtype=np.float64))]
     for scen in sorted(set(scored["scenario"]) - set(used["scenario"])):
-        qa.excluded.append({"scenario": str(scen), "reason": _no_energy_reason(qa, scored, scen)})
+        qa.excluded.append(_excluded(scen, _no_energy(qa, scored, scen)))
     qa.mode = _mode(used["realtime"]) if len(used) else _mode(tr.get("realtime", []))
     mixed = qa.mode == "mixed"
     used = used.assign(_live=[mixed and _flag(v) is True for v in used["realtime"]])
@@ -520,8 +465,6 @@ def analyze_quality(
     _build_frontier(qa, used, qcol, ecol, mixed)
     if target is not None:
         _rank_at_target(qa, target)
-    else:
-        _describe_frontier(qa)
     return qa
 
 
@@ -592,11 +535,8 @@ def _build_families(qa: QualityAnalysis, used: pd.DataFrame, qcol: str, ecol: st
             below = max(
                 (c for c in curve if c.bitrate_bps < p.bitrate_bps), key=lambda c: c.quality
             )
-            qa.notes.append(
-                f"{fam.name}: {qa.metric} does not rise with bitrate: {p.setting} "
-                f"scores {_q(p.quality)}, not above {_q(below.quality)} at "
-                f"{below.setting}; left out of the family's curve"
-            )
+            qa.notes.append(note("not_rising", family=fam.name, metric=qa.metric, point=p,
+                                 below=below))  # fmt: skip
         qa.families.append(fam)
 
 
@@ -642,24 +582,17 @@ def _build_frontier(
 
 
 def _rank_at_target(qa: QualityAnalysis, target: QualityTarget) -> None:
+    """Each family's energy at the target (or not reached / exceeded), the ranking, and the
+    winner's margin over the runner-up with its 95 % uncertainty."""
     t = target.value
     for fam in qa.families:
         fam.at_target = interpolate(fam.curve, t)
-        lo, hi = fam.curve[0], fam.curve[-1]
         if fam.at_target is not None:
             fam.status = "reached"
-        elif hi.quality < t:
+        elif fam.curve[-1].quality < t:
             fam.status = "not reached"
-            fam.reason = (
-                f"not reached within the measured bitrates: best {_q(hi.quality)} at "
-                f"{_rate(hi.bitrate_bps)}; measure higher bitrates"
-            )
         else:
             fam.status = "exceeded"
-            fam.reason = (
-                f"exceeded at every measured bitrate ({_q(lo.quality)} at "
-                f"{_rate(lo.bitrate_bps)}); measure lower bitrates to place the target"
-            )
     reached = sorted(
         (f for f in qa.families if f.at_target is not None),
         key=lambda f: (f.at_target.energy if f.at_target else math.inf, f.name),
@@ -668,201 +601,29 @@ def _rank_at_target(qa: QualityAnalysis, target: QualityTarget) -> None:
         fam.rank = i
     others = sorted((f for f in qa.families if f.at_target is None), key=lambda f: f.name)
     qa.families = [*reached, *others]
-    head = f"At {target} ({MODE_TEXT[qa.mode].split(':')[0]})"
     if not reached:
-        best = max(qa.families, key=lambda f: (f.curve[-1].quality, f.name), default=None)
-        if best is None:
-            qa.lines.append(f"{head}: no family has both {qa.metric} and energy measured.")
-            return
-        qa.lines.append(
-            f"{head}: no family reaches the target within the measured bitrates (closest: "
-            f"{best.name}, {_q(best.curve[-1].quality)} at {_rate(best.curve[-1].bitrate_bps)}); "
-            "measure higher bitrates, or pick a target inside the measured range."
-        )
         return
-    win = reached[0]
-    assert win.at_target is not None
-    w = win.at_target
-    qa.winner = win.name
-    line = (
-        f"{head}: {win.name} at {_rate(w.bitrate_bps)} uses {_pm(w.energy, w.energy_ci95)} "
-        f"{UNIT} ({qa.basis_text})"
-    )
+    qa.winner = reached[0].name
     if len(reached) == 1:
-        qa.lines.append(line + "; it is the only family that reaches the target.")
-    else:
-        run = reached[1]
-        assert run.at_target is not None
-        r = run.at_target
-        qa.runner_up = run.name
-        diff = r.energy - w.energy
-        ci = math.sqrt(w.energy_ci95**2 + r.energy_ci95**2)
-        pct = 100.0 * diff / r.energy if r.energy else math.nan
-        if not math.isfinite(ci):
-            verdict = (
-                "whether the difference is significant is unknown: a bracketing point has one "
-                "repeat; measure 3 or more"
-            )
-            significant = None
-        elif diff > ci:
-            verdict = "the margin exceeds its 95 % uncertainty"
-            significant = True
-        else:
-            verdict = (
-                "the difference is not significant (within its 95 % uncertainty): treat them as "
-                "equal or measure more repeats"
-            )
-            significant = False
-        qa.margin = {
-            "energy_j_per_output_minute": diff,
-            "ci95": ci,
-            "pct_of_runner_up": pct,
-            "significant": significant,
-            "method": "difference of the interpolated energies; each half-width propagated "
-            "to first order from the 95 % CIs (energy and quality) of the two bracketing "
-            "points, combined in quadrature",
-        }
-        qa.lines.append(
-            line + f", {_pm(diff, ci)} {UNIT} ({pct:.0f} %) less than the runner-up "
-            f"{run.name} ({_pm(r.energy, r.energy_ci95)} at {_rate(r.bitrate_bps)}); {verdict}."
-        )
-    missing = [f for f in qa.families if f.at_target is None]
-    not_reached = [f.name for f in missing if f.status == "not reached"]
-    exceeded = [f.name for f in missing if f.status == "exceeded"]
-    if not_reached:
-        qa.lines.append("Not reached within the measured bitrates: " + ", ".join(not_reached) + ".")
-    if exceeded:
-        qa.lines.append(
-            "Above the target at every measured bitrate (measure lower bitrates): "
-            + ", ".join(exceeded)
-            + "."
-        )
-
-
-def _describe_frontier(qa: QualityAnalysis) -> None:
-    parts = [f"{g}: {', '.join(names)}" for g, names in qa.frontier_groups.items()]
-    n_dom = sum(1 for d in qa.dominated_by.values() if d is not None)
-    qa.lines.append(
-        f"Quality ({qa.metric}) vs energy ({MODE_TEXT[qa.mode].split(':')[0]}): the frontier "
-        f"(no other scenario has less or equal energy and higher or equal quality) is "
-        + "; ".join(parts)
-        + f"; {n_dom} scenario(s) dominated. Pass --target-quality "
-        + METRIC_EXAMPLES.get(qa.metric or "vmaf", "vmaf=93")
-        + " for a recommendation."
-    )
-
-
-def compare(qa: QualityAnalysis, name_a: str, name_b: str) -> dict[str, Any]:
-    """``advisor compare``: the mean energy difference of two families at equal quality."""
-    if not qa.measured or qa.metric is None:
-        raise InsufficientDataError(" ".join(qa.lines) or "quality was not measured")
-    a, b = qa.family(name_a), qa.family(name_b)
-    res = compare_curves(a.curve, b.curve)
-    doc: dict[str, Any] = {
-        "metric": qa.metric,
-        "energy_unit": UNIT,
-        "energy_basis": qa.basis,
-        "mode": qa.mode,
-        "a": {"family": a.name, "quality_range": [a.curve[0].quality, a.curve[-1].quality]},
-        "b": {"family": b.name, "quality_range": [b.curve[0].quality, b.curve[-1].quality]},
-        "overlap": list(res.overlap) if res.overlap else None,
-        "mean_energy_a": res.mean_a if res.overlap else None,
-        "mean_energy_b": res.mean_b if res.overlap else None,
-        "difference_j_per_output_minute": res.difference if res.overlap else None,
-        "difference_pct": res.difference_pct if res.overlap else None,
-        "method": "mean over the common quality range of B's minus A's piecewise-linear "
-        "energy-vs-quality curve (an energy analogue of the BD-rate)",
+        return
+    w, r = reached[0].at_target, reached[1].at_target
+    assert w is not None and r is not None
+    qa.runner_up = reached[1].name
+    diff = r.energy - w.energy
+    ci = math.sqrt(w.energy_ci95**2 + r.energy_ci95**2)
+    qa.margin = {
+        "energy_j_per_output_minute": diff,
+        "ci95": ci,
+        "pct_of_runner_up": 100.0 * diff / r.energy if r.energy else math.nan,
+        # None: a bracketing point has one repeat, so the uncertainty is unknown
+        "significant": None if not math.isfinite(ci) else bool(diff > ci),
     }
-    m = qa.metric
-    if res.overlap is None:
-        doc["summary"] = (
-            f"{a.name} ({m} {_q(a.curve[0].quality)}-{_q(a.curve[-1].quality)}) and {b.name} "
-            f"({m} {_q(b.curve[0].quality)}-{_q(b.curve[-1].quality)}) cover no common quality "
-            "range, so they cannot be compared at equal quality; measure the lower one at "
-            "higher bitrates or the higher one at lower bitrates."
-        )
-        return doc
-    lo, hi = res.overlap
-    more = "more" if res.difference > 0 else "less"
-    where = f"at {m} {_q(lo)}" if lo == hi else f"over {m} {_q(lo)}-{_q(hi)}"
-    doc["summary"] = (
-        f"{where}, {b.name} uses on average {_fmt(abs(res.difference))} {UNIT} "
-        f"({abs(res.difference_pct):.1f} %) {more} than {a.name} at equal quality "
-        f"({_fmt(res.mean_b)} vs {_fmt(res.mean_a)}; energy {qa.basis_text}, {qa.mode})."
-    )
-    doc["summary"] = doc["summary"][0].upper() + doc["summary"][1:]
-    if lo == hi:
-        doc["summary"] += " The curves touch at one quality only; measure more bitrates."
-    return doc
 
 
-# -- formatting -------------------------------------------------------------------------------
-
-
-def _fmt(x: float) -> str:
-    if not math.isfinite(x):
-        return "n/a"
-    return f"{x:.3g}" if abs(x) < 10 else f"{x:.0f}" if abs(x) >= 100 else f"{x:.1f}"
-
-
-def _pm(x: float, ci: float) -> str:
-    return _fmt(x) + (f" ± {_fmt(ci)}" if math.isfinite(ci) else "")
-
-
-def _q(x: float) -> str:
-    return f"{x:.4g}"
-
-
-def _rate(bps: float) -> str:
-    if not math.isfinite(bps):
-        return "n/a"
-    if bps >= 1e6:
-        return f"{bps / 1e6:.3g} Mb/s"
-    return f"{bps / 1e3:.3g} kb/s"
-
-
-def families_table(qa: QualityAnalysis) -> pd.DataFrame:
-    rows = []
-    for f in qa.families:
-        at = f.at_target
-        rows.append(
-            {
-                "rank": "" if f.rank is None else str(f.rank),
-                "family": f.name,
-                "measured bitrates": ", ".join(p.setting for p in f.points),
-                f"{qa.metric} range": f"{_q(f.curve[0].quality)}-{_q(f.curve[-1].quality)}",
-                **(
-                    {
-                        f"{UNIT} at target": _pm(at.energy, at.energy_ci95) if at else "null",
-                        "bitrate at target": _rate(at.bitrate_bps) if at else "null",
-                        "status": "reached" if at else str(f.reason),
-                    }
-                    if qa.target
-                    else {}
-                ),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def frontier_table(qa: QualityAnalysis) -> pd.DataFrame:
-    p = qa.points
-    if p.empty:
-        return p
-    p = p.sort_values(["group", "on_frontier", "quality"], ascending=[True, False, True])
-    return pd.DataFrame(
-        {
-            "output": p["group"],
-            "scenario": p["scenario"],
-            "family": p["family"],
-            "bitrate": [_rate(b) for b in p["bitrate_bps"]],
-            str(qa.metric): [
-                _pm(q, c) for q, c in zip(p["quality"], p["quality_ci95"], strict=True)
-            ],
-            UNIT: [_pm(e, c) for e, c in zip(p["energy"], p["energy_ci95"], strict=True)],
-            "frontier": [
-                "yes" if on else f"dominated by {d}"
-                for on, d in zip(p["on_frontier"], p["dominated_by"], strict=True)
-            ],
-        }
-    )
+def compare(
+    qa: QualityAnalysis, name_a: str, name_b: str
+) -> tuple[Family, Family, CurveComparison]:
+    """``advisor compare``: two families and the mean energy difference of their curves at
+    equal quality. The analysis must have measured quality (``qa.measured``)."""
+    a, b = qa.family(name_a), qa.family(name_b)
+    return a, b, compare_curves(a.curve, b.curve)

@@ -1,4 +1,9 @@
-"""TranscodingRecommender: windows → Prometheus data → energy, scores, ranking, prediction."""
+"""TranscodingRecommender: windows → Prometheus data → energy, scores, ranking, prediction.
+
+The report it returns is numbers and structured results (``AdvisorReport``); what it says in
+words, tables and figures is the presentation layer's (``advisor.present``). Errors name the
+settings as this class's parameters; the CLI says them as its flags.
+"""
 
 from __future__ import annotations
 
@@ -25,20 +30,20 @@ from .analysis import (
     window_energy_table,
 )
 from .attribution import (
-    BASIS_TEXT,
+    IdlePower,
     attribute,
+    basis_notes,
     basis_score,
-    basis_warnings,
     check_basis,
-    describe_score,
     require_accounting,
     resolve_basis,
 )
 from .cost import TitleCost, TitleCostRequest, title_cost
-from .cost_text import summary_line as cost_summary_line
 from .errors import AdvisorConfigError, AdvisorError, InsufficientDataError
 from .hosts import HOST_INFO_METRIC, compare_hosts, host_facts
+from .notes import Note, note
 from .predict import PowerPredictor, measured_vs_predicted, stream_predictions
+from .present.report import summary
 from .prom import PrometheusAPI, Series, name_selector
 from .quality import QualityAnalysis, QualityTarget, analyze_quality, parse_metric, parse_target
 from .search import SearchAnalysis, analyze_search
@@ -76,27 +81,14 @@ class AdvisorReport:
     ladders: list[LadderResult]
     best_overall: dict[str, Any] | None
     prediction: dict[str, Any]
-    warnings: list[str] = field(default_factory=list)
+    # what the report must tell besides its figures (advisor.present.notes says it in words)
+    warnings: list[Note] = field(default_factory=list)
     timeline: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | None = None
     predictor: PowerPredictor | None = None
-    summary: str = ""
     quality: QualityAnalysis = field(default_factory=lambda: QualityAnalysis(measured=False))
     cost: TitleCost | None = None  # with a TitleCostRequest: encode + delivery per family
     search: SearchAnalysis | None = None  # the runs' target-quality searches, if any
-
-
-def _one_sentence(target: str, reason: str, what: str) -> str:
-    name = "Power" if target == "mean_power_w" else "Energy-per-frame"
-    return f"{name} prediction withheld: {reason}; {what}."
-
-
-def _what_to_run(predictor: PowerPredictor) -> str:
-    if predictor.advice_:
-        return "for example, " + predictor.advice_[0]
-    return (
-        "measure more configurations (other stream counts with ffmpeg-runner multi --count, "
-        "resolutions or bitrates) with 3 repeats each"
-    )
+    idle: list[IdlePower] = field(default_factory=list)  # each run's idle power (attribution)
 
 
 def drop_unusable_predictions(
@@ -139,58 +131,25 @@ class HostComparison:
     energy_basis: str = "gross"  # every host's, the same
     rank_column: str = "pixels_per_joule"  # --rank-by on that basis
 
-    def summary(self, rank_by: str) -> str:
-        if not self.verdicts:
-            return (
-                "No scenario ran on two or more hosts: nothing to compare. Run the same batch "
-                "on each node (one runner Job per node) and pass all the manifests."
-            )
-        lines = []
-        for v in self.verdicts:
-            t = self.table
-            best = t[
-                (t["scenario"] == v["scenario"])
-                & (t["ladder"] == v["ladder"])
-                & (t["host"] == v["best_host"])
-            ].iloc[0]
-            lines.append(
-                f"{v['scenario']}: least energy on {best['host_description']} "
-                f"({rank_by} = {_fmt(best[f'{rank_by}_mean'])} ± {_fmt(best[f'{rank_by}_ci95'])}, "
-                f"{describe_score(rank_by)}). {v['verdict']}"
-            )
-        lines.append(f"Energy basis: {self.energy_basis} ({BASIS_TEXT[self.energy_basis]}).")
-        return "\n".join(lines)
-
 
 def _predict_block(
     windows: pd.DataFrame, target: str, seed: int
 ) -> tuple[dict[str, Any], PowerPredictor | None]:
+    """The prediction of ``target``: ``status`` ok with the model's results, or insufficient
+    / withheld with ``why`` (a kind and its values) in place of them."""
     data = PowerPredictor.frame_from_windows(windows)
     valid = data[np.isfinite(data[target].to_numpy(dtype=float))] if len(data) else data
     if len(valid) and valid["streams"].nunique() == 1:
         # The table predicts 1-12 streams: with one measured stream count that is all
         # extrapolation, whatever the held-out error on the measured count says.
-        n = int(valid["streams"].iloc[0])
-        return {
-            "status": "insufficient",
-            "target": target,
-            "message": _one_sentence(
-                target,
-                f"every configuration ran {n} stream(s), so how power grows with streams "
-                "cannot be learned",
-                "run a few configurations with ffmpeg-runner multi --count 2 and --count 4",
-            ),
-        }, None
+        why = {"kind": "one_stream_count", "streams": int(valid["streams"].iloc[0])}
+        return {"status": "insufficient", "target": target, "why": why}, None
     predictor = PowerPredictor(target=target, seed=seed)
     try:
         predictor.fit(data)
     except InsufficientDataError as exc:
-        reason = str(exc).split(": ", 1)[-1]
-        return {
-            "status": "insufficient",
-            "target": target,
-            "message": _one_sentence(target, "too few configurations to learn from", reason),
-        }, None
+        why = {"kind": "too_few", "detail": str(exc).split(": ", 1)[-1]}
+        return {"status": "insufficient", "target": target, "why": why}, None
     assert predictor.cv_results_ is not None and predictor.residual_quantiles_ is not None
     mape = float(predictor.mape_ or 0.0)
     if mape > MAX_USEFUL_MAPE_PCT:
@@ -200,13 +159,11 @@ def _predict_block(
             "model": predictor.model_name_,
             "heldout_mape_pct": mape,
             "limit_pct": MAX_USEFUL_MAPE_PCT,
-            "message": _one_sentence(
-                target,
-                f"the best model ({predictor.model_name_}) misses configurations it was not "
-                f"trained on by {mape:.0f} % on average (held-out MAPE over "
-                f"{predictor.n_groups_} configurations, limit {MAX_USEFUL_MAPE_PCT:.0f} %)",
-                _what_to_run(predictor),
-            ),
+            "why": {
+                "kind": "withheld",
+                "configurations": predictor.n_groups_,
+                "advice": predictor.advice_[0] if predictor.advice_ else None,
+            },
         }, None
     predictions, dropped = drop_unusable_predictions(
         stream_predictions(predictor, data), predictor.model_name_
@@ -216,8 +173,8 @@ def _predict_block(
         "target": target,
         "model": predictor.model_name_,
         "heldout_mape_pct": predictor.mape_,
-        "cv_method": f"GroupKFold by scenario ({predictor.n_groups_} configurations, "
-        f"{predictor.n_rows_} windows)",
+        "cv_configurations": predictor.n_groups_,  # GroupKFold by scenario
+        "cv_windows": predictor.n_rows_,
         "cv": predictor.cv_results_,
         "interval": {
             "level": predictor.interval,
@@ -264,20 +221,26 @@ class TranscodingRecommender:
         if api is None:
             if not prometheus_url:
                 raise AdvisorConfigError(
-                    "no Prometheus URL: pass --prometheus-url (e.g. http://localhost:9090) "
-                    "or set ADVISOR_PROMETHEUS_URL"
+                    "no Prometheus URL: pass prometheus_url (e.g. http://localhost:9090) "
+                    "or set ADVISOR_PROMETHEUS_URL",
+                    settings=("prometheus_url",),
                 )
             api = PrometheusAPI(prometheus_url)
         if rank_by not in SCORE_DIRECTIONS:
             raise AdvisorConfigError(
-                f"--rank-by {rank_by!r} is not a score; choose from {', '.join(SCORE_DIRECTIONS)}"
+                f"rank_by {rank_by!r} is not a score; choose from {', '.join(SCORE_DIRECTIONS)}",
+                settings=("rank_by",),
             )
         if not max_edge_gap_s >= 0:
             raise AdvisorConfigError(
-                f"--max-edge-gap {max_edge_gap_s!r}: give seconds, 0 or more (0 never interpolates)"
+                f"max_edge_gap_s {max_edge_gap_s!r}: give seconds, 0 or more (0 never "
+                "interpolates)",
+                settings=("max_edge_gap_s",),
             )
         if query_mode not in ("raw", "range"):
-            raise AdvisorConfigError(f"--query-mode {query_mode!r}: use raw or range")
+            raise AdvisorConfigError(
+                f"query_mode {query_mode!r}: use raw or range", settings=("query_mode",)
+            )
         if isinstance(target_quality, str):
             target_quality = parse_target(target_quality)
         self.target_quality = target_quality
@@ -330,7 +293,9 @@ class TranscodingRecommender:
                 windows = [w for w in windows if w.run_id == run_id]
             return windows
         if since_s is None:
-            raise AdvisorConfigError("pass --results manifest.json or --since 2h")
+            raise AdvisorConfigError(
+                "pass results manifest.json or since_s 2h", settings=("results", "since_s")
+            )
         end = self.clock()
         # One selector for the info, progress, quality and achieved-bitrate series.
         series = self._fetch(WINDOW_METRICS, end - since_s, end, self.step_s or 0.1)
@@ -344,7 +309,8 @@ class TranscodingRecommender:
         if not windows:
             raise AdvisorError(
                 f"no {INFO_METRIC} windows in the last {since_s:.0f} s at {self.api.url}; run "
-                "ffmpeg-runner against this receiver, widen --since, or pass --results"
+                "ffmpeg-runner against this receiver, widen since_s, or pass results",
+                settings=("since_s", "results"),
             )
         return windows
 
@@ -356,17 +322,14 @@ class TranscodingRecommender:
                 return r.sample_interval_s
         return 0.1
 
-    def _resolve_instance(self, series: list[Series], warnings: list[str]) -> list[Series]:
+    def _resolve_instance(self, series: list[Series], warnings: list[Note]) -> list[Series]:
         instances = instances_of(series)
         if self.instance or len(instances) <= 1:
             return series
         hosts = {r.hostname for r in self.runs if r.hostname}
         chosen = sorted(hosts & set(instances))
         if len(chosen) == 1:
-            warnings.append(
-                f"power series from {len(instances)} instances; using {chosen[0]!r} (the run's "
-                "host); pass --instance to choose another"
-            )
+            warnings.append(note("instance_chosen", instances=len(instances), chosen=chosen[0]))
             keep = chosen[0]
             return [
                 s
@@ -375,8 +338,9 @@ class TranscodingRecommender:
             ]
         raise AdvisorConfigError(
             f"power series come from several instances {instances}; adding them would mix "
-            "machines: pass --instance NAME (the host that ran ffmpeg-runner), or "
-            "--compare-hosts to rank each scenario across the hosts"
+            "machines: pass instance NAME (the host that ran ffmpeg-runner), or "
+            "compare_hosts to rank each scenario across the hosts",
+            settings=("instance", "compare_hosts"),
         )
 
     def analyze(
@@ -384,7 +348,7 @@ class TranscodingRecommender:
     ) -> AdvisorReport:
         """The report for these windows; ``series`` skips the fetch (already queried)."""
         t0 = time.perf_counter()
-        warnings: list[str] = []
+        warnings: list[Note] = []
         windows = sorted(windows, key=lambda w: (w.start_s, w.scenario, w.phase))
         if not windows:
             raise AdvisorError("no windows to analyse; the manifest lists none")
@@ -402,32 +366,34 @@ class TranscodingRecommender:
             windows, sel, max_gap_s=max_gap, max_edge_gap_s=self.max_edge_gap_s
         )
         wdf, idle = attribute(add_scores(assign_baselines(wdf)))
-        basis, basis_notes = resolve_basis(wdf, self.energy_basis)
+        basis, basis_why = resolve_basis(wdf, self.energy_basis)
         rank_column = basis_score(self.rank_by, basis)
         for _, row in wdf.iterrows():
+            wid = row["window_id"]
             if row["status"] == "missing":
-                warnings.append(f"window {row['window_id']}: power data missing ({row['problem']})")
+                warnings.append(note("window_missing", window=wid, problem=row["problem"]))
             elif row["status"] in ("failed", "interrupted") and row["phase"] == "transcode":
-                warnings.append(f"window {row['window_id']}: {row['status']} ({row['problem']})")
+                warnings.append(
+                    note("window_failed", window=wid, status=row["status"], problem=row["problem"])
+                )
             if row["energy_error_j"] > 0:  # NaN (missing energy) compares False
                 warnings.append(
-                    f"window {row['window_id']}: an edge fell inside a gap in the energy "
-                    f"counter and was interpolated; energy {row['energy_j']:.4g} J is within "
-                    f"±{row['energy_error_j']:.3g} J "
-                    f"({100 * row['energy_error_j'] / row['energy_j']:.0f} %) in the worst case"
-                )
+                    note("edge_interpolated", window=wid, energy_j=row["energy_j"],
+                         error_j=row["energy_error_j"])
+                )  # fmt: skip
         # Labels that break the runner's contract: named with the form they should have.
-        warnings.extend(f"window {w.window_id}: {w.problem}" for w in windows if w.problem)
+        warnings.extend(
+            note("window_label", window=w.window_id, problem=w.problem)
+            for w in windows
+            if w.problem
+        )
         no_base = wdf[(wdf["phase"] == "transcode") & wdf["baseline_window"].isna()]
         if len(no_base):
-            warnings.append(
-                f"{len(no_base)} transcode window(s) have no baseline: net energy unknown; "
-                "run ffmpeg-runner with --with-baseline"
-            )
-        warnings.extend(basis_notes)
+            warnings.append(note("no_baseline", count=len(no_base)))
+        warnings.extend(basis_why)
         if basis == "attributed":
-            warnings.extend(i.describe() for i in idle)
-        warnings.extend(basis_warnings(wdf, basis))
+            warnings.extend(note("idle_power", idle=i) for i in idle)
+        warnings.extend(basis_notes(wdf, basis))
         scenarios = aggregate_scenarios(wdf, rank_column)
         ladders = rank_ladders(wdf, scenarios, rank_column, self.alpha)
         quality = analyze_quality(wdf, self.target_quality, self.quality_metric, basis)
@@ -457,11 +423,9 @@ class TranscodingRecommender:
                 {"run_id": r.run_id, "status": r.status, "hostname": r.hostname, "from": r.source}
                 for r in self.runs
             ],
-            # the column ranked by: --rank-by on the energy basis
+            # the column ranked by: rank_by on the energy basis
             "rank_by": rank_column,
-            "rank_by_text": describe_score(rank_column),
             "energy_basis": basis,
-            "energy_basis_text": BASIS_TEXT[basis],
             "attribution": [i.to_json() for i in idle],
             "target_quality": self.target_quality.to_json() if self.target_quality else None,
             "alpha": self.alpha,
@@ -492,11 +456,10 @@ class TranscodingRecommender:
             predictor,
             quality=quality,
             search=search,
+            idle=idle,
         )
-        report.summary = self._summary(report)
         if self.title_cost is not None:
             report.cost = title_cost(quality, wdf, self.title_cost)
-            report.summary += "\n" + cost_summary_line(report.cost)
         meta["analysis_seconds"] = round(time.perf_counter() - t0, 3)
         self._report = report
         return report
@@ -517,9 +480,10 @@ class TranscodingRecommender:
         unknown = sorted({w.window_id for w in windows if not w.instance})
         if unknown:
             raise AdvisorError(
-                f"{len(unknown)} window(s) name no host (e.g. {unknown[0]}): --compare-hosts "
+                f"{len(unknown)} window(s) name no host (e.g. {unknown[0]}): compare_hosts "
                 "needs the runner's instance in the manifest or the info series; re-run "
-                "ffmpeg-runner with INSTANCE set to the node name"
+                "ffmpeg-runner with INSTANCE set to the node name",
+                settings=("compare_hosts",),
             )
         interval = self.step_s or self._sample_interval()
         start = min(w.start_s for w in windows) - EDGE_MARGIN_S
@@ -535,10 +499,7 @@ class TranscodingRecommender:
             common = next(b for b in ("gross", "net", "attributed") if b in bases)
             reports = self._host_reports(windows, series, hosts, common)
             for rep in reports.values():
-                rep.warnings.append(
-                    f"energy basis {common} for every host: the hosts' data allow "
-                    f"{', '.join(sorted(bases))}"
-                )
+                rep.warnings.append(note("common_basis", basis=common, bases=sorted(bases)))
         basis = next(iter(reports.values())).meta["energy_basis"]
         rank_column = basis_score(self.rank_by, basis)
         frames = [rep.windows.assign(host=host) for host, rep in reports.items()]
@@ -633,77 +594,5 @@ class TranscodingRecommender:
         return pd.DataFrame(top.reset_index(drop=True))
 
     def get_recommendation_summary(self) -> str:
-        return self.report.summary
-
-    def _summary(self, rep: AdvisorReport) -> str:
-        # Quality first: it answers the question users bring (least energy at a quality); a
-        # search measured it at the target itself, so it comes before the interpolated answer,
-        # and without quality in the windows it is the only quality there is.
-        searched = rep.search.lines if rep.search else []
-        lines: list[str] = [*searched]
-        if rep.quality.measured or not searched:
-            lines += rep.quality.lines
-        m = rep.meta["rank_by"]
-        if rep.quality.measured or searched:
-            # The efficiency verdicts below favour fast presets; say what they leave out.
-            lines.append(
-                f"By energy efficiency alone (picture quality not considered), ranked by "
-                f"{rep.meta['rank_by_text']}:"
-            )
-        else:
-            lines.append(f"Ranked by {rep.meta['rank_by_text']}.")
-        if rep.best_overall:
-            b = rep.best_overall
-            lines.append(
-                f"Best overall: {b['scenario']} (ladder {b['ladder']}): {m} = "
-                f"{_fmt(b[f'{m}_mean'])} ± {_fmt(b[f'{m}_ci95'])} (95% CI, {b['n_ok']} repeats), "
-                f"mean power {_fmt(b['mean_power_w_mean'])} W [{b['power_source']}]."
-            )
-        else:
-            lines.append(_nothing_ranked(rep.windows))
-        for lad in rep.ladders:
-            if lad.test and lad.test.get("verdict"):
-                lines.append(f"Ladder {lad.ladder}: best {lad.winner}. {lad.test['verdict']}")
-            if lad.unranked:
-                lines.append(
-                    f"Ladder {lad.ladder}: not ranked (no valid data): " + ", ".join(lad.unranked)
-                )
-        pw = rep.prediction.get("power") if isinstance(rep.prediction, dict) else None
-        if pw and pw.get("status") == "ok":
-            lines.append(
-                f"Power model: {pw['model']}, held-out MAPE {pw['heldout_mape_pct']:.1f}% "
-                f"({pw['cv_method']}); 90% intervals from out-of-fold residuals."
-            )
-        elif pw:
-            lines.append(str(pw.get("message")))
-        return "\n".join(lines)
-
-
-def _nothing_ranked(windows: pd.DataFrame, named: int = 3) -> str:
-    """The summary's line when no configuration could be ranked: which transcode windows had a
-    problem, and what it was (the first ``named`` of them; the notes list every one)."""
-    tr = windows[windows["phase"] == "transcode"]
-    why = [f"{r.window_id}: {r.problem}" for r in tr.itertuples() if isinstance(r.problem, str)]
-    if not why:
-        return "No configuration could be ranked (no complete transcode window)."
-    more = f"; and {len(why) - named} more (see the notes)" if len(why) > named else ""
-    return (
-        f"No configuration could be ranked: {len(why)} of {len(tr)} transcode window(s) have a "
-        "problem. " + "; ".join(why[:named]) + more + "."
-    )
-
-
-def _fmt(x: Any) -> str:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return str(x)
-    if not np.isfinite(v):
-        return "n/a"
-    if v != 0 and abs(v) >= 1e5:
-        return f"{v:.4g}"
-    if v != 0 and abs(v) < 1:
-        # Three significant digits: joules per frame are often 0.01-0.1, where two decimals
-        # would print 0.01 for both ends of an interval.
-        return f"{v:.3g}"
-    return f"{v:.2f}"
+        """The recommendation in words, as the report's first section says it."""
+        return summary(self.report)

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-import html
 import importlib
 import io
 import json
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .analysis import finite_or_none
 from .attribution import BACKGROUND_FLAG_SHARE
 from .cost_text import sections as cost_sections
-from .quality import MODE_TEXT, UNIT, families_table, frontier_table
-from .recommender import AdvisorReport, _fmt
-from .search import sections as search_sections
+from .present import html as page
+from .present import numbers as n
+from .present.notes import note_text
+from .present.quality import excluded, families_table, family_json, frontier_table
+from .present.report import cv_method as cv_method_text
+from .present.report import prediction_message, report_dict, summary
+from .present.search import sections as search_sections
+from .present.words import BASIS_TEXT, MODE_TEXT, describe_score
+from .quality import UNIT
+from .recommender import AdvisorReport
 
 FORMATS = ("table", "markdown", "csv", "json", "html")
 CSV_TABLES = (
@@ -44,13 +48,6 @@ _SCEN_COLS: Sequence[tuple[str, str, bool]] = (
 )
 
 
-def _pm(mean: Any, ci: Any) -> str:
-    s = _fmt(mean)
-    if ci is not None and isinstance(ci, float | np.floating) and math.isfinite(float(ci)):
-        s += f" ± {_fmt(ci)}"
-    return s
-
-
 def scenario_display(rep: AdvisorReport) -> pd.DataFrame:
     sc = rep.scenarios
     if sc.empty:
@@ -71,19 +68,19 @@ def scenario_display(rep: AdvisorReport) -> pd.DataFrame:
     )
     for base, header, ci in _SCEN_COLS:
         out[header] = [
-            _pm(m, c if ci else None)
+            n.fmt_pm(m, c if ci else None)
             for m, c in zip(sc[f"{base}_mean"], sc[f"{base}_ci95"], strict=True)
         ]
     qa = rep.quality
     if qa.measured and qa.metric and f"quality_{qa.metric}_mean" in sc:
         m = qa.metric
         out[m] = [
-            _pm(a, b) if np.isfinite(a) else ""
+            n.fmt_pm(a, b) if np.isfinite(a) else ""
             for a, b in zip(sc[f"quality_{m}_mean"], sc[f"quality_{m}_ci95"], strict=True)
         ]
         col = qa.energy_column
         out[f"{qa.basis} {UNIT}"] = [
-            _pm(a, b) for a, b in zip(sc[f"{col}_mean"], sc[f"{col}_ci95"], strict=True)
+            n.fmt_pm(a, b) for a, b in zip(sc[f"{col}_mean"], sc[f"{col}_ci95"], strict=True)
         ]
     share = sc.get("background_cpu_share_mean", pd.Series(np.nan, sc.index)).to_numpy(float)
     if np.isfinite(share).any():
@@ -104,8 +101,8 @@ def shared_windows(rep: AdvisorReport) -> pd.DataFrame:
         {
             "window": flagged["window_id"],
             "background CPU": [f"{100 * x:.0f} %" for x in flagged["background_cpu_share"]],
-            "energy J": [_fmt(x) for x in flagged["energy_j"]],
-            "attributed J": [_fmt(x) for x in flagged["attributed_energy_j"]],
+            "energy J": [n.fmt(x) for x in flagged["energy_j"]],
+            "attributed J": [n.fmt(x) for x in flagged["attributed_energy_j"]],
             "not attributed because": flagged["attribution_problem"].fillna(""),
         }
     ).reset_index(drop=True)
@@ -127,9 +124,9 @@ def _pred_display(block: dict[str, Any]) -> pd.DataFrame:
             "preset": p["preset"],
             "ladder": p["ladder"],
             "streams": p["streams"],
-            "predicted": [_fmt(x) for x in p["predicted"]],
+            "predicted": [n.fmt(x) for x in p["predicted"]],
             "90% interval": [
-                f"{_fmt(a)} - {_fmt(b)}" for a, b in zip(p["lower"], p["upper"], strict=True)
+                f"{n.fmt(a)} - {n.fmt(b)}" for a, b in zip(p["lower"], p["upper"], strict=True)
             ],
             "extrapolated": ["yes" if e else "" for e in p["extrapolated"]],
         }
@@ -142,8 +139,8 @@ def _mvp_display(block: dict[str, Any]) -> pd.DataFrame:
         return pd.DataFrame()
     cols = [c for c in ("scenario", "encoder", "preset", "streams", "n") if c in m.columns]
     out = m[cols].copy()
-    out["measured"] = [_fmt(x) for x in m["measured"]]
-    out["predicted (held out)"] = [_fmt(x) for x in m["predicted"]]
+    out["measured"] = [n.fmt(x) for x in m["measured"]]
+    out["predicted (held out)"] = [n.fmt(x) for x in m["predicted"]]
     out["error %"] = [f"{x:+.1f}" for x in m["error_pct"]]
     out["in 90% interval"] = ["yes" if x else "no" for x in m["within_interval"]]
     return out
@@ -184,19 +181,24 @@ def _head(rep: AdvisorReport) -> str:
     runs = ", ".join(r["run_id"] for r in meta["runs"]) or "(discovered)"
     quality = (
         f"quality: {qa.metric}"
-        + (f", target {qa.target}" if qa.target else ", no target (pass --target-quality)")
-        + f"; energy per output minute {qa.basis_text}; {MODE_TEXT[qa.mode]}"
+        + (
+            f", target {n.target(qa.target)}"
+            if qa.target
+            else ", no target (pass --target-quality)"
+        )
+        + f"; energy per output minute {BASIS_TEXT[qa.basis]}; {MODE_TEXT[qa.mode]}"
         if qa.measured
-        else f"quality: the target-quality search's probes ({rep.search.target}); its windows "
-        "measured energy only"
+        else f"quality: the target-quality search's probes ({n.target(rep.search.target)}); "
+        "its windows measured energy only"
         if rep.search
         else "quality: not measured"
     )
     return (
         f"runs: {runs}\nreceiver: {meta['prometheus_url']} ({meta['queries']} queries, "
-        f"mode {meta['query_mode']}, step {meta['step_s']} s)\nranked by: {meta['rank_by_text']} "
-        f"({meta['rank_by']}) within identical output ladders; mean ± 95% CI over repeats\n"
-        f"energy basis: {meta['energy_basis']} ({meta['energy_basis_text']})\n{quality}\n"
+        f"mode {meta['query_mode']}, step {meta['step_s']} s)\nranked by: "
+        f"{describe_score(meta['rank_by'])} ({meta['rank_by']}) within identical output "
+        "ladders; mean ± 95% CI over repeats\n"
+        f"energy basis: {meta['energy_basis']} ({BASIS_TEXT[meta['energy_basis']]})\n{quality}\n"
         f"power sources: "
         + (
             ", ".join(
@@ -226,14 +228,14 @@ def prediction_sections(rep: AdvisorReport) -> list[Section]:
         if not block:
             continue
         if block.get("status") != "ok":
-            out.append((title, str(block.get("message")), "main"))
+            out.append((title, prediction_message(block), "main"))
             continue
         cv = block["cv"].copy()
         cv["mape_pct"] = [f"{x:.2f}" for x in cv["mape_pct"]]
-        cv["rmse"] = [_fmt(x) for x in cv["rmse"]]
+        cv["rmse"] = [n.fmt(x) for x in cv["rmse"]]
         lo, hi = block["interval"]["relative_quantiles"]
         text = (
-            f"model {block['model']} chosen by {block['cv_method']}; held-out MAPE "
+            f"model {block['model']} chosen by {cv_method_text(block)}; held-out MAPE "
             f"{block['heldout_mape_pct']:.2f}%; 90% interval = prediction x "
             f"[{1 + lo:.3f}, {1 + hi:.3f}]"
         )
@@ -261,11 +263,11 @@ def _sections(rep: AdvisorReport) -> list[Section]:
     qa = rep.quality
     out: list[Section] = [
         ("Advisor report", _head(rep), "main"),
-        ("Recommendation", rep.summary, "main"),
+        ("Recommendation", summary(rep), "main"),
         *search_sections(rep.search),
     ]
     if qa.measured and qa.families:
-        title = f"Energy at {qa.target} per family" if qa.target else "Families"
+        title = f"Energy at {n.target(qa.target)} per family" if qa.target else "Families"
         out.append((title, families_table(qa), "main"))
     if qa.measured and not qa.points.empty:
         out.append((f"Frontier: {qa.metric} vs {UNIT}", frontier_table(qa), "main"))
@@ -278,10 +280,10 @@ def _sections(rep: AdvisorReport) -> list[Section]:
     if not shared.empty and rep.meta["energy_basis"] == "attributed":
         out.append(("Windows shared with other processes, or not attributed", shared, "main"))
     if qa.excluded:
-        out.append(("Left out of the quality analysis", pd.DataFrame(qa.excluded), "main"))
+        out.append(("Left out of the quality analysis", pd.DataFrame(excluded(qa)), "main"))
     out.extend(prediction_sections(rep))
     if rep.warnings:
-        out.append(("Notes", "\n".join(f"- {w}" for w in rep.warnings), "notes"))
+        out.append(("Notes", "\n".join(f"- {note_text(w)}" for w in rep.warnings), "notes"))
     return out
 
 
@@ -314,69 +316,6 @@ def render_markdown(rep: AdvisorReport) -> str:
 # -- JSON ---------------------------------------------------------------------------------------
 
 
-def _records(df: Any) -> list[dict[str, Any]]:
-    if not isinstance(df, pd.DataFrame) or df.empty:
-        return []
-    return [
-        {str(k): finite_or_none(v) for k, v in row.items()} for row in df.to_dict(orient="records")
-    ]
-
-
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, pd.DataFrame):
-        return _records(obj)
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    return finite_or_none(obj)
-
-
-def _scenario_records(rep: AdvisorReport) -> list[dict[str, Any]]:
-    """Scenario rows with each one's quality nested (mean ± CI per metric) in place of the
-    flat aggregate columns, and whether it is on the frontier."""
-    qa = rep.quality
-    dom = qa.dominated_by
-    out = []
-    for rec in _records(rep.scenarios):
-        for key in list(rec):
-            if key.startswith(("quality_", "achieved_bitrate_bps_")):
-                del rec[key]
-        entry = qa.scenario_quality.get((str(rec["scenario"]), str(rec["ladder"])), {})
-        rec["quality"] = _clean(entry.get("quality"))
-        if "quality_by_rung" in entry:
-            rec["quality_by_rung"] = _clean(entry["quality_by_rung"])
-        rec["achieved_bitrate_bps"] = finite_or_none(entry.get("achieved_bitrate_bps"))
-        name = str(rec["scenario"])
-        rec["on_frontier"] = (dom[name] is None) if name in dom else None
-        rec["dominated_by"] = dom.get(name)
-        out.append(rec)
-    return out
-
-
-def report_dict(rep: AdvisorReport) -> dict[str, Any]:
-    """The JSON document; ``schema_version`` changes only when a field changes meaning."""
-    meta = dict(rep.meta)
-    doc: dict[str, Any] = _clean(
-        {
-            "schema_version": meta.pop("schema_version"),
-            "meta": meta,
-            "summary": rep.summary,
-            "quality": rep.quality.to_json(),
-            "cost": rep.cost.to_json() if rep.cost else None,
-            "search": rep.search.to_json() if rep.search else None,
-            "best_overall": rep.best_overall,
-            "ladders": [lad.to_dict() for lad in rep.ladders],
-            "scenarios": _scenario_records(rep),
-            "windows": rep.windows,
-            "power_breakdown": rep.breakdown,
-            "prediction": rep.prediction,
-            "warnings": rep.warnings,
-        }
-    )
-    return doc
-
-
 def render_json(rep: AdvisorReport) -> str:
     return json.dumps(report_dict(rep), indent=2, sort_keys=False, allow_nan=False)
 
@@ -393,7 +332,7 @@ def render_csv(rep: AdvisorReport, table: str = "scenarios") -> str:
         # One row per family: the JSON fields without the nested points.
         df = pd.DataFrame(
             [
-                {k: v for k, v in f.to_json().items() if not isinstance(v, list)}
+                {k: v for k, v in family_json(f).items() if not isinstance(v, list)}
                 for f in rep.quality.families
             ]
         )
@@ -415,78 +354,54 @@ def render_csv(rep: AdvisorReport, table: str = "scenarios") -> str:
 # -- HTML ---------------------------------------------------------------------------------------
 
 
-def _html_table(df: pd.DataFrame) -> str:
-    if df.empty:
-        return "<p><em>none</em></p>"
-    return df.to_html(index=False, escape=True, border=0, classes="t")
-
-
-def _html_body(body: Body) -> str:
-    if isinstance(body, pd.DataFrame):
-        return _html_table(body)
-    return f"<pre>{html.escape(body)}</pre>"
-
-
-def _fig(title: str, svg: str) -> str:
-    return f"<figure><figcaption><h3>{html.escape(title)}</h3></figcaption>{svg}</figure>"
+def _figures(rep: AdvisorReport, named: Sequence[tuple[str, Any]]) -> list[page.Figure]:
+    """The plots that have something to draw, each with its title."""
+    out = []
+    for title, fn in named:
+        svg = fn(rep)
+        if svg:
+            out.append(page.figure(title, svg))
+    return out
 
 
 def render_html(rep: AdvisorReport) -> str:
     """Read top-down: the recommendation, the frontier and ranking plots, the tables, power
-    over time, then the prediction sections collapsed."""
-    css = (
-        "body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}"
-        "table.t{border-collapse:collapse;font-size:13px;margin:.5em 0}"
-        "table.t td,table.t th{border:1px solid #ccc;padding:3px 6px;text-align:left}"
-        "table.t th{background:#f0f0f0}pre{background:#f7f7f7;padding:.6em;white-space:pre-wrap}"
-        "figure{margin:.5em 0}svg{max-width:100%;height:auto;border:1px solid #ddd}"
-        "details{margin:1em 0}summary{font-size:1.3em;font-weight:bold;cursor:pointer}"
-    )
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>wattpush advisor report"
-        f"</title><style>{css}</style></head><body>"
-    ]
+    over time, then the prediction sections collapsed (templates/report.html)."""
     plots = importlib.import_module(".plots", __package__)
-    sections = _sections(rep)
-    main = [s for s in sections if s[2] == "main"]
-    (head_title, head, _), (rec_title, rec, _) = main[0], main[1]
-    parts.append(f"<h1>wattpush {html.escape(head_title.lower())}</h1>")
-    parts.append(f"<h2>{html.escape(rec_title)}</h2>{_html_body(rec)}")
-    for title, fn in (
-        ("Energy vs quality: the frontier", plots.frontier_plot),
-        ("Efficiency ranking", plots.ranking_plot),
-    ):
-        fig = fn(rep)
-        if fig:
-            parts.append(_fig(title, fig))
-    for title, fig in importlib.import_module(".plots_cost", __package__).figures(rep.cost):
-        parts.append(_fig(title, fig))
-    # What was measured and how (runs, receiver, quality basis, power sources), then tables.
-    parts.append(f"<h2>About these figures</h2>{_html_body(head)}")
-    for title, body, _ in main[2:]:
-        parts.append(f"<h2>{html.escape(title)}</h2>{_html_body(body)}")
-    parts.append("<h2>Power over time</h2>")
-    for title, fn in (
-        ("Power over time", plots.timeline_plot),
-        ("Power over time per scenario", plots.scenario_panels),
-    ):
-        fig = fn(rep)
-        if fig:
-            parts.append(_fig(title, fig))
-    pred = [s for s in sections if s[2] == "prediction"]
-    if pred:
-        parts.append("<details><summary>Prediction</summary>")
-        for title, body, _ in pred:
-            parts.append(f"<h3>{html.escape(title)}</h3>{_html_body(body)}")
-        fig = plots.prediction_plot(rep)
-        if fig:
-            parts.append(_fig("Prediction curve", fig))
-        parts.append("</details>")
-    for title, body, kind in sections:
-        if kind == "notes":
-            parts.append(f"<h2>{html.escape(title)}</h2>{_html_body(body)}")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    plots_cost = importlib.import_module(".plots_cost", __package__)
+    all_sections = _sections(rep)
+    main = [s for s in all_sections if s[2] == "main"]
+    top = _figures(
+        rep,
+        (
+            ("Energy vs quality: the frontier", plots.frontier_plot),
+            ("Efficiency ranking", plots.ranking_plot),
+        ),
+    )
+    top += [page.figure(title, svg) for title, svg in plots_cost.figures(rep.cost)]
+    prediction = [s for s in all_sections if s[2] == "prediction"]
+    prediction_svg = plots.prediction_plot(rep) if prediction else ""
+    context = {
+        "css": page.CSS,
+        "head": page.section(main[0][0], main[0][1]),
+        "recommendation": page.section(main[1][0], main[1][1]),
+        "top_figures": top,
+        # What was measured and how (runs, receiver, quality basis, power sources), then tables.
+        "tables": page.sections(main[2:]),
+        "time_figures": _figures(
+            rep,
+            (
+                ("Power over time", plots.timeline_plot),
+                ("Power over time per scenario", plots.scenario_panels),
+            ),
+        ),
+        "prediction": page.sections(prediction),
+        "prediction_figure": page.figure("Prediction curve", prediction_svg)
+        if prediction_svg
+        else None,
+        "notes": page.sections(s for s in all_sections if s[2] == "notes"),
+    }
+    return page.render_page("report.html", context)
 
 
 def render(rep: AdvisorReport, fmt: str, csv_table: str = "scenarios") -> str:

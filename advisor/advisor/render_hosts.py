@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import html
 import io
 import json
 from typing import Any
 
 import pandas as pd
 
-from .attribution import basis_score, describe_score
-from .recommender import HostComparison, _fmt
-from .render import _clean, _html_table, markdown_table, report_dict, scenario_display, text_table
+from .attribution import basis_score
+from .present import html as page
+from .present.numbers import fmt
+from .present.report import clean, host_summary, host_verdicts_json, report_dict, summary
+from .present.words import describe_score
+from .recommender import HostComparison
+from .render import markdown_table, scenario_display, text_table
 
 
 def comparison_display(cmp: HostComparison, rank_by: str) -> pd.DataFrame:
@@ -26,11 +29,11 @@ def comparison_display(cmp: HostComparison, rank_by: str) -> pd.DataFrame:
                 "ladder": r["ladder"],
                 "rank": "-" if pd.isna(rank) else int(rank),
                 "host": r["host_description"],
-                rank_by: f"{_fmt(r[f'{rank_by}_mean'])} ± {_fmt(r[f'{rank_by}_ci95'])}",
-                f"{cmp.energy_basis} energy J": _fmt(
+                rank_by: f"{fmt(r[f'{rank_by}_mean'])} ± {fmt(r[f'{rank_by}_ci95'])}",
+                f"{cmp.energy_basis} energy J": fmt(
                     r.get(f"{basis_score('energy_j', cmp.energy_basis)}_mean")
                 ),
-                "power W": _fmt(r.get("mean_power_w_mean")),
+                "power W": fmt(r.get("mean_power_w_mean")),
                 "n": int(r["n_ok"]),
             }
         )
@@ -38,11 +41,11 @@ def comparison_display(cmp: HostComparison, rank_by: str) -> pd.DataFrame:
 
 
 def hosts_dict(cmp: HostComparison) -> dict[str, Any]:
-    doc: dict[str, Any] = _clean(
+    doc: dict[str, Any] = clean(
         {
             "facts": cmp.facts,
             "comparison": cmp.table,
-            "verdicts": cmp.verdicts,
+            "verdicts": host_verdicts_json(cmp),
             "queries": cmp.queries,
             "energy_basis": cmp.energy_basis,
             "rank_by": cmp.rank_column,
@@ -55,12 +58,12 @@ def render_host_comparison(cmp: HostComparison, fmt: str, rank_by: str | None = 
     """``rank_by``: the column the table ranks by; default the comparison's own (``--rank-by``
     on its energy basis)."""
     rank_by = rank_by or cmp.rank_column
-    summary = cmp.summary(rank_by)
+    text = host_summary(cmp, rank_by)
     table = comparison_display(cmp, rank_by)
     if fmt == "json":
         doc = {
             "hosts": hosts_dict(cmp),
-            "summary": summary,
+            "summary": text,
             "per_host": {host: report_dict(rep) for host, rep in cmp.reports.items()},
         }
         return json.dumps(doc, indent=2, allow_nan=False)
@@ -71,26 +74,26 @@ def render_host_comparison(cmp: HostComparison, fmt: str, rank_by: str | None = 
     if fmt in ("table", "markdown"):
         fmt_table = text_table if fmt == "table" else markdown_table
         head = "# " if fmt == "markdown" else ""
-        parts = [f"{head}Hosts compared ({rank_by}: {describe_score(rank_by)})", summary]
+        parts = [f"{head}Hosts compared ({rank_by}: {describe_score(rank_by)})", text]
         parts.append(fmt_table(table))
         for host, rep in cmp.reports.items():
-            parts += [f"{head}{host}", rep.summary, fmt_table(scenario_display(rep))]
+            parts += [f"{head}{host}", summary(rep), fmt_table(scenario_display(rep))]
         return "\n\n".join(parts) + "\n"
     if fmt == "html":
-        parts = [
-            "<!DOCTYPE html><html><head><meta charset='utf-8'><title>wattpush hosts compared"
-            "</title></head><body>",
-            f"<h1>Hosts compared ({html.escape(rank_by)}: "
-            f"{html.escape(describe_score(rank_by))})</h1>",
-            f"<pre>{html.escape(summary)}</pre>",
-            _html_table(table),
-        ]
-        for host, rep in cmp.reports.items():
-            parts += [
-                f"<h2>{html.escape(host)}</h2>",
-                f"<pre>{html.escape(rep.summary)}</pre>",
-                _html_table(scenario_display(rep)),
-            ]
-        parts.append("</body></html>")
-        return "\n".join(parts)
+        context = {
+            "css": page.CSS,
+            "rank_by": rank_by,
+            "rank_by_text": describe_score(rank_by),
+            "summary": text,
+            "table": page.table_html(table),
+            "hosts": [
+                {
+                    "name": host,
+                    "summary": summary(rep),
+                    "table": page.table_html(scenario_display(rep)),
+                }
+                for host, rep in cmp.reports.items()
+            ],
+        }
+        return page.render_page("hosts.html", context)
     raise ValueError(f"unknown format {fmt!r}")

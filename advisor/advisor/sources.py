@@ -20,6 +20,7 @@ import numpy as np
 from base_monitoring_client import contract
 
 from .energy import FloatArray, counter_cumulative, power_cumulative, window_integrals
+from .notes import Note, note
 from .prom import Series
 
 CPU_ENERGY = contract.CPU_ENERGY.name
@@ -102,7 +103,7 @@ class Entity:
 @dataclass
 class Selection:
     entities: list[Entity] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
     excluded_estimated: list[str] = field(default_factory=list)
     engine: list[Series] = field(default_factory=list)
     host_busy: list[Series] = field(default_factory=list)
@@ -167,7 +168,9 @@ def select_entities(series: Sequence[Series], *, allow_estimated: bool) -> Selec
             continue
         source = usable[0]
         if len(usable) > 1:
-            sel.notes.append(f"{domain}:{key}: using source {source!r}, ignoring {usable[1:]}")
+            sel.notes.append(
+                note("source_chosen", entity=f"{domain}:{key}", source=source, ignored=usable[1:])
+            )
         kind = kinds[gkey]
         if domain == "gpu":
             additive = True
@@ -180,15 +183,11 @@ def select_entities(series: Sequence[Series], *, allow_estimated: bool) -> Selec
             Entity(domain, key, source, additive, inst, pair.get("counter"), pair.get("power"))
         )
     if sel.excluded_estimated:
-        sel.notes.append(
-            "estimated power excluded for "
-            + ", ".join(sorted(set(sel.excluded_estimated)))
-            + " (pass --allow-estimated to use it)"
-        )
+        sel.notes.append(note("estimated_excluded", entities=sorted(set(sel.excluded_estimated))))
     if psys_instances:
-        sel.notes.append("CPU power = psys (platform) zone, which contains package and DRAM")
+        sel.notes.append(note("cpu_psys"))
     elif sel.has_cpu:
-        sel.notes.append("CPU power = package + dram zones; core/uncore are parts of package")
+        sel.notes.append(note("cpu_package_dram"))
     return sel
 
 

@@ -15,19 +15,19 @@ import numpy as np
 import pandas as pd
 import pytest
 from advisor.attribution import (
-    BASIS_TEXT,
     NO_ACCOUNTING,
     attribute,
     basis_score,
-    describe_score,
     fit_line,
     fit_problem,
     idle_power,
     require_accounting,
     resolve_basis,
 )
-from advisor.cli import main
+from advisor.cli import flag_message, main
 from advisor.errors import AdvisorConfigError
+from advisor.present.notes import idle_text, note_text
+from advisor.present.words import BASIS_TEXT, describe_score
 from advisor.prom import PrometheusAPI, Series
 from advisor.recommender import AdvisorReport, TranscodingRecommender
 from advisor.synthetic import Experiment, ladder, window_record
@@ -129,7 +129,7 @@ def test_attributed_energy_is_the_transcodes_share_of_the_dynamic_energy() -> No
     out, (idle,) = attribute(df)
     assert idle.method == "fit" and idle.idle_w == pytest.approx(18.0)
     assert idle.w_per_cpu == pytest.approx(12.0)
-    assert "P = 18 W + 12 W x busy CPUs" in idle.describe()
+    assert "P = 18 W + 12 W x busy CPUs" in idle_text(idle)
     # 12 W per CPU x 1 CPU x 4 s, whatever else ran; baselines get none of it.
     assert list(out["attributed_energy_j"]) == pytest.approx([0.0, 48.0, 0.0, 48.0, 24.0])
     assert out["attribution_problem"].isna().all()
@@ -155,7 +155,7 @@ def test_a_gpu_encoder_gets_the_gpus_own_energy_above_idle_unsplit() -> None:
     cpu_part = 12.0 * 0.4 * 4 * (0.2 / 0.4)
     assert out.loc[2, "attributed_energy_j"] == pytest.approx(cpu_part + (76.0 - 16.0) * 4)
     assert out.loc[3, "attributed_energy_j"] == pytest.approx(12.0 * 1.0 * 4)
-    assert "GPU idle power 16 W" in idle.describe()
+    assert "GPU idle power 16 W" in idle_text(idle)
 
 
 def test_without_a_usable_fit_the_baseline_is_corrected_by_its_own_busy_cpu() -> None:
@@ -169,7 +169,7 @@ def test_without_a_usable_fit_the_baseline_is_corrected_by_its_own_busy_cpu() ->
     idle = idle_power("r", df)
     assert idle.method == "baseline corrected"
     assert (idle.idle_w, idle.w_per_cpu) == pytest.approx((18.0, 12.0))
-    text = idle.describe()
+    text = idle_text(idle)
     assert "the fit is not usable (2 window(s) with CPU accounting, 3 needed)" in text
     assert "corrected by its own busy CPU at 12 W per busy CPU" in text
     out, _ = attribute(df)
@@ -184,7 +184,7 @@ def test_a_busy_baseline_without_a_slope_is_not_taken_for_idle_power() -> None:
     df = _frame(rows).assign(host_total_cpu_s=2.0 * 4.0)
     idle = idle_power("r", df)
     assert idle.method == "unknown" and math.isnan(idle.idle_w)
-    assert "the host was busy 1.98 of 2 CPUs during it" in idle.describe()
+    assert "the host was busy 1.98 of 2 CPUs during it" in idle_text(idle)
     out, _ = attribute(df)
     assert out["attributed_energy_j"].isna().all()
     assert "busy 1.98 of 2 CPUs" in str(out.loc[1, "attribution_problem"])
@@ -252,9 +252,11 @@ def test_the_basis_is_attributed_where_every_window_is_accounted() -> None:
     assert resolve_basis(accounted, "gross") == ("gross", [])
     old = accounted.assign(transcode_cpu_s=math.nan, host_busy_cpu_s=math.nan)
     basis, notes = resolve_basis(old, None)
-    assert basis == "net" and "attribution needs a newer ffmpeg-runner" in notes[0]
+    assert basis == "net" and notes[0].kind == "not_attributed"
+    assert "attribution needs a newer ffmpeg-runner" in note_text(notes[0])
     basis, notes = resolve_basis(old.assign(baseline_power_w=math.nan), None)
-    assert basis == "gross" and "lack a baseline" in notes[1]
+    assert basis == "gross" and notes[1].kind == "gross_basis"
+    assert "lack a baseline" in note_text(notes[1])
     assert BASIS_TEXT[basis] == "whole machine, baseline not subtracted"
 
 
@@ -265,8 +267,10 @@ def test_attributed_basis_without_accounting_exits_2_naming_the_fix() -> None:
     require_accounting([w], "net")  # only attributed needs it
     with pytest.raises(AdvisorConfigError) as exc:
         require_accounting([w], "attributed")
-    text = str(exc.value)
-    assert exc.value.exit_code == 2
+    # The analysis names the setting as the Python API does; the CLI says it as its flag.
+    assert exc.value.exit_code == 2 and exc.value.settings == ("energy_basis",)
+    assert str(exc.value).startswith("energy_basis attributed: 1 window(s) of run(s) old have")
+    text = flag_message(exc.value)
     assert text.startswith("--energy-basis attributed: 1 window(s) of run(s) old have no CPU")
     assert "manifest schema 3" in text and "or pass --energy-basis net" in text
 

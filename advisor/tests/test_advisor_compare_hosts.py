@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from advisor.present.report import host_summary
 from advisor.synthetic import Experiment, ladder
 from wattpush_testing import PrometheusProcess
 
@@ -123,8 +124,8 @@ def test_one_scenario_ranked_across_three_hosts(
         assert row["cpu_model"] == HOSTS[row["host"]][1]["cpu_model"]
     (verdict,) = comparison.verdicts
     assert (verdict["best_host"], verdict["runner_up"]) == ("node-b", "node-a")
-    assert verdict["significant"] is True
-    summary = comparison.summary("energy_j")
+    assert verdict["test"].significant is True
+    summary = host_summary(comparison, "energy_j")
     assert summary.startswith("x264-720p: least energy on node-b (AMD EPYC 9654, 96 cores")
     # Each host's own report used only its own series: node-a's x265 window is there.
     assert set(comparison.reports["node-a"].windows["scenario"]) == {"x264-720p", "x265-720p"}

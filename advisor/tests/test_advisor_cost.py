@@ -36,6 +36,7 @@ from advisor.cost_config import (
 )
 from advisor.errors import AdvisorConfigError
 from advisor.export import PARQUET_TABLES, write_parquet
+from advisor.present.report import summary
 from advisor.prom import PrometheusAPI, Series
 from advisor.recommender import AdvisorReport, TranscodingRecommender
 from advisor.render import render, render_csv
@@ -240,7 +241,7 @@ def test_report_names_the_energy_basis_and_says_what_it_assumes(
     assert "marginal" in names["delivery_model"].source
     assert all(a.default for a in cost.assumptions)  # nothing came from a cost file
     assert cost.money_missing == ["electricity_price_per_kwh", "egress_price_per_gb"]
-    line = quality_report.summary.splitlines()[-1]
+    line = summary(quality_report).splitlines()[-1]
     assert line.startswith("Title cost at vmaf 93, a 90-minute title watched 1,000,000 times")
     assert "money not computed (set electricity_price_per_kwh and egress_price_per_gb" in line
 

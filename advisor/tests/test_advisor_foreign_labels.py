@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from advisor.present.notes import notes_text
+from advisor.present.report import summary
 from advisor.prom import Series
 from advisor.windows import discover_windows
 from base_monitoring_client import contract as series
@@ -81,7 +83,7 @@ def test_an_unreadable_ladder_has_no_pixels_and_the_report_names_the_window() ->
     report = TranscodingRecommender("http://127.0.0.1:9", predict=False).analyze(
         windows, series=data
     )
-    notes = [w for w in report.warnings if bad.window_id in w]
+    notes = [w for w in notes_text(report.warnings) if bad.window_id in w]
     assert notes and "label ladder='720p'" in notes[0], report.warnings
     rows = report.windows.set_index("scenario")
     assert "label ladder='720p'" in rows.loc["no-size", "problem"]
@@ -95,7 +97,7 @@ def test_when_nothing_can_be_ranked_the_summary_says_which_window_and_why() -> N
     report = TranscodingRecommender("http://127.0.0.1:9", predict=False).analyze(
         discover_windows(data), series=data
     )
-    line = next(x for x in report.summary.splitlines() if x.startswith("No configuration"))
+    line = next(x for x in summary(report).splitlines() if x.startswith("No configuration"))
     assert "2 of 2 transcode window(s) have a problem" in line
     assert "old/a/transcode/0: ffmpeg_scenario_info label ladder='720p'" in line
     assert "label ladder='hd'" in line

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from advisor.hosts import compare_hosts, describe_host, host_facts
+from advisor.present.report import welch_verdict
 from advisor.prom import Series
 
 
@@ -73,7 +74,8 @@ def test_ranks_hosts_by_the_score_and_tests_the_winner() -> None:
     assert abs(table.loc[0, "pixels_per_joule_mean"] - np.mean([1e9 / e for e in (80, 81, 79)])) < 1
     (verdict,) = verdicts
     assert (verdict["best_host"], verdict["runner_up"]) == ("node-b", "node-a")
-    assert verdict["significant"] is True and verdict["p_value"] < 0.05
+    test = verdict["test"]
+    assert test.significant is True and test.p_value is not None and test.p_value < 0.05
 
 
 def test_higher_is_better_scores_and_overlapping_hosts_are_not_significant() -> None:
@@ -86,8 +88,8 @@ def test_higher_is_better_scores_and_overlapping_hosts_are_not_significant() -> 
     best = table[table["rank"] == 1]["host"].item()
     means = table.set_index("host")["pixels_per_joule_mean"]
     assert means[best] == means.max()
-    assert verdicts[0]["significant"] is False
-    assert "NOT significant" in verdicts[0]["verdict"]
+    assert verdicts[0]["test"].significant is False
+    assert "NOT significant" in welch_verdict(verdicts[0]["test"])
 
 
 def test_a_run_belongs_to_the_runners_instance_not_its_pod_hostname(tmp_path: Path) -> None:

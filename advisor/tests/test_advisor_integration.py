@@ -11,6 +11,9 @@ from typing import Any
 import pandas as pd
 import pytest
 from advisor.cli import main
+from advisor.present.notes import notes_text
+from advisor.present.report import summary as summary_text
+from advisor.present.report import welch_verdict
 from advisor.recommender import AdvisorReport
 from advisor.synthetic import SynthWindow
 from wattpush_testing import ReceiverProcess
@@ -100,8 +103,9 @@ def test_missing_and_failed_windows_are_reported_not_zero(
     sc = rep.scenarios.set_index("scenario")
     assert sc.loc["hd-a", "n_ok"] == 3 and sc.loc["hd-a", "n_missing"] == 1
     assert sc.loc["hd-b", "n_ok"] == 3 and sc.loc["hd-b", "n_failed"] == 1
-    assert any("hd-a/transcode/3" in w and "missing" in w for w in rep.warnings)
-    about_failed = [w for w in rep.warnings if "hd-b/transcode/3" in w]
+    said = notes_text(rep.warnings)
+    assert any("hd-a/transcode/3" in w and "missing" in w for w in said)
+    about_failed = [w for w in said if "hd-b/transcode/3" in w]
     assert any("failed" in w for w in about_failed)
     assert any("interpolated" in w for w in about_failed)
 
@@ -112,11 +116,11 @@ def test_ranking_within_ladders_and_welch_verdicts(receiver: ReceiverProcess, wo
     sd = ladders["1280x720@2M+640x360@800k"]
     hd = ladders["1920x1080@4M"]
     assert sd.ranking == ["fast", "slow"]
-    assert sd.test is not None and sd.test["significant"] is True
-    assert "significantly better" in sd.test["verdict"]
+    assert sd.test is not None and sd.test.significant is True
+    assert "significantly better" in welch_verdict(sd.test)
     assert hd.ranking == ["hd-a", "hd-b"]
-    assert hd.test is not None and hd.test["significant"] is False
-    assert "NOT significant" in hd.test["verdict"]
+    assert hd.test is not None and hd.test.significant is False
+    assert "NOT significant" in welch_verdict(hd.test)
     assert rep.best_overall is not None
     # Baselines and no CPU accounting: ranked by pixels per joule of net energy (the window's
     # power less its baseline's 20 W CPU + 10 W GPU, over 10 s).
@@ -129,7 +133,7 @@ def test_ranking_within_ladders_and_welch_verdicts(receiver: ReceiverProcess, wo
     gross, _ = analyse(receiver, world, "rank", energy_basis="gross")
     assert gross.meta["rank_by"] == "pixels_per_joule"
     assert gross.best_overall is not None and gross.best_overall["scenario"] == "hd-a"
-    summary = rep.summary
+    summary = summary_text(rep)
     assert "significantly better" in summary and "NOT significant" in summary
 
 
@@ -165,7 +169,7 @@ def test_window_starting_inside_a_counter_gap_is_interpolated_with_its_error(
     )
     assert any(
         w.record.scenario in text and "interpolated" in text and "±" in text
-        for text in rep.warnings
+        for text in notes_text(rep.warnings)
     )
     # A limit below the gap: the window is missing and the reason names the setting.
     strict, _ = analyse(receiver, world, "est", allow_estimated=True, max_edge_gap_s=2.0)

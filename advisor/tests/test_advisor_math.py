@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from advisor.analysis import add_scores, aggregate_scenarios, assign_baselines, welch_verdict
+from advisor.analysis import add_scores, aggregate_scenarios, assign_baselines, welch_test
 from advisor.energy import (
     FloatArray,
     WindowIntegrals,
@@ -20,6 +20,8 @@ from advisor.energy import (
     window_integrals,
 )
 from advisor.errors import ManifestError
+from advisor.present.notes import notes_text
+from advisor.present.report import welch_verdict
 from advisor.prom import Series
 from advisor.sources import drop_repeated_counter_values, select_entities, zone_kind
 from advisor.synthetic import Experiment, ladder
@@ -90,20 +92,20 @@ def test_mean_ci95_matches_student_t() -> None:
 
 def test_welch_verdicts_in_words() -> None:
     a, b = np.array([10.0, 10.2, 9.8]), np.array([8.0, 8.1, 7.9])
-    sig = welch_verdict(("A", "B"), a, b, "pixels_per_joule", 0.05)
+    sig = welch_test(("A", "B"), a, b, "pixels_per_joule", 0.05)
     ref = stats.ttest_ind(a, b, equal_var=False)
-    assert sig["significant"] is True and sig["p_value"] == pytest.approx(ref.pvalue)
-    assert "A is significantly better than B" in sig["verdict"]
-    ns = welch_verdict(
+    assert sig.significant is True and sig.p_value == pytest.approx(ref.pvalue)
+    assert "A is significantly better than B" in welch_verdict(sig)
+    ns = welch_test(
         ("A", "B"),
         np.array([10.0, 12.0, 8.0]),
         np.array([9.9, 11.9, 7.9]),
         "pixels_per_joule",
         0.05,
     )
-    assert ns["significant"] is False and "NOT significant" in ns["verdict"]
-    few = welch_verdict(("A", "B"), np.array([10.0]), b, "pixels_per_joule", 0.05)
-    assert few["significant"] is None and "at least 2" in few["verdict"]
+    assert ns.significant is False and "NOT significant" in welch_verdict(ns)
+    few = welch_test(("A", "B"), np.array([10.0]), b, "pixels_per_joule", 0.05)
+    assert few.significant is None and "at least 2" in welch_verdict(few)
 
 
 def _series(name: str, **labels: str) -> Series:
@@ -133,7 +135,8 @@ def test_estimated_source_excluded_unless_allowed_and_measured_preferred() -> No
     est = _series("cpu_energy_joules_total", zone="package", socket="0", source="estimated")
     sel = select_entities([est], allow_estimated=False)
     assert not sel.has_cpu and sel.excluded_estimated == ["cpu:package/0"]
-    assert any("--allow-estimated" in n for n in sel.notes)
+    assert any(n.kind == "estimated_excluded" for n in sel.notes)
+    assert any("--allow-estimated" in n for n in notes_text(sel.notes))
     assert select_entities([est], allow_estimated=True).entities[0].source == "estimated"
     both = [est, _series("cpu_energy_joules_total", zone="package", socket="0", source="pyjoules")]
     assert select_entities(both, allow_estimated=True).entities[0].source == "pyjoules"
@@ -252,7 +255,7 @@ def test_net_energy_uses_mean_power_difference_times_duration() -> None:
 
 
 def test_report_numbers_keep_three_significant_digits_below_one() -> None:
-    from advisor.recommender import _fmt
+    from advisor.present.numbers import fmt as _fmt
 
     # Joules per frame: both ends of an interval must stay distinguishable.
     assert (_fmt(0.0123), _fmt(0.0187)) == ("0.0123", "0.0187")

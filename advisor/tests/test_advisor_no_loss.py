@@ -224,6 +224,8 @@ def test_since_beyond_what_the_advisor_scans_is_refused_with_the_fix(
     kept = "an unknown time" if flags is None else "36500d"
     assert "--since 99999999h reaches back further than the advisor scans (366d" in caplog.text
     assert f"keeps data for {kept}" in caplog.text
+    # the analysis names since_s and results; the command line says its flags
+    assert "pass a shorter --since, e.g. 30d, or the runs' manifests with --results" in caplog.text
     assert "/api/v1/query" not in state.paths
 
 

@@ -12,9 +12,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from advisor.cli import main
+from advisor.cli import flag_message, main
 from advisor.errors import AdvisorConfigError
 from advisor.predict import PowerPredictor
+from advisor.present.notes import notes_text
+from advisor.present.quality import compare_doc, excluded, family_reason
+from advisor.present.quality import lines as quality_lines
+from advisor.present.report import prediction_message
 from advisor.quality import (
     Point,
     compare_curves,
@@ -153,11 +157,12 @@ def test_target_quality_parses(text: str, metric: str, value: float) -> None:
         ("vmaf=nan", "vmaf targets lie in"),
     ],
 )
-def test_bad_target_quality_names_the_flag(text: str, expect: str) -> None:
+def test_bad_target_quality_names_the_setting_and_the_cli_its_flag(text: str, expect: str) -> None:
     with pytest.raises(AdvisorConfigError) as exc:
         parse_target(text)
-    assert "--target-quality" in str(exc.value) and expect in str(exc.value)
-    assert exc.value.exit_code == 2
+    assert str(exc.value).startswith(f"target_quality {text!r}") and expect in str(exc.value)
+    assert exc.value.settings == ("target_quality",) and exc.value.exit_code == 2
+    assert flag_message(exc.value).startswith(f"--target-quality {text!r}")
 
 
 def test_cli_bad_target_quality_exits_2_before_any_query(
@@ -207,7 +212,8 @@ def test_large_heldout_error_replaces_predictions_by_one_sentence() -> None:
     block, predictor = _predict_block(_frame(lambda e, s, r: noise[(e, s, r)]), "mean_power_w", 0)
     assert block["status"] == "withheld" and predictor is None
     assert block["heldout_mape_pct"] > 25
-    msg = block["message"]
+    assert block["why"]["kind"] == "withheld"
+    msg = prediction_message(block)
     assert msg.startswith("Power prediction withheld:") and "limit 25 %" in msg
     assert msg.count(". ") == 0 and msg.endswith(".")
     assert "predictions" not in block and "measured_vs_predicted" not in block
@@ -216,13 +222,16 @@ def test_large_heldout_error_replaces_predictions_by_one_sentence() -> None:
 def test_too_few_configurations_is_one_sentence_with_what_to_run() -> None:
     block, predictor = _predict_block(_frame(lambda e, s, r: 50.0 + s, (1, 2)), "mean_power_w", 0)
     assert block["status"] == "insufficient" and predictor is None
-    assert block["message"].startswith("Power prediction withheld: too few configurations")
-    assert "measure at least 5" in block["message"]
+    assert block["why"]["kind"] == "too_few"
+    msg = prediction_message(block)
+    assert msg.startswith("Power prediction withheld: too few configurations")
+    assert "measure at least 5" in msg
     # One stream count: the 1-12 streams table would be all extrapolation.
     block, predictor = _predict_block(_frame(lambda e, s, r: 50.0 + r, (1,)), "mean_power_w", 0)
     assert block["status"] == "insufficient" and predictor is None
-    assert "every configuration ran 1 stream(s)" in block["message"]
-    assert "ffmpeg-runner multi --count 2" in block["message"]
+    assert block["why"] == {"kind": "one_stream_count", "streams": 1}
+    assert "every configuration ran 1 stream(s)" in prediction_message(block)
+    assert "ffmpeg-runner multi --count 2" in prediction_message(block)
 
 
 def test_extrapolations_that_repeat_the_last_measured_value_are_dropped() -> None:
@@ -500,9 +509,10 @@ def test_a_missing_baseline_switches_every_family_to_gross_energy() -> None:
     frame = _windows(rows).assign(baseline_power_w=[10.0, math.nan])
     qa = analyze_quality(frame)
     assert qa.basis == "gross" and qa.energy_column == "energy_per_output_minute_j"
-    assert any("attribution needs a newer ffmpeg-runner" in n for n in qa.notes)
+    said = notes_text(qa.notes)
+    assert any("attribution needs a newer ffmpeg-runner" in n for n in said)
     assert any(
-        "because b lack a baseline (run ffmpeg-runner with --with-baseline)" in n for n in qa.notes
+        "because b lack a baseline (run ffmpeg-runner with --with-baseline)" in n for n in said
     )
     assert sorted(qa.points["energy"]) == [200.0, 250.0]
 
@@ -510,7 +520,7 @@ def test_a_missing_baseline_switches_every_family_to_gross_energy() -> None:
 def test_net_energy_at_or_below_zero_leaves_the_window_out_not_the_basis() -> None:
     """A baseline, but no more power than it: the basis stays net (it does not fall to gross
     because of one window's value), and the window is named with the reason."""
-    from advisor.attribution import basis_warnings
+    from advisor.attribution import basis_notes
     from advisor.quality import analyze_quality
 
     rows = [
@@ -523,10 +533,11 @@ def test_net_energy_at_or_below_zero_leaves_the_window_out_not_the_basis() -> No
     qa = analyze_quality(frame)
     assert qa.basis == "net"
     assert list(qa.points["scenario"]) == ["a"]
-    reasons = {e["scenario"]: e["reason"] for e in qa.excluded}
+    reasons = {e["scenario"]: e["reason"] for e in excluded(qa)}
     assert reasons["b"].startswith("no net energy in any repeat: drew no more power than its")
-    warned = basis_warnings(frame, "net")
-    assert warned == [
+    warned = basis_notes(frame, "net")
+    assert [w.kind for w in warned] == ["no_basis_energy"]
+    assert notes_text(warned) == [
         "window r/b/transcode/0: no net energy (drew no more power than its baseline (net "
         "energy -3 J ≤ 0: the load is within the baseline's noise; measure longer windows or "
         "more repeats)); left out of the net figures"
@@ -545,15 +556,15 @@ def test_exceeded_unmeasured_and_ladder_scenarios_are_explained() -> None:
     qa = analyze_quality(_windows(rows), QualityTarget("vmaf", 90.0))
     (fam,) = qa.families
     assert fam.status == "exceeded" and fam.at_target is None
-    assert "measure lower bitrates" in str(fam.reason)
-    reasons = {e["scenario"]: e["reason"] for e in qa.excluded}
+    assert "measure lower bitrates" in str(family_reason(fam))
+    reasons = {e["scenario"]: e["reason"] for e in excluded(qa)}
     assert "quality step failed: ffmpeg 1" in reasons["broken"]
     assert "cannot be split per output" in reasons["ladder"]
-    assert qa.lines[0].startswith("At vmaf 90 (offline): no family reaches the target")
+    assert quality_lines(qa)[0].startswith("At vmaf 90 (offline): no family reaches the target")
     # A metric nobody measured: said, with the metric that was.
     qa = analyze_quality(_windows(rows), QualityTarget("ssim", 0.98))
-    assert qa.families == [] and "ssim was not measured" in qa.lines[0]
-    assert "--target-quality vmaf=VALUE" in qa.lines[0]
+    assert qa.families == [] and "ssim was not measured" in quality_lines(qa)[0]
+    assert "--target-quality vmaf=VALUE" in quality_lines(qa)[0]
 
 
 def test_compare_without_common_quality_range_says_what_to_measure() -> None:
@@ -566,7 +577,7 @@ def test_compare_without_common_quality_range_says_what_to_measure() -> None:
         {"scenario": "high-2", "preset": "slow", "bps": 1e6, "q": 95.0, "e": 400.0},
     ]
     qa = analyze_quality(_windows(rows))
-    doc = compare(qa, "libx264/ultrafast/640x360", "libx264/slow/640x360")
+    doc = compare_doc(qa, *compare(qa, "libx264/ultrafast/640x360", "libx264/slow/640x360"))
     assert doc["overlap"] is None and doc["difference_j_per_output_minute"] is None
     assert "cover no common quality range" in doc["summary"]
     with pytest.raises(AdvisorConfigError, match="known families: libx264/slow/640x360, "):

@@ -9,7 +9,9 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from advisor.quality import QualityTarget, analyze_quality, families_table
+from advisor.present.numbers import point_setting
+from advisor.present.quality import families_table
+from advisor.quality import QualityTarget, analyze_quality
 from ffmpeg_runner.contract import MetricScore, OutputQuality, Rung, WindowRecord, ladder_key
 
 
@@ -97,7 +99,7 @@ def test_crf_windows_make_their_own_family_with_one_point_per_crf() -> None:
     assert [(p.quality_value, p.n) for p in crf.points] == [(28.0, 2), (22.0, 1)]
     low, _ = crf.curve
     assert low.bitrate_bps == pytest.approx(305e3) and low.quality == pytest.approx(85.0)
-    assert low.setting == "crf 28 (305 kb/s)"
+    assert point_setting(low) == "crf 28 (305 kb/s)"
     at = crf.at_target
     assert at is not None
     # vmaf 90 lies halfway in quality between 85 and 94 is 5/9 of the way

@@ -14,8 +14,11 @@ import pandas as pd
 import pytest
 from advisor.attribution import resolve_basis
 from advisor.cli import main
+from advisor.notes import note
+from advisor.present.notes import note_text
+from advisor.present.search import families_table, lines, probes_table, sections
 from advisor.quality import QualityAnalysis, QualityTarget
-from advisor.search import analyze_search, families_table, probes_table, sections
+from advisor.search import analyze_search
 from advisor.synthetic import Experiment
 from advisor.windows import RunInfo
 from ffmpeg_runner.contract import Probe, Rung, RunManifest, SearchRecord
@@ -85,7 +88,12 @@ def test_each_family_gets_the_energy_measured_at_its_setting_and_is_ranked() -> 
         + [("other", fast.scenario or "", 9999.0)]  # another run's windows are not this one's
     )
     quality = QualityAnalysis(measured=False)
-    quality.excluded.append({"scenario": fast.scenario or "", "reason": "no vmaf score"})
+    quality.excluded.append(
+        {
+            "scenario": fast.scenario or "",
+            "why": note("no_score", metric="vmaf", error=None, unmeasured=True),
+        }
+    )
     search = analyze_search([run_info("r", [fast, medium, ultra])], table, None, quality)
     assert search is not None and search.searched and search.basis == "net"
     assert [f.name for f in search.families] == [
@@ -98,18 +106,19 @@ def test_each_family_gets_the_energy_measured_at_its_setting_and_is_ranked() -> 
     assert (best.energy, best.repeats, best.rank) == (pytest.approx(410.0), 3, 1)
     assert best.energy_ci95 == pytest.approx(4.3027 * 10 / math.sqrt(3), rel=1e-3)
     assert unreachable.rank is None and not unreachable.measured
-    line = search.lines[0]
+    said = lines(search)
+    line = said[0]
     assert line.startswith(
         "Target-quality search at vmaf 80 (energy measured at each family's setting, net of "
         "idle power): libx264/veryfast/640x360/crf at crf 20.5 (vmaf 79.99) uses 410 ± 25"
     )
     assert "300 ± 35 J per output minute (42 %) less than libx264/medium/640x360/crf" in line
     assert "the margin exceeds its 95 % uncertainty" in line
-    assert search.lines[1].startswith("Cannot reach the target at any setting searched: "
+    assert said[1].startswith("Cannot reach the target at any setting searched: "
                                       "libx264/ultrafast/640x360/crf (best vmaf 60.57")  # fmt: skip
     # medium scores higher, so veryfast does not dominate it: both on the frontier
     assert search.frontier == ["libx264/medium/640x360/crf", "libx264/veryfast/640x360/crf"]
-    assert "quality is the chosen probe's (vmaf 79.99)" in quality.excluded[0]["reason"]
+    assert "quality is the chosen probe's (vmaf 79.99)" in note_text(quality.excluded[0]["why"])
     shown = families_table(search).set_index("family")
     assert shown.loc["libx264/veryfast/640x360/crf", "setting"] == "crf 20.5"
     assert shown.loc["libx264/veryfast/640x360/crf", "probes"] == 3
@@ -129,7 +138,7 @@ def test_a_family_dominated_on_both_counts_is_off_the_frontier() -> None:
     assert search is not None
     assert search.frontier == ["libx264/veryfast/640x360/crf"]
     assert search.families[1].dominated_by == "libx264/veryfast/640x360/crf"
-    assert "uncertainty unknown: one repeat" in search.lines[0]
+    assert "uncertainty unknown: one repeat" in lines(search)[0]
 
 
 def test_a_missing_baseline_makes_every_family_gross() -> None:
@@ -140,7 +149,7 @@ def test_a_missing_baseline_makes_every_family_gross() -> None:
     search = analyze_search([run_info("r", [fast])], table, None, basis=basis)
     assert search is not None and search.basis == "gross"
     assert search.families[0].energy == pytest.approx(600.0)
-    assert "whole machine, baseline not subtracted" in search.lines[0]
+    assert "whole machine, baseline not subtracted" in lines(search)[0]
 
 
 def test_another_target_is_interpolated_only_between_searched_settings() -> None:
@@ -157,21 +166,20 @@ def test_another_target_is_interpolated_only_between_searched_settings() -> None
     runs = [run_info("a", [at80, alone]), run_info("b", [at90])]
     search = analyze_search(runs, table, QualityTarget("vmaf", 85.0))
     assert search is not None and not search.searched
-    by_family = {r["family"]: r for r in search.interpolated}
-    assert by_family["libx264/veryfast/640x360/crf"]["energy_j_per_output_minute"] == (
-        pytest.approx(500.0)
-    )
-    assert by_family["libx264/medium/640x360/crf"]["status"] == "not reached"
-    assert search.lines[0].startswith(
+    by_family = {r.family: r for r in search.interpolated}
+    veryfast = by_family["libx264/veryfast/640x360/crf"].at
+    assert veryfast is not None and veryfast.energy == pytest.approx(500.0)
+    assert by_family["libx264/medium/640x360/crf"].at is None  # not reached
+    assert lines(search)[0].startswith(
         "No search ran at vmaf 85 (searched: vmaf 80, vmaf 90): energies are interpolated"
     )
     assert (
         "libx264/veryfast/640x360/crf uses 500 J per output minute there (interpolated)"
-        in (search.lines[0])
+        in (lines(search)[0])
     )
     one = analyze_search([run_info("a", [at80, alone])], table, QualityTarget("vmaf", 85.0))
     assert one is not None and one.winner is None
-    assert "no family has two: run ffmpeg-runner search --target vmaf=85" in one.lines[0]
+    assert "no family has two: run ffmpeg-runner search --target vmaf=85" in lines(one)[0]
 
 
 def test_runs_without_a_search_have_no_search_section() -> None:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from advisor.present.notes import notes_text
 from base_monitoring_client import ClientConfig, contract
 from base_monitoring_client.pipeline import Pipeline
 from cpu_rapl_client.client import CpuRaplClient
@@ -110,7 +111,8 @@ def test_advisor_picks_the_hardware_counters_of_the_real_clients(tmp_path: Path)
     assert used[("gpu", gpu1)]["source"] == contract.SOURCE_NVML_POWER_INSTANT
     assert used[("cpu", "core/0")]["added_to_total"] is False
     assert contract.SOURCE_ESTIMATED not in {s["source"] for s in used.values()}
-    assert any("estimated power excluded" in w for w in report.warnings), report.warnings
+    said = notes_text(report.warnings)
+    assert any("estimated power excluded" in w for w in said), said
     methods = dict(zip(report.breakdown["entity"], report.breakdown["method"], strict=True))
     assert methods["package/0"].startswith("counter") and methods[gpu_key].startswith("counter")
     row = report.windows.iloc[0]
