@@ -182,7 +182,7 @@ def test_attributed_energy_holds_beside_a_cpu_hog_while_net_energy_moves(
         f"attributed J/min quiet {quiet_attr:.3g} hog {hog_attr:.3g}; "
         f"net J/min quiet {quiet_net:.3g} hog {hog_net:.3g}"
     )
-    why = {f"{m}/{b}": r.warnings for m, rs in results.items() for b, r in rs.items()}
+    why = {f"{m}/{b}": notes_text(r.warnings) for m, rs in results.items() for b, r in rs.items()}
     assert hog_attr == pytest.approx(quiet_attr, rel=0.15), f"{summary}; warnings {why}"
     assert abs(hog_net - quiet_net) >= 0.30 * abs(quiet_net), summary
     quiet_w = _transcode_windows(results["quiet"]["attributed"])
