@@ -9,22 +9,11 @@ import pandas as pd
 
 from .cost import FamilyCost, TitleCost
 from .present.cost import assumptions, target_text, unpriced_reason
+from .present.numbers import num
+from .present.numbers import views as views_text
 
 # (title, body, kind) as render.Section
 CostSection = tuple[str, pd.DataFrame | str, str]
-
-
-def num(x: float | None) -> str:
-    """Three significant digits below 1000, whole numbers with thousands separators above."""
-    if x is None or not math.isfinite(x):
-        return "n/a"
-    if abs(x) >= 1000:
-        return f"{x:,.0f}"
-    return f"{x:.3g}"
-
-
-def views_text(n: float) -> str:
-    return f"{n:,.0f}" if float(n).is_integer() else f"{n:,.1f}"
 
 
 def _after(views: float | None) -> str:

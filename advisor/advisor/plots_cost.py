@@ -9,9 +9,10 @@ import math
 import numpy as np
 
 from .cost import TitleCost
-from .cost_text import num, views_text
 from .plots import Axes, color, legend, limits, pt, svg, tick_text
 from .present.cost import target_text
+from .present.numbers import num
+from .present.numbers import views as views_text
 
 BOX = (80, 30, 640, 360)
 

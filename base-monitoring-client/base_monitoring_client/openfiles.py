@@ -39,6 +39,22 @@ _WATCH_MASK = _IN_ATTRIB | _IN_DELETE_SELF | _IN_MOVE_SELF
 _EVENT = struct.Struct("iIII")  # wd, mask, cookie, name length
 
 
+def read_once(path: str | os.PathLike[str], size: int = 16384) -> bytes | None:
+    """The first ``size`` bytes of a file not worth keeping open (a short-lived process's
+    /proc/<pid> file, a cgroup read twice a window); None when it cannot be read (it
+    vanished, or permission is refused): the caller decides what a missing value means."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, size)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 class _Inotify:
     """The three inotify calls through ctypes (the standard library has no binding)."""
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from base_monitoring_client.openfiles import OpenFiles
+from base_monitoring_client.openfiles import OpenFiles, read_once
 
 
 def test_pseudo_files_stay_open_and_are_read_fresh() -> None:
@@ -248,3 +248,13 @@ def test_read_many_sees_replaced_regular_files(tmp_path: Path) -> None:
         assert files.read_many(paths, sizes) == [b"1\n", b"3\n"]
         b.write_text("2\n")
         files.close()
+
+
+def test_read_once_reads_a_prefix_and_says_none_for_a_file_that_is_gone(tmp_path: Path) -> None:
+    path = tmp_path / "stat"
+    path.write_bytes(b"1234 (ffmpeg) R 1 2 3")
+    assert read_once(path, 4) == b"1234"
+    assert read_once(str(path)) == b"1234 (ffmpeg) R 1 2 3"
+    path.unlink()
+    assert read_once(path) is None
+    assert read_once(tmp_path) is None  # a directory: EISDIR on read, closed, None

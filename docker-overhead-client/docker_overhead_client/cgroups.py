@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from base_monitoring_client.cputime import parse_cgroup_cpu_usage_ns
+from base_monitoring_client.openfiles import read_once
 
 from .errors import HostLayoutError
-from .procfs import read_bytes
 
 #: How the sampler reads a file: (path, max bytes) -> content, None when unreadable.
 Reader = Callable[[str, int], bytes | None]
@@ -76,12 +76,12 @@ class ContainerFiles:
     version: int
     inactive_key: bytes
 
-    def cpu_ns(self, read: Reader = read_bytes) -> int | None:
+    def cpu_ns(self, read: Reader = read_once) -> int | None:
         """Cumulative CPU time of the container in nanoseconds."""
         data = read(self.cpu, 4096)
         return parse_cgroup_cpu_usage_ns(data, self.version) if data else None
 
-    def memory_usage_bytes(self, read: Reader = read_bytes) -> int | None:
+    def memory_usage_bytes(self, read: Reader = read_once) -> int | None:
         """memory.current / memory.usage_in_bytes: everything charged, page cache included."""
         data = read(self.memory_usage, 64)
         if not data:
@@ -91,7 +91,7 @@ class ContainerFiles:
         except ValueError:
             return None
 
-    def inactive_file_bytes(self, read: Reader = read_bytes) -> int:
+    def inactive_file_bytes(self, read: Reader = read_once) -> int:
         """Inactive page cache from memory.stat (0 when unreadable)."""
         stat = read(self.memory_stat, 8192)
         if not stat:
@@ -109,7 +109,7 @@ class ContainerFiles:
         except ValueError:
             return 0
 
-    def memory_bytes(self, read: Reader = read_bytes) -> int | None:
+    def memory_bytes(self, read: Reader = read_once) -> int | None:
         """Working set: usage minus inactive page cache (what `docker stats` shows)."""
         usage = self.memory_usage_bytes(read)
         if usage is None:
@@ -121,7 +121,7 @@ def _paths_from_proc(proc_root: str, pid: int, version: int) -> dict[str, str]:
     """Controller -> cgroup path from /proc/<pid>/cgroup ("" key = the v2 line)."""
     if pid <= 0:
         return {}
-    data = read_bytes(f"{proc_root}/{pid}/cgroup", 16384)
+    data = read_once(f"{proc_root}/{pid}/cgroup", 16384)
     if not data:
         return {}
     result: dict[str, str] = {}

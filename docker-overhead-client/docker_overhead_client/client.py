@@ -19,7 +19,7 @@ from base_monitoring_client import (
 )
 from base_monitoring_client.counter import SummedCounter
 from base_monitoring_client.cputime import parse_proc_pid_stat
-from base_monitoring_client.openfiles import OpenFiles
+from base_monitoring_client.openfiles import OpenFiles, read_once
 from base_monitoring_client.series import Series
 from base_monitoring_client.stale import StaleTracker
 
@@ -32,7 +32,6 @@ from .procfs import (
     HOST_CPU_MODES,
     NetDevCounter,
     parse_host_cpu_ticks,
-    read_bytes,
 )
 
 CONTAINER_CPU = contract.CONTAINER_CPU.name
@@ -218,7 +217,7 @@ class DockerOverheadClient(MonitoringClient):
         self._engine = EngineClient(self.docker_host, self.api_timeout_s)
         # Engine first: a missing socket is the most common deployment mistake (exit 3).
         self._engine.list_running()
-        data = read_bytes(self._proc_stat, 4096)
+        data = read_once(self._proc_stat, 4096)
         if not data or parse_host_cpu_ticks(data) is None:
             raise HostLayoutError(
                 f"HOST_PROC={self.host_proc}: {self._proc_stat} is missing or not /proc/stat; "

@@ -11,6 +11,8 @@ import os
 from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 
+from base_monitoring_client.openfiles import read_once
+
 #: /proc/stat ``cpu`` line columns, in order; guest/guest_nice are already inside user/nice.
 HOST_CPU_MODES: tuple[str, ...] = (
     "user",
@@ -28,20 +30,6 @@ DEFAULT_ENGINE_PATTERNS: tuple[str, ...] = (
     "containerd-shim*",
     "docker-proxy",
 )
-
-
-def read_bytes(path: str, size: int = 16384) -> bytes | None:
-    """The first ``size`` bytes of ``path``, or None when it cannot be read (it vanished)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        return os.read(fd, size)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
 
 
 def parse_host_cpu_ticks(data: bytes) -> tuple[int, ...] | None:
@@ -152,14 +140,14 @@ def scan_engine_processes(proc_root: str, patterns: Sequence[str]) -> list[Engin
         if not entry.isdigit():
             continue
         base = f"{proc_root}/{entry}"
-        raw = read_bytes(f"{base}/comm", 64)
+        raw = read_once(f"{base}/comm", 64)
         if raw is None:
             continue
         comm = raw.rstrip(b"\n").decode("utf-8", "replace")
         # Cheap pre-filter before reading cmdline: every pattern starts with a literal.
         if not comm.startswith(prefixes):
             continue
-        cmdline = read_bytes(f"{base}/cmdline", 4096) or b""
+        cmdline = read_once(f"{base}/cmdline", 4096) or b""
         if not cmdline:
             continue  # kernel threads and zombies have no cmdline
         name = engine_process_name(comm, cmdline, patterns)

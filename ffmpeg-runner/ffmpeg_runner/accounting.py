@@ -30,7 +30,7 @@ from base_monitoring_client.cputime import (
     parse_proc_pid_stat,
     proc_stat_times,
 )
-from base_monitoring_client.openfiles import OpenFiles
+from base_monitoring_client.openfiles import OpenFiles, read_once
 
 from .contract import Accounting
 from .errors import RunnerError
@@ -130,7 +130,7 @@ def own_cgroup_cpu_file(
                 for base in (cgroup_root / name / relative, cgroup_root / name):
                     candidates.append(CgroupCpuFile(base / "cpuacct.usage", 1))
     for candidate in candidates:
-        data = _read_bytes(candidate.path, _CGROUP_BYTES)
+        data = read_once(candidate.path, _CGROUP_BYTES)
         if data and parse_cgroup_cpu_usage_ns(data, candidate.version) is not None:
             return candidate
     return None
@@ -217,7 +217,7 @@ class CpuAccountant:
             return None
         # Opened per read, never kept: a kept descriptor of a pid outlives the process.
         path = f"{self._proc}/{pid}/stat"
-        data = _read_bytes(path, _PID_STAT_BYTES)
+        data = read_once(path, _PID_STAT_BYTES)
         stat = parse_proc_pid_stat(data) if data else None
         if stat is None:
             problems.append(f"{path}: unreadable")
@@ -259,16 +259,3 @@ def _read_text(path: Path) -> str:
         return path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return ""
-
-
-def _read_bytes(path: Path | str, size: int) -> bytes | None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        return os.read(fd, size)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
