@@ -38,6 +38,9 @@ from wattpush_testing import (  # noqa: E402
     ReceiverProcess,
     VictoriaMetricsProcess,
 )
+from wattpush_testing.fixtures import restore_root_logging  # noqa: E402
+
+__all__ = ["restore_root_logging"]  # a fixture for the test modules
 
 L_SD = ladder((1280, 720, "2M"), (640, 360, "800k"))
 L_HD = ladder((1920, 1080, "4M"))

@@ -7,21 +7,19 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from advisor.cli import _write, main
 from advisor.errors import AdvisorError
 from wattpush_testing import ReceiverProcess
 from wattpush_testing.files import read_only_dir
+from wattpush_testing.receivers import serve_get
 
 from .conftest import World
+
+pytestmark = pytest.mark.usefixtures("restore_root_logging")
 
 SECRET = "pw-S3CRET-71d"
 USER = "alice"
@@ -59,49 +57,19 @@ class FakeQueryAPI:
         return 200, json.dumps({"status": "success", "data": empty})
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """The console scripts run here install a stderr handler on the root logger (on pytest's
-    captured stream, closed after the test): take it away again, so that later tests' threads
-    do not write to a closed file."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-    root.setLevel(level)
-
-
 @pytest.fixture
 def api() -> Iterator[tuple[FakeQueryAPI, str]]:
     state = FakeQueryAPI()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            path = urlsplit(self.path).path
-            state.paths.append(path)
-            state.authorizations.append(self.headers.get("Authorization"))
-            code, text = state.answer(path, self.headers.get("Authorization"))
-            payload = text.encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+    def answer(
+        path: str, query: dict[str, list[str]], headers: Mapping[str, str]
+    ) -> tuple[int, str]:
+        state.paths.append(path)
+        state.authorizations.append(headers.get("Authorization"))
+        return state.answer(path, headers.get("Authorization"))
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, name="fake-query-api", daemon=True)
-    thread.start()
-    try:
-        yield state, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serve_get(answer, "fake-query-api") as url:
+        yield state, url
 
 
 def with_credentials(url: str) -> str:

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from advisor.cli import build_api, build_parser, main
 from advisor.errors import QueryError
 from advisor.prom import PrometheusAPI, name_selector
 from base_monitoring_client.httpauth import HttpAuth
+from wattpush_testing.receivers import serve_get
 
 
 class FakeProm:
@@ -40,29 +38,14 @@ class FakeProm:
 def fake() -> Iterator[tuple[FakeProm, str]]:
     state = FakeProm()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            u = urlsplit(self.path)
-            state.requests.append((u.path, parse_qs(u.query), dict(self.headers.items())))
-            payload = json.dumps(state.body).encode()
-            self.send_response(state.status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+    def answer(
+        path: str, query: dict[str, list[str]], headers: Mapping[str, str]
+    ) -> tuple[int, str]:
+        state.requests.append((path, query, dict(headers)))
+        return state.status, json.dumps(state.body)
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, name="fake-prom", daemon=True)
-    thread.start()
-    try:
-        yield state, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serve_get(answer, "fake-prom") as url:
+        yield state, url
 
 
 def test_bearer_and_tenant_headers_and_raw_query(fake: tuple[FakeProm, str]) -> None:

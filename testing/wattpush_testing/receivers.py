@@ -1,7 +1,9 @@
 """Real receivers on free loopback ports, and the small process helpers around them.
 
 ``ReceiverProcess`` starts Prometheus (remote-write receiver on) or VictoriaMetrics in a temp
-directory, waits until it is ready, and stops exactly the process it started.
+directory, waits until it is ready, and stops exactly the process it started. ``serve_get``
+is a scripted read API (a fake Prometheus HTTP API) for tests of what a reader sends and does
+with each answer.
 """
 
 from __future__ import annotations
@@ -11,12 +13,18 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self
+from urllib.parse import parse_qs, urlsplit
 
 import requests
+
+#: (path, query parameters, request headers) -> (HTTP status, JSON text)
+GetAnswer = Callable[[str, dict[str, list[str]], Mapping[str, str]], tuple[int, str]]
 
 
 def free_port() -> int:
@@ -207,3 +215,33 @@ def wait_until(predicate: Any, timeout: float = 15.0, interval: float = 0.2) -> 
         if time.monotonic() >= deadline:
             return value
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def serve_get(answer: GetAnswer, name: str = "fake-read-api") -> Iterator[str]:
+    """A loopback HTTP server that answers every GET with ``answer(path, query, headers)``
+    as JSON; yields its base URL and is shut down on exit, whatever happened."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            status, text = answer(url.path, parse_qs(url.query), dict(self.headers.items()))
+            payload = text.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
