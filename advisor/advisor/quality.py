@@ -27,17 +27,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from ffmpeg_runner.contract import QUALITY_METRICS
+from ffmpeg_runner.contract import (
+    QUALITY_METRICS,
+    parse_quality_target,
+)
 
 from .attribution import basis_problem, basis_score, resolve_basis
 from .energy import mean_ci95
 from .errors import AdvisorConfigError
 from .notes import Note, note
 
-# Valid target ranges: VMAF 0..100, PSNR in dB (ffmpeg caps identical frames near 100),
-# SSIM 0..1.
-METRIC_RANGES = {"vmaf": (0.0, 100.0), "psnr": (0.0, 100.0), "ssim": (0.0, 1.0)}
-METRIC_EXAMPLES = {"vmaf": "vmaf=93", "psnr": "psnr=40", "ssim": "ssim=0.98"}
 UNIT = "J per output minute"
 
 
@@ -53,26 +52,12 @@ class QualityTarget:
 def parse_target(text: str) -> QualityTarget:
     """``vmaf=93``, ``psnr=40`` or ``ssim=0.98``; AdvisorConfigError (exit 2) names the
     setting ``target_quality``."""
-    metric, sep, raw = str(text).partition("=")
-    metric = metric.strip().lower()
-    known = ", ".join(QUALITY_METRICS)
-    if not sep or metric not in QUALITY_METRICS:
-        raise AdvisorConfigError(
-            f"target_quality {text!r}: write METRIC=VALUE with METRIC one of {known}, e.g. "
-            "vmaf=93, psnr=40 or ssim=0.98",
-            settings=("target_quality",),
-        )
     try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    lo, hi = METRIC_RANGES[metric]
-    if not (math.isfinite(value) and lo < value <= hi):
+        metric, value = parse_quality_target(text)
+    except ValueError as e:
         raise AdvisorConfigError(
-            f"target_quality {text!r}: {metric} targets lie in ({lo:g}, {hi:g}]; "
-            f"write e.g. {METRIC_EXAMPLES[metric]}",
-            settings=("target_quality",),
-        )
+            f"target_quality {text!r}: {e}", settings=("target_quality",)
+        ) from None
     return QualityTarget(metric, value)
 
 

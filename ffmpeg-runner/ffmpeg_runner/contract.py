@@ -52,6 +52,33 @@ WINDOW_CPU_LABELS = series.FFMPEG_WINDOW_CPU.labels
 # The ``metric`` label values. PSNR is in dB (luma-weighted average of Y, U, V as ffmpeg's psnr
 # filter reports it), SSIM in 0..1 (ffmpeg's "All"), VMAF in 0..100.
 QUALITY_METRICS = ("vmaf", "psnr", "ssim")
+# A quality target (the runner's search, the advisor's ranking) lies in (low, high]: VMAF
+# 0..100, PSNR in dB (ffmpeg caps identical frames near 100), SSIM 0..1.
+METRIC_RANGES = {"vmaf": (0.0, 100.0), "psnr": (0.0, 100.0), "ssim": (0.0, 1.0)}
+METRIC_EXAMPLES = {"vmaf": "vmaf=93", "psnr": "psnr=40", "ssim": "ssim=0.98"}
+
+
+def parse_quality_target(text: str) -> tuple[str, float]:
+    """``vmaf=93``, ``psnr=40`` (dB) or ``ssim=0.98`` -> (metric, value). ValueError says what
+    to write; each caller puts its own setting's name in front."""
+    metric, sep, raw = str(text).partition("=")
+    metric = metric.strip().lower()
+    if not sep or metric not in QUALITY_METRICS:
+        raise ValueError(
+            f"write METRIC=VALUE with METRIC one of {', '.join(QUALITY_METRICS)}, e.g. "
+            "vmaf=93, psnr=40 or ssim=0.98"
+        )
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    low, high = METRIC_RANGES[metric]
+    if not (math.isfinite(value) and low < value <= high):
+        raise ValueError(
+            f"{metric} targets lie in ({low:g}, {high:g}]; write e.g. {METRIC_EXAMPLES[metric]}"
+        )
+    return metric, value
+
 
 PHASES = ("baseline", "transcode")
 WINDOW_STATUSES = ("ok", "failed", "interrupted")

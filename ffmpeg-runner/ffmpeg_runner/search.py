@@ -28,11 +28,15 @@ from dataclasses import dataclass, field
 
 from base_monitoring_client import InvalidValue
 
-from .contract import QUALITY_METRICS, format_bitrate, format_quality_value, parse_bitrate
+from .contract import (
+    METRIC_RANGES,
+    format_bitrate,
+    format_quality_value,
+    parse_bitrate,
+    parse_quality_target,
+)
 
 # Valid targets per metric: VMAF 0..100, PSNR in dB (identical frames count as 100), SSIM 0..1.
-METRIC_RANGES = {"vmaf": (0.0, 100.0), "psnr": (0.0, 100.0), "ssim": (0.0, 1.0)}
-METRIC_EXAMPLES = {"vmaf": "vmaf=93", "psnr": "psnr=40", "ssim": "ssim=0.98"}
 # Scores this close to perfect are clamped before -ln(1 - q) (which is infinite at 1).
 _TRANSFORM_CAP = {"vmaf": 99.99, "ssim": 0.99999}
 # The default bitrate range: bits per pixel per frame (0.005 is a smeared picture, 0.3 far
@@ -56,23 +60,10 @@ class Target:
 
 def parse_target(text: str) -> Target:
     """``vmaf=93`` -> Target; InvalidValue names the fix."""
-    metric, sep, raw = str(text).partition("=")
-    metric = metric.strip().lower()
-    if not sep or metric not in QUALITY_METRICS:
-        raise InvalidValue(
-            f"{text!r}: write METRIC=VALUE with METRIC one of {', '.join(QUALITY_METRICS)}, "
-            "e.g. vmaf=93, psnr=40 or ssim=0.98"
-        )
     try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    low, high = METRIC_RANGES[metric]
-    if not (math.isfinite(value) and low < value <= high):
-        raise InvalidValue(
-            f"{text!r}: {metric} targets lie in ({low:g}, {high:g}]; write e.g. "
-            f"{METRIC_EXAMPLES[metric]}"
-        )
+        metric, value = parse_quality_target(text)
+    except ValueError as e:
+        raise InvalidValue(f"{text!r}: {e}") from None
     return Target(metric, value)
 
 

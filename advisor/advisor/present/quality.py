@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+from ffmpeg_runner.contract import METRIC_EXAMPLES
 
-from ..quality import METRIC_EXAMPLES, UNIT, CurveComparison, Family, QualityAnalysis
+from ..quality import UNIT, CurveComparison, Family, QualityAnalysis
 from . import numbers as n
 from .notes import note_text, notes_text
 from .words import BASIS_TEXT, MODE_TEXT, inserted, mode_head
