@@ -147,7 +147,7 @@ def test_a_child_reaped_inside_the_window_leaves_its_cpu_time_at_exit() -> None:
     assert process.exit_cpu_s is not None and 0.3 <= process.exit_cpu_s <= 5
     assert process.poll() == 0  # the status stays; nothing is reaped twice
     accounting = accountant.between(start, accountant.read([process]))
-    assert 0.1 <= accounting.transcode_cpu_s <= process.exit_cpu_s
+    assert 0.1 <= accounting.transcode_cpu_s <= process.exit_cpu_s + 1e-6  # kept to 1 µs
     with pytest.raises(AccountingError, match="different processes"):
         accountant.between(start, accountant.read(()))
     accountant.close()
