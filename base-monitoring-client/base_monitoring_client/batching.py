@@ -11,7 +11,7 @@ rejects the whole request for one bad sample.
 
 from __future__ import annotations
 
-import itertools
+import functools
 from array import array
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +27,10 @@ _NEVER = -(1 << 63)
 
 DropFn = Callable[[str, int], None]
 LogOnceFn = Callable[..., None]
+
+
+def _member_keys(sset: SeriesSet, lo: int, hi: int) -> list[bytes]:
+    return [member.key for member in sset.members[lo:hi]]
 
 
 class Batcher:
@@ -156,19 +160,15 @@ class Batcher:
         """Encode what is pending as one batch and emit it."""
         if not self.count:
             return
+        encoder = self._encoder
+        parts: list[bytes] = []
+        for (sset, lo, hi), (rows, tss) in self._columns.items():
+            keys_of = functools.partial(_member_keys, sset, lo, hi)
+            parts.append(encoder.encode_set((sset, lo, hi), keys_of, rows, tss))
         keys: list[bytes] = []
         counts: list[int] = []
         values: list[float] = []
         stamps: list[int] = []
-        for (sset, lo, hi), (rows, tss) in self._columns.items():
-            n = hi - lo
-            keys += [m.key for m in sset.members[lo:hi]]
-            counts += [len(rows)] * n
-            if len(rows) == 1:
-                values += rows[0]
-            else:  # series-major: every value of member 0, then member 1, ...
-                values += itertools.chain.from_iterable(zip(*rows, strict=True))
-            stamps += tss * n
         handles = self._handles
         for sid, (vals, tss) in self._singles.items():
             keys.append(handles[sid].key)
@@ -180,5 +180,7 @@ class Batcher:
         self._column_ids = set()
         self._singles = {}
         self.count = 0
-        payload = compress(self._encoder.encode_columns(keys, counts, values, stamps))
+        if keys:
+            parts.append(encoder.encode_columns(keys, counts, values, stamps))
+        payload = compress(b"".join(parts))
         self._emit(Batch(payload, count))

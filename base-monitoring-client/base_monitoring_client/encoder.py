@@ -13,10 +13,11 @@ proto3 leaves out fields holding their default (a value whose bits are all zero,
 
 from __future__ import annotations
 
+import itertools
 import operator
 import re
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,10 @@ LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
 _pack_double = struct.Struct("<d").pack
+# encode_set: a plan's format holds this many items at most (about 32 bytes each), and this
+# many plans are kept.
+_MAX_PLAN_ITEMS = 1 << 16
+_MAX_PLANS = 32
 
 
 def varint(value: int) -> bytes:
@@ -116,6 +121,7 @@ class SeriesEncoder:
         self._ts_cache: dict[int, bytes] = {}
         self._header_cache: dict[int, bytes] = {}
         self._structs: dict[tuple[int, int], struct.Struct] = {}
+        self._plans: dict[tuple[Hashable, int, int], tuple[struct.Struct, list[bytes]]] = {}
 
     def series(self, name: str, labels: Mapping[str, str]) -> SeriesRef:
         """Resolve (and cache) a series. Raises EncodeError for invalid names/labels."""
@@ -258,6 +264,76 @@ class SeriesEncoder:
                 )
             offset = end
         return b"".join(parts)
+
+    def encode_set(
+        self,
+        set_key: Hashable,
+        keys: Callable[[], Sequence[bytes]],
+        rows: Sequence[Sequence[float]],
+        stamps: Sequence[int],
+    ) -> bytes:
+        """WriteRequest of a column of series (``keys()``) holding ``rows[j][i]`` at
+        ``stamps[j]``: what a ``SeriesSet`` sends, in one ``struct`` call.
+
+        Remote write repeats every series' labels in every request, so with one or a few
+        samples per series per request (the default batch size at 2000 series) the per-series
+        work dominates; here it is planned once per ``set_key`` and row count: the series'
+        header + label bytes + first sample prefix, and a format that interleaves them with
+        the values and timestamp bytes. Columns holding a 0.0 (proto3 omits it), timestamps
+        of mixed varint widths and very large plans take ``encode_columns``.
+        """
+        count = len(rows)
+        tsbs = [self._timestamp_bytes(ts) for ts in stamps]
+        ts_len = len(tsbs[0]) if tsbs else 0
+        plan = self._plans.get((set_key, count, ts_len))
+        if plan is None and self._plannable(tsbs, ts_len, count, keys):
+            plan = self._plan(set_key, keys(), count, ts_len)
+        if plan is None or any(0.0 in row for row in rows):
+            return self._encode_set_slowly(keys(), rows, stamps)
+        packer, heads = plan
+        n = len(heads)
+        stride = 1 + 2 * count
+        args: list[Any] = [None] * (n * stride)
+        args[0::stride] = heads
+        prefix = b"\x12" + bytes((9 + ts_len,)) + b"\x09"
+        for j, row in enumerate(rows):
+            args[1 + 2 * j :: stride] = row
+            tail = tsbs[j] + prefix if j < count - 1 else tsbs[j]
+            args[2 + 2 * j :: stride] = [tail] * n
+        return packer.pack(*args)
+
+    def _plannable(
+        self, tsbs: list[bytes], ts_len: int, count: int, keys: Callable[[], Sequence[bytes]]
+    ) -> bool:
+        """Fixed-size records (one timestamp width, no timestamp 0) and a format of bounded
+        size (memory): otherwise the general path."""
+        if not ts_len or any(len(b) != ts_len for b in tsbs):
+            return False
+        return len(keys()) * (1 + 2 * count) <= _MAX_PLAN_ITEMS
+
+    def _plan(
+        self, set_key: Hashable, keys: Sequence[bytes], count: int, ts_len: int
+    ) -> tuple[struct.Struct, list[bytes]]:
+        record = 11 + ts_len
+        prefix = b"\x12" + bytes((9 + ts_len,)) + b"\x09"
+        heads = [self._header(len(key) + count * record) + key + prefix for key in keys]
+        samples = f"d{ts_len + 3}s" * (count - 1) + f"d{ts_len}s"
+        fmt = "<" + "".join(f"{len(head)}s{samples}" for head in heads)
+        if len(self._plans) >= _MAX_PLANS:
+            self._plans.clear()  # sets come and go, or row counts vary: rebuilt when needed
+        plan = self._plans[(set_key, count, ts_len)] = (struct.Struct(fmt), heads)
+        return plan
+
+    def _encode_set_slowly(
+        self, keys: Sequence[bytes], rows: Sequence[Sequence[float]], stamps: Sequence[int]
+    ) -> bytes:
+        n = len(keys)
+        values: list[float] = []
+        if len(rows) == 1:
+            values += rows[0]
+        else:  # series-major: every value of member 0, then member 1, ...
+            values += itertools.chain.from_iterable(zip(*rows, strict=True))
+        return self.encode_columns(keys, [len(rows)] * n, values, list(stamps) * n)
 
     def encode_grouped(self, groups: Sequence[tuple[bytes, Sequence[tuple[float, int]]]]) -> bytes:
         """Serialise ``[(series key, [(value, timestamp_ms), ...]), ...]`` as a WriteRequest."""

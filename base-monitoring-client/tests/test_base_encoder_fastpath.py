@@ -68,3 +68,43 @@ def test_big_batches_all_chunk_sizes():
             for i in range(n)
         ]
         assert enc.encode(batch) == encode_with_protobuf(batch, {"job": "j"})
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(1, 7),
+    st.lists(st.tuples(st.lists(values, min_size=7, max_size=7), stamps), min_size=1, max_size=5),
+    st.booleans(),
+)
+def test_set_column_plan_identical(members, rows, uniform):
+    """encode_set (a SeriesSet column, planned once per set and row count) writes the bytes
+    protobuf writes, also for zeros, mixed timestamp widths and a plan used again."""
+    enc = SeriesEncoder({"job": "j"})
+    names = [{"gpu": str(i), "zone": "x" * i} for i in range(members)]
+    keys = [enc.series("m", labels).key for labels in names]
+    base = 1_795_427_169_904
+    stamps_ms = [base + 100 * j if uniform else ts for j, (_, ts) in enumerate(rows)]
+    table = [[row[i] for i in range(members)] for row, _ in rows]
+    expected = encode_with_protobuf(
+        [
+            Sample("m", names[i], table[j][i], stamps_ms[j])
+            for i in range(members)
+            for j in range(len(rows))
+        ],
+        {"job": "j"},
+    )
+    for _ in range(2):  # the second time from the cached plan
+        assert enc.encode_set("set", lambda: keys, table, stamps_ms) == expected
+
+
+def test_set_column_plan_follows_row_count_and_timestamp_width():
+    enc = SeriesEncoder()
+    labels = [{"i": str(i)} for i in range(3)]
+    keys = [enc.series("m", x).key for x in labels]
+    for stamps_ms in ([1_795_427_169_904], [1_795_427_169_904, 1_795_427_170_004], [5, 6]):
+        table = [[1.5 + i + j for i in range(3)] for j in range(len(stamps_ms))]
+        expected = encode_with_protobuf(
+            [Sample("m", labels[i], table[j][i], ts) for i in range(3)
+             for j, ts in enumerate(stamps_ms)]
+        )  # fmt: skip
+        assert enc.encode_set("same set", lambda: keys, table, stamps_ms) == expected
