@@ -32,7 +32,12 @@ LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
 _pack_double = struct.Struct("<d").pack
-# encode_set: a plan's format holds this many items at most (about 32 bytes each), and this
+#: a column's packer and its argument list (heads in place)
+_Plan = tuple[struct.Struct, list[Any]]
+#: one SeriesSet column for ``encode_sets``: (a key for its plan, its members' label bytes,
+#: rows of values (one per member), each row's timestamp)
+SetColumn = tuple[Hashable, Callable[[], Sequence[bytes]], Sequence[Sequence[float]], Sequence[int]]
+# encode_sets: a plan's format holds this many items at most (about 32 bytes each), and this
 # many plans are kept.
 _MAX_PLAN_ITEMS = 1 << 16
 _MAX_PLANS = 32
@@ -121,7 +126,8 @@ class SeriesEncoder:
         self._ts_cache: dict[int, bytes] = {}
         self._header_cache: dict[int, bytes] = {}
         self._structs: dict[tuple[int, int], struct.Struct] = {}
-        self._plans: dict[tuple[Hashable, int, int], tuple[struct.Struct, list[bytes]]] = {}
+        self._plans: dict[tuple[Hashable, int, int], _Plan] = {}
+        self._buf = bytearray()
 
     def series(self, name: str, labels: Mapping[str, str]) -> SeriesRef:
         """Resolve (and cache) a series. Raises EncodeError for invalid names/labels."""
@@ -273,15 +279,50 @@ class SeriesEncoder:
         stamps: Sequence[int],
     ) -> bytes:
         """WriteRequest of a column of series (``keys()``) holding ``rows[j][i]`` at
-        ``stamps[j]``: what a ``SeriesSet`` sends, in one ``struct`` call.
+        ``stamps[j]``: what a ``SeriesSet`` sends (``encode_sets`` of one column, as bytes)."""
+        return bytes(self.encode_sets([(set_key, keys, rows, stamps)]))
+
+    def encode_sets(self, columns: Iterable[SetColumn], tail: bytes = b"") -> memoryview:
+        """One WriteRequest of these ``SeriesSet`` columns, then ``tail`` (other series, already
+        encoded), written into a buffer this encoder keeps: the view is valid until the next
+        call.
 
         Remote write repeats every series' labels in every request, so with one or a few
         samples per series per request (the default batch size at 2000 series) the per-series
-        work dominates; here it is planned once per ``set_key`` and row count: the series'
-        header + label bytes + first sample prefix, and a format that interleaves them with
-        the values and timestamp bytes. Columns holding a 0.0 (proto3 omits it), timestamps
-        of mixed varint widths and very large plans take ``encode_columns``.
+        work dominates; here it is planned once per set and row count (each series' header,
+        label bytes and first sample prefix, and a format that interleaves them with the values
+        and timestamp bytes) and packed with one ``struct`` call per column. The buffer is
+        reused because a fresh quarter-megabyte per request came back from the kernel as
+        page faults. Columns holding a 0.0 (proto3 omits it), timestamps of mixed varint
+        widths and very large plans take ``encode_columns``.
         """
+        end = 0
+        for set_key, keys, rows, stamps in columns:
+            end = self._pack_set(end, set_key, keys, rows, stamps)
+        if tail:
+            end = self._write(end, tail)
+        return memoryview(self._buf)[:end]
+
+    def _reserve(self, size: int) -> bytearray:
+        buf = self._buf
+        if len(buf) < size:
+            grown = bytearray(max(size, 2 * len(buf)))
+            grown[: len(buf)] = buf
+            self._buf = buf = grown  # a new one: a view handed out earlier may still live
+        return buf
+
+    def _write(self, end: int, data: bytes) -> int:
+        self._reserve(end + len(data))[end : end + len(data)] = data
+        return end + len(data)
+
+    def _pack_set(
+        self,
+        end: int,
+        set_key: Hashable,
+        keys: Callable[[], Sequence[bytes]],
+        rows: Sequence[Sequence[float]],
+        stamps: Sequence[int],
+    ) -> int:
         count = len(rows)
         tsbs = [self._timestamp_bytes(ts) for ts in stamps]
         ts_len = len(tsbs[0]) if tsbs else 0
@@ -289,18 +330,17 @@ class SeriesEncoder:
         if plan is None and self._plannable(tsbs, ts_len, count, keys):
             plan = self._plan(set_key, keys(), count, ts_len)
         if plan is None or any(0.0 in row for row in rows):
-            return self._encode_set_slowly(keys(), rows, stamps)
-        packer, heads = plan
-        n = len(heads)
+            return self._write(end, self._encode_set_slowly(keys(), rows, stamps))
+        packer, args = plan  # args: the heads in place, values and timestamps overwritten here
+        n = len(args) // (1 + 2 * count)
         stride = 1 + 2 * count
-        args: list[Any] = [None] * (n * stride)
-        args[0::stride] = heads
         prefix = b"\x12" + bytes((9 + ts_len,)) + b"\x09"
         for j, row in enumerate(rows):
             args[1 + 2 * j :: stride] = row
             tail = tsbs[j] + prefix if j < count - 1 else tsbs[j]
             args[2 + 2 * j :: stride] = [tail] * n
-        return packer.pack(*args)
+        packer.pack_into(self._reserve(end + packer.size), end, *args)
+        return end + packer.size
 
     def _plannable(
         self, tsbs: list[bytes], ts_len: int, count: int, keys: Callable[[], Sequence[bytes]]
@@ -311,17 +351,20 @@ class SeriesEncoder:
             return False
         return len(keys()) * (1 + 2 * count) <= _MAX_PLAN_ITEMS
 
-    def _plan(
-        self, set_key: Hashable, keys: Sequence[bytes], count: int, ts_len: int
-    ) -> tuple[struct.Struct, list[bytes]]:
+    def _plan(self, set_key: Hashable, keys: Sequence[bytes], count: int, ts_len: int) -> _Plan:
+        """The struct of a column and its argument list, with each series' head (header,
+        label bytes, first sample prefix) in place; kept, like the buffer, so that a request
+        allocates no large list."""
         record = 11 + ts_len
         prefix = b"\x12" + bytes((9 + ts_len,)) + b"\x09"
         heads = [self._header(len(key) + count * record) + key + prefix for key in keys]
         samples = f"d{ts_len + 3}s" * (count - 1) + f"d{ts_len}s"
         fmt = "<" + "".join(f"{len(head)}s{samples}" for head in heads)
+        args: list[Any] = [None] * (len(heads) * (1 + 2 * count))
+        args[0 :: 1 + 2 * count] = heads
         if len(self._plans) >= _MAX_PLANS:
             self._plans.clear()  # sets come and go, or row counts vary: rebuilt when needed
-        plan = self._plans[(set_key, count, ts_len)] = (struct.Struct(fmt), heads)
+        plan = self._plans[(set_key, count, ts_len)] = (struct.Struct(fmt), args)
         return plan
 
     def _encode_set_slowly(
@@ -439,7 +482,7 @@ def encode_with_protobuf(
     return bytes(build_write_request(samples, default_labels).SerializeToString())
 
 
-def compress(payload: bytes) -> bytes:
+def compress(payload: bytes | memoryview) -> bytes:
     """Snappy *block* format, what remote write 1.0 requires (not the framed format)."""
     return bytes(snappy.compress(payload))
 

@@ -258,8 +258,11 @@ class Outbox:
 
     # -- the end ----------------------------------------------------------------------------------
 
-    def wake(self) -> None:
+    def finish(self, advance: Callable[[], None]) -> None:
+        """Run ``advance`` (a life-cycle step the taker checks: drain, give up) under the
+        outbox's lock and wake the taker, so that it cannot miss the step while it waits."""
         with self.cond:
+            advance()
             self.cond.notify_all()
 
     def close(self) -> Leftovers:

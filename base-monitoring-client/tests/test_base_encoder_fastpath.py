@@ -108,3 +108,32 @@ def test_set_column_plan_follows_row_count_and_timestamp_width():
              for j, ts in enumerate(stamps_ms)]
         )  # fmt: skip
         assert enc.encode_set("same set", lambda: keys, table, stamps_ms) == expected
+
+
+def test_sets_and_other_series_in_one_reused_buffer():
+    """encode_sets: two set columns then the other series' bytes, equal to protobuf's request
+    of all of them; a bigger request while an earlier view is still held does not fail."""
+    enc = SeriesEncoder()
+    a = [{"a": str(i)} for i in range(3)]
+    b = [{"b": str(i)} for i in range(50)]
+    keys_a = [enc.series("m", x).key for x in a]
+    keys_b = [enc.series("n", x).key for x in b]
+    ts = 1_795_427_169_904
+    single = [Sample("s", {"z": "1"}, 2.5, ts)]
+    small = enc.encode_sets([("a", lambda: keys_a, [[1.0, 2.0, 3.0]], [ts])])
+    held = bytes(small)
+    rows_b = [[float(i + j + 1) for i in range(50)] for j in range(2)]
+    view = enc.encode_sets(
+        [
+            ("a", lambda: keys_a, [[1.0, 2.0, 3.0]], [ts]),
+            ("b", lambda: keys_b, rows_b, [ts, ts + 100]),
+        ],
+        enc.encode(single),
+    )
+    expected = encode_with_protobuf(
+        [Sample("m", a[i], float(i + 1), ts) for i in range(3)]
+        + [Sample("n", b[i], rows_b[j][i], ts + 100 * j) for i in range(50) for j in range(2)]
+        + single
+    )
+    assert bytes(view) == expected
+    assert bytes(small) == held  # the buffer grew into a new one: the old view is intact

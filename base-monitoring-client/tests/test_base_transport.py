@@ -18,7 +18,7 @@ import pytest
 from base_monitoring_client.config import ClientConfig
 from base_monitoring_client.encoder import SeriesEncoder, compress
 from base_monitoring_client.httpauth import HttpAuth
-from base_monitoring_client.sender import HttpClientTransport, HttpTransport, make_transport
+from base_monitoring_client.transport import HttpClientTransport, HttpTransport, make_transport
 from wattpush_testing.base import series
 from wattpush_testing.faults import FaultReceiver
 
