@@ -31,7 +31,7 @@ from .config import ClientConfig
 from .encoder import SeriesEncoder, compress
 from .outbox import FlushMarker, Outbox
 from .sampling import Collected, FrameBuilder, RawTick, TickDecoder
-from .selfmetrics import SelfMetrics
+from .selfmetrics import Problems, SelfMetrics
 from .series import Frame, Series, SeriesSet, SeriesTable
 from .spool import Batch
 
@@ -43,8 +43,6 @@ _NEVER = -(1 << 63)
 #: frames the batcher's inbox holds at most (the sampler then waits, then drops and counts)
 QUEUE_SIZE = 1024
 
-DropFn = Callable[[str, int], None]
-LogOnceFn = Callable[..., None]
 T = TypeVar("T")
 
 
@@ -135,14 +133,13 @@ class Batcher:
         emit: Callable[[Batch], None],
         *,
         max_samples: int,
-        drop: DropFn,
-        log_once: LogOnceFn,
+        problems: Problems,
     ) -> None:
         self._handles = handles
         self._emit = emit
         self._max = max_samples
-        self._drop = drop
-        self._log_once = log_once
+        self._drop = problems.drop
+        self._log_once = problems.log_once
         self._encoder = SeriesEncoder()
         self._last = array("q")
         # (set, lo, hi) -> (value columns, their timestamps); a slice when a frame was split.
@@ -291,9 +288,6 @@ class BatcherStage:
         builder: FrameBuilder,
         decoder: TickDecoder | None,
         outbox: Outbox,
-        drop: DropFn,
-        log_once: LogOnceFn,
-        stage_error: Callable[[str], None],
     ) -> None:
         self.client = client
         self.table: SeriesTable = client.series_table
@@ -304,15 +298,15 @@ class BatcherStage:
         self.outbox = outbox
         self.push_interval_s = config.push_interval_s
         self.max_samples = config.max_samples_per_send
-        self._drop = drop
-        self._stage_error = stage_error
+        self._problems = problems = metrics.problems
+        self._drop = problems.drop
+        self._stage_error = problems.stage_error
         #: whether the client rewrites its returned Samples (``process()`` overridden)
         self.processes = type(client).process is not MonitoringClient.process
         self.inbox: Handoff[Item] = Handoff(QUEUE_SIZE, self.max_samples, clock.monotonic)
         self.batcher = Batcher(
-            self.table.handles, self._emit, max_samples=self.max_samples, drop=drop,
-            log_once=log_once,
-        )  # fmt: skip
+            self.table.handles, self._emit, max_samples=self.max_samples, problems=problems
+        )
         self._oldest: float | None = None  # monotonic time of the oldest sample in the batch
         # Released handles whose frames are all with the batcher: dropped at the next batch,
         # which encodes every frame added before it.
@@ -410,8 +404,7 @@ class BatcherStage:
             samples = self.client.process(samples)
         except Exception:
             self._drop("process_error", len(samples))
-            log_once = self.batcher._log_once
-            log_once(
+            self._problems.log_once(
                 "process:exception",
                 "process() raised; its samples were dropped (logged once)",
                 exc=True,

@@ -52,6 +52,7 @@ class Pipeline:
         self.config = config
         self.clock = clock
         self.metrics = SelfMetrics(__version__)
+        self.problems = self.metrics.problems
         self.default_labels = {
             **config.extra_labels,
             "job": client.name,
@@ -61,7 +62,6 @@ class Pipeline:
         self.backoff = backoff or Backoff(config.min_backoff_s, config.max_backoff_s)
         self.lifecycle = Lifecycle()
         self.table = client.series_table
-        self._logged: set[str] = set()
         self._health: HealthServer | None = None
         self._spool: Spool | None = None
         #: called (from the dying thread) when a stage thread has died: the process should end
@@ -71,8 +71,7 @@ class Pipeline:
         self.outbox = Outbox(
             config.queue_capacity,
             None,
-            self._drop,
-            self._log_once,
+            self.problems,
             spool_after_s=config.spool_after_s,
             clock=clock,
         )
@@ -84,13 +83,9 @@ class Pipeline:
             metrics=self.metrics,
             clock=clock,
             backoff=self.backoff,
-            drop=self._drop,
-            log_once=self._log_once,
         )
-        self.builder = FrameBuilder(self.table, client.auto_stale, self._drop, self._log_once)
-        self.decoder = (
-            TickDecoder(client, self.metrics, self._log_once) if client.splits_ticks else None
-        )
+        self.builder = FrameBuilder(self.table, client.auto_stale, self.problems)
+        self.decoder = TickDecoder(client, self.metrics) if client.splits_ticks else None
         self.batcher = BatcherStage(
             client,
             config,
@@ -99,9 +94,6 @@ class Pipeline:
             builder=self.builder,
             decoder=self.decoder,
             outbox=self.outbox,
-            drop=self._drop,
-            log_once=self._log_once,
-            stage_error=self._stage_error,
         )
         self.sampler = Sampler(
             client,
@@ -112,8 +104,6 @@ class Pipeline:
             builder=self.builder,
             out=self.batcher.inbox,
             processes=self.batcher.processes,
-            drop=self._drop,
-            log_once=self._log_once,
             decoder=self.decoder,
         )
         self._threads: dict[str, threading.Thread] = {}
@@ -145,8 +135,8 @@ class Pipeline:
                     self._spool = Spool(
                         self.config.spool_dir,
                         self.config.spool_max_bytes,
-                        self._drop,
-                        self._quarantined,
+                        self.problems.drop,
+                        self.problems.quarantined,
                     )
                     self.outbox.spool = self._spool
                     if len(self._spool):
@@ -265,8 +255,10 @@ class Pipeline:
         # (and is sent), or sees the pipeline stopped (and is counted), never neither.
         with self.lifecycle.lock:
             if self.lifecycle.state is not State.RUNNING:
-                self._drop("shutdown", len(batch))
-                self._log_once("push:stopped", "push() on a pipeline that is not running: dropped")
+                self.problems.drop("shutdown", len(batch))
+                self.problems.log_once(
+                    "push:stopped", "push() on a pipeline that is not running: dropped"
+                )
                 return
             frame = Frame(self.clock.time_ns() // 1_000_000)
             item: Frame | Collected
@@ -279,7 +271,7 @@ class Pipeline:
                 item = frame
             # Like a tick, a push waits for the batcher's deadline or a full batch.
             if not self.batcher.inbox.put(item, len(batch), wake=False, timeout=timeout):
-                self._drop("processor_queue_full", len(batch))
+                self.problems.drop("processor_queue_full", len(batch))
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Block until everything pushed or collected so far is sent (or spooled/dropped)."""
@@ -291,27 +283,6 @@ class Pipeline:
         return marker.done.wait(timeout)
 
     # -- accounting and health (the HealthSource protocol) ----------------------------------------
-
-    def _drop(self, reason: str, count: int) -> None:
-        if count:
-            self.metrics.inc("monitoring_client_samples_dropped_total", count, reason=reason)
-
-    def _stage_error(self, stage: str) -> None:
-        """An error a stage thread survived (call it while handling the exception)."""
-        self.metrics.inc("monitoring_client_stage_errors_total", stage=stage)
-        self._log_once(
-            f"{stage}:error", "%s: unexpected error; the stage goes on (logged once)", stage,
-            exc=True,
-        )  # fmt: skip
-
-    def _quarantined(self, reason: str) -> None:
-        self.metrics.inc("monitoring_client_spool_quarantined_total", reason=reason)
-
-    def _log_once(self, key: str, msg: str, *args: object, exc: bool = False) -> None:
-        if key not in self._logged:
-            if len(self._logged) < 1000:  # bounded: keys can hold receiver text
-                self._logged.add(key)
-            log.error(msg, *args, exc_info=exc)
 
     def pending_samples(self) -> int:
         return self.outbox.pending + self.batcher.pending

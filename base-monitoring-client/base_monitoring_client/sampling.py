@@ -25,7 +25,7 @@ from .clock import Clock, SystemClock
 from .errors import MonitoringClientError
 from .lifecycle import Latch, Lifecycle
 from .sample import STALE_NAN, Sample
-from .selfmetrics import SelfMetrics
+from .selfmetrics import Problems, SelfMetrics
 from .series import Frame, SeriesTable
 from .stale import StaleTracker
 
@@ -34,20 +34,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DropFn = Callable[[str, int], None]
 LogOnceFn = Callable[..., None]
 
 
 class FrameBuilder:
     """Samples into a frame (invalid ones dropped and counted), then stale markers."""
 
-    def __init__(
-        self, table: SeriesTable, auto_stale: bool, drop: DropFn, log_once: LogOnceFn
-    ) -> None:
+    def __init__(self, table: SeriesTable, auto_stale: bool, problems: Problems) -> None:
         self.table = table
         self.auto_stale = auto_stale
-        self._drop = drop
-        self._log_once = log_once
+        self._drop = problems.drop
+        self._log_once = problems.log_once
         self._stale = StaleTracker()
         self._last_ts = 0
         self._last_ids: array[int] | None = None  # single ids of the last plain tick
@@ -127,10 +124,10 @@ def system_gate(clock: Clock, stop: Latch) -> threading.Lock | None:
 class TickDecoder:
     """Runs ``decode()`` for queued RawTicks, in order, on the stage that takes them."""
 
-    def __init__(self, client: MonitoringClient, metrics: SelfMetrics, log_once: LogOnceFn) -> None:
+    def __init__(self, client: MonitoringClient, metrics: SelfMetrics) -> None:
         self.client = client
         self.table = client.series_table
-        self._log_once = log_once
+        self._log_once = metrics.problems.log_once
         self._collected = metrics.cell("monitoring_client_samples_collected_total")
         #: values in the last decoded tick (read by the sampler thread: an int, no lock)
         self.last_size = 1
@@ -163,8 +160,6 @@ class Sampler:
         builder: FrameBuilder,
         out: Handoff[Item],
         processes: bool,
-        drop: DropFn,
-        log_once: LogOnceFn,
         decoder: TickDecoder | None = None,
     ) -> None:
         self.client = client
@@ -177,8 +172,8 @@ class Sampler:
         self.out = out
         #: the client's Samples go through its process() (on the batcher thread)
         self.processes = processes
-        self._drop = drop
-        self._log_once = log_once
+        self._drop = metrics.problems.drop
+        self._log_once = metrics.problems.log_once
         # The sampler's counters are its own cells: no lock and no lookup per tick.
         self._cells = (
             metrics.cell("monitoring_client_collect_duration_seconds_sum"),

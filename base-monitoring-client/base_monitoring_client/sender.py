@@ -192,8 +192,6 @@ class Sender:
         metrics: SelfMetrics,
         clock: Clock,
         backoff: Backoff,
-        drop: Callable[[str, int], None],
-        log_once: Callable[..., None],
     ) -> None:
         self.transport = transport
         self.outbox = outbox
@@ -202,8 +200,8 @@ class Sender:
         self.metrics = metrics
         self.clock = clock
         self.backoff = backoff
-        self._drop = drop
-        self._log_once = log_once
+        self._drop = metrics.problems.drop
+        self._log_once = metrics.problems.log_once
         self._secrets = config.auth.secrets()
         self.consecutive_failures = 0
         self.last_error = ""
