@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import itertools
 import operator
-import re
 import struct
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,10 +24,8 @@ import snappy
 
 from . import remote_write_pb2 as pb
 from .errors import EncodeError
-from .sample import Sample
+from .sample import Sample, validate_series
 
-METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
-LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
 _pack_double = struct.Struct("<d").pack
@@ -62,22 +59,10 @@ def _field_len(tag: int, payload: bytes) -> bytes:
 def canonical_labels(
     name: str, labels: Mapping[str, str], defaults: Mapping[str, str] = {}
 ) -> list[tuple[str, str]]:
-    """Validated label pairs in wire order: ``__name__`` included, sorted by name bytes,
-    empty values omitted, sample labels overriding ``defaults``."""
-    if not METRIC_NAME_RE.match(name):
-        raise EncodeError(f"invalid metric name {name!r}: must match [a-zA-Z_:][a-zA-Z0-9_:]*")
-    merged = dict(defaults)
-    for key, value in labels.items():
-        if key == "__name__":
-            raise EncodeError(f"series {name!r}: pass the metric name as Sample.name, not a label")
-        if not LABEL_NAME_RE.match(key):
-            raise EncodeError(
-                f"series {name!r}: invalid label name {key!r}: must match [a-zA-Z_][a-zA-Z0-9_]*"
-            )
-        if not isinstance(value, str):
-            raise EncodeError(f"series {name!r}: label {key!r} has a non-string value {value!r}")
-        merged[key] = value
-    merged["__name__"] = name
+    """Label pairs in wire order: ``__name__`` included, sorted by name bytes, empty values
+    omitted, ``labels`` overriding ``defaults``. The series was validated (``validate_series``)
+    where it was made: a handle, or ``SeriesEncoder.series`` for Samples."""
+    merged = {**defaults, **labels, "__name__": name}
     pairs = [(k, v) for k, v in merged.items() if v != ""]
     pairs.sort(key=lambda kv: kv[0].encode("utf-8"))
     return pairs
@@ -152,7 +137,7 @@ class SeriesEncoder:
         raw = (name, tuple(labels.items()))
         ref = self._cache.get(raw)
         if ref is None:
-            pairs = tuple(canonical_labels(name, labels, self._defaults))
+            pairs = tuple(canonical_labels(name, validate_series(name, labels), self._defaults))
             if len(pairs) != len({k for k, _ in pairs}):  # pragma: no cover - dict keys are unique
                 raise EncodeError(f"series {name!r}: duplicate label names")
             ref = SeriesRef(label_bytes(pairs), pairs)
@@ -465,7 +450,7 @@ def build_write_request(
     request = pb.WriteRequest()
     by_series: dict[tuple[tuple[str, str], ...], pb.TimeSeries] = {}
     for s in samples:
-        pairs = tuple(canonical_labels(s.name, s.labels, defaults))
+        pairs = tuple(canonical_labels(s.name, validate_series(s.name, s.labels), defaults))
         ts = by_series.get(pairs)
         if ts is None:
             ts = request.timeseries.add()

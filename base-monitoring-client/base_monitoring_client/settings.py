@@ -24,12 +24,12 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .redact import redact_url
+from .sample import LABEL_NAME_RE
 
 Parser = Callable[[str], Any]
 #: How a setting appears on the command line; see ``Setting.flag_kind``.
 FlagKind = Literal["value", "switch", "repeat", "none"]
 
-LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 # RFC 9110 field names (tokens); values: no control characters but tab (a CR or LF would end
 # the header and start another: http.client refuses it while sending).
 _HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
