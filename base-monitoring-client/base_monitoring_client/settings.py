@@ -31,7 +31,7 @@ Parser = Callable[[str], Any]
 FlagKind = Literal["value", "switch", "repeat", "none"]
 
 # RFC 9110 field names (tokens); values: no control characters but tab (a CR or LF would end
-# the header and start another: http.client refuses it while sending).
+# the header and start another). The transport checks what it sends with these too.
 HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 HEADER_VALUE_BAD_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _HOSTNAME_RE = re.compile(
