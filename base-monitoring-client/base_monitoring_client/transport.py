@@ -135,9 +135,9 @@ class HttpClientTransport:
     """The same requests as ``HttpTransport`` (headers, auth, TLS verification, timeouts), on
     one kept-alive socket, written and read here.
 
-    A POST through requests cost about 1.3 ms of CPU on a quiet 10 Hz client, through
-    ``http.client`` 0.63 ms and written here 0.15 ms (a 32 KB request into a local Prometheus,
-    bench/README.md): at ten requests a second (the default batch size at 2000 series) that was
+    A 32 KB POST into a local Prometheus cost 0.69-0.77 ms of CPU through ``http.client`` and
+    0.32-0.36 ms written here (``bench/request_cost_bench.py posts``; through requests it was
+    about 1.3 ms): at ten requests a second (the default batch size at 2000 series) that was
     most of the sender's CPU. The request is one ``sendall`` of headers prepared once and the
     body; the answer's status line and headers are read with one parse, its body by
     Content-Length, chunks or until the receiver closes. Like requests, a kept connection the
