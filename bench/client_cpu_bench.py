@@ -188,7 +188,9 @@ def threeway(
         "duration": args.duration,
         "workdir": workdir,
     }
-    order = [w for w in ("ours", "peer", "vmagent") if w in args.senders.split(",")]
+    order = [
+        w for w in ("ours", "ours-defaults", "peer", "vmagent") if w in args.senders.split(",")
+    ]
     if rnd % 2:
         order.reverse()
     for who in order:
@@ -206,7 +208,17 @@ def threeway(
                 env["PYTHONPATH"] = source_pythonpath(args.source_tree)
             cmd = [*bin_path("base-monitoring-client"), "--series", str(series)]
             sel = f'{METRIC}{{job="base-monitoring-client",instance="{instance}"}}'
-            name = "wattpush base-monitoring-client"
+            name = f"wattpush, MAX_SAMPLES_PER_SEND={args.max_samples_per_send}"
+        elif who == "ours-defaults":
+            # Only what it must be told: PUSH_INTERVAL_S, MAX_SAMPLES_PER_SEND, ... at their
+            # defaults (at 2000 series a batch fills every tick: ten requests a second).
+            instance = f"ours-defaults-{rnd}"
+            env = {**base_env, "REMOTE_WRITE_URL": prom.write_url, "INSTANCE": instance}
+            if args.source_tree is not None:
+                env["PYTHONPATH"] = source_pythonpath(args.source_tree)
+            cmd = [*bin_path("base-monitoring-client"), "--series", str(series)]
+            sel = f'{METRIC}{{job="base-monitoring-client",instance="{instance}"}}'
+            name = "wattpush, default settings"
         elif who == "peer":
             instance = f"peer-{rnd}"
             cmd = [
@@ -427,7 +439,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--parts", default="threeway,clients")
     ap.add_argument("--series", type=int, default=2000, help="threeway: series per sender")
-    ap.add_argument("--senders", default="ours,peer,vmagent", help="threeway: which senders")
+    ap.add_argument(
+        "--senders",
+        default="ours,peer,vmagent",
+        help="threeway: which senders (ours, ours-defaults, peer, vmagent)",
+    )
     ap.add_argument("--duration", type=float, default=15.0, help="threeway window, seconds")
     ap.add_argument("--client-duration", type=float, default=60.0, help="clients window, s")
     ap.add_argument("--warmup", type=float, default=5.0, help="seconds before the window")

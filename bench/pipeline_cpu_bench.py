@@ -23,8 +23,8 @@ from collections.abc import Sequence
 
 from base_monitoring_client.config import ClientConfig
 from base_monitoring_client.pipeline import Pipeline
-from base_monitoring_client.sender import Outcome
 from base_monitoring_client.synthetic import SyntheticClient
+from base_monitoring_client.transport import Outcome
 
 
 class Accepting:

@@ -30,7 +30,7 @@ class MonitoringClient:
     ``self.handle_set(...)``), then set them in ``collect()`` and return nothing; release a
     handle (``self.release(...)``) once its series has ended for good. Returning
     ``Sample`` objects also works (each is routed through a cached handle); ``process()``, when
-    overridden, gets them on a ``processor`` thread.
+    overridden, gets them on the ``batcher`` thread.
     """
 
     #: job label of every series; the console script's name by convention.
@@ -106,8 +106,8 @@ class MonitoringClient:
         return type(self).read is not MonitoringClient.read
 
     def process(self, samples: list[Sample]) -> list[Sample]:
-        """Optional second stage for Samples (derive rates, convert units); runs off the
-        sampler thread. Values set through handles do not pass here."""
+        """Optional second stage for Samples (derive rates, convert units); runs on the batcher
+        thread, off the sampler's. Values set through handles do not pass here."""
         return samples
 
     def host_info(self) -> HostInfo:

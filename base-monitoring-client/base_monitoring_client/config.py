@@ -20,8 +20,8 @@ from typing import Any
 from .errors import ConfigError
 from .httpauth import HttpAuth, auth_settings
 from .redact import split_credentials
+from .sample import LABEL_NAME_RE
 from .settings import (
-    LABEL_NAME_RE,
     FlagKind,
     FlagValue,
     InvalidValue,

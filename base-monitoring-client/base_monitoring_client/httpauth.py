@@ -3,8 +3,8 @@
 The pushing clients talk to REMOTE_WRITE_URL with ``REMOTE_WRITE_*`` settings, the advisor to a
 query API with ``ADVISOR_*`` ones: the same settings under another prefix (``auth_settings``),
 the same checks and messages (``HttpAuth.from_values``) and the same request set-up
-(``HttpAuth.apply`` for a requests session, ``request_headers`` and ``ssl_context`` for
-``http.client``).
+(``HttpAuth.apply`` for a requests session, ``request_headers`` and ``ssl_context`` for the
+transport's own socket).
 """
 
 from __future__ import annotations
@@ -174,8 +174,8 @@ def _readable_by_others(setting: str, path: Path, mode: int) -> list[str]:
 
 
 def _ca_file_problems(setting: str, path: Path) -> list[str]:
-    """A CA bundle that does not load would fail every request (or, for http.client, the
-    start) with an SSL traceback: checked once here."""
+    """A CA bundle that does not load would fail every request (or, for the transport's own
+    socket, the start) with an SSL traceback: checked once here."""
     if not path.is_file():
         return [f"{setting}={path}: no such file; point it at a PEM CA bundle"]
     try:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .clock import SYSTEM_CLOCK, Clock
+from .selfmetrics import Problems
 from .spool import Batch, Spool, Stored
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,7 @@ class Outbox:
         self,
         capacity: int,
         spool: Spool | None,
-        drop: Callable[[str, int], None],
-        log_once: Callable[..., None],
+        problems: Problems,
         *,
         spool_after_s: float = 2.0,
         clock: Clock = SYSTEM_CLOCK,
@@ -56,8 +56,8 @@ class Outbox:
         self.capacity = capacity
         self.spool = spool
         self.spool_after_s = spool_after_s
-        self._drop = drop
-        self._log_once = log_once
+        self._drop = problems.drop
+        self._log_once = problems.log_once
         self._clock = clock
         self.cond = threading.Condition()
         self._items: collections.deque[Batch | FlushMarker] = collections.deque()
@@ -258,8 +258,11 @@ class Outbox:
 
     # -- the end ----------------------------------------------------------------------------------
 
-    def wake(self) -> None:
+    def finish(self, advance: Callable[[], None]) -> None:
+        """Run ``advance`` (a life-cycle step the taker checks: drain, give up) under the
+        outbox's lock and wake the taker, so that it cannot miss the step while it waits."""
         with self.cond:
+            advance()
             self.cond.notify_all()
 
     def close(self) -> Leftovers:

@@ -3,13 +3,38 @@
 from __future__ import annotations
 
 import math
+import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .errors import EncodeError
+
+# What remote write (and Prometheus) accept as names: the one copy of these rules.
+METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
 # Prometheus' staleness marker: a NaN with a specific payload (value.StaleNaN in prometheus/model).
 STALE_NAN_BITS = 0x7FF0000000000002
 STALE_NAN: float = struct.unpack("<d", struct.pack("<Q", STALE_NAN_BITS))[0]
+
+
+def validate_series(name: str, labels: Mapping[str, str]) -> dict[str, str]:
+    """Raise EncodeError for anything remote write cannot carry; returns a private copy."""
+    if not isinstance(name, str) or not METRIC_NAME_RE.match(name):
+        raise EncodeError(f"invalid metric name {name!r}: must match [a-zA-Z_:][a-zA-Z0-9_:]*")
+    out: dict[str, str] = {}
+    for key, value in labels.items():
+        if key == "__name__":
+            raise EncodeError(f"series {name!r}: pass the metric name as the name, not a label")
+        if not isinstance(key, str) or not LABEL_NAME_RE.match(key):
+            raise EncodeError(
+                f"series {name!r}: invalid label name {key!r}: must match [a-zA-Z_][a-zA-Z0-9_]*"
+            )
+        if not isinstance(value, str):
+            raise EncodeError(f"series {name!r}: label {key!r} has a non-string value {value!r}")
+        out[key] = value
+    return out
 
 
 def float_bits(value: float) -> int:

@@ -5,10 +5,9 @@ collect() join the frame through the client's handle cache; ``auto_stale`` clien
 markers for the series missing from this tick (set arithmetic on handle ids).
 
 A client that splits its ticks (``read()`` + ``decode()``) costs the tick only its ``read()``:
-the sampler queues a ``RawTick`` and the next stage (processor or batcher) decodes it with a
-``TickDecoder``. On a VM a thread woken every 100 ms runs its Python code several times slower
-than a warm loop; decoding 40 ticks back to back before a push costs a fraction of 40 cold
-decodes (see bench/README.md).
+the sampler queues a ``RawTick`` and the batcher decodes it with a ``TickDecoder``. On a VM a
+thread woken every 100 ms runs its Python code several times slower than a warm loop; decoding
+40 ticks back to back before a push costs a fraction of 40 cold decodes (see bench/README.md).
 """
 
 from __future__ import annotations
@@ -18,34 +17,34 @@ import math
 import threading
 from array import array
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from .client import MonitoringClient
 from .clock import Clock, SystemClock
 from .errors import MonitoringClientError
-from .handoff import Handoff
 from .lifecycle import Latch, Lifecycle
 from .sample import STALE_NAN, Sample
-from .selfmetrics import SelfMetrics
+from .selfmetrics import Problems, SelfMetrics
 from .series import Frame, SeriesTable
 from .stale import StaleTracker
 
+if TYPE_CHECKING:
+    from .batching import Handoff, Item
+
 log = logging.getLogger(__name__)
 
-DropFn = Callable[[str, int], None]
 LogOnceFn = Callable[..., None]
 
 
 class FrameBuilder:
     """Samples into a frame (invalid ones dropped and counted), then stale markers."""
 
-    def __init__(
-        self, table: SeriesTable, auto_stale: bool, drop: DropFn, log_once: LogOnceFn
-    ) -> None:
+    def __init__(self, table: SeriesTable, auto_stale: bool, problems: Problems) -> None:
         self.table = table
         self.auto_stale = auto_stale
-        self._drop = drop
-        self._log_once = log_once
+        self._drop = problems.drop
+        self._log_once = problems.log_once
         self._stale = StaleTracker()
         self._last_ts = 0
         self._last_ids: array[int] | None = None  # single ids of the last plain tick
@@ -94,6 +93,17 @@ def log_failure(log_once: LogOnceFn, stage: str, exc: Exception) -> None:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Collected:
+    """Samples a client returned that still go through its ``process()`` (only clients that
+    override it), with the frame they join; ``tick``: a tick's frame (it gets stale markers),
+    not a push."""
+
+    frame: Frame
+    samples: list[Sample]
+    tick: bool
+
+
 class RawTick(tuple[int, Any]):
     """``(now_ns, raw)``: what ``read()`` captured at one tick, queued for ``decode()``.
 
@@ -114,10 +124,10 @@ def system_gate(clock: Clock, stop: Latch) -> threading.Lock | None:
 class TickDecoder:
     """Runs ``decode()`` for queued RawTicks, in order, on the stage that takes them."""
 
-    def __init__(self, client: MonitoringClient, metrics: SelfMetrics, log_once: LogOnceFn) -> None:
+    def __init__(self, client: MonitoringClient, metrics: SelfMetrics) -> None:
         self.client = client
         self.table = client.series_table
-        self._log_once = log_once
+        self._log_once = metrics.problems.log_once
         self._collected = metrics.cell("monitoring_client_samples_collected_total")
         #: values in the last decoded tick (read by the sampler thread: an int, no lock)
         self.last_size = 1
@@ -148,10 +158,8 @@ class Sampler:
         *,
         metrics: SelfMetrics,
         builder: FrameBuilder,
-        out: Handoff,
-        to_processor: bool,
-        drop: DropFn,
-        log_once: LogOnceFn,
+        out: Handoff[Item],
+        processes: bool,
         decoder: TickDecoder | None = None,
     ) -> None:
         self.client = client
@@ -162,9 +170,10 @@ class Sampler:
         self.metrics = metrics
         self.builder = builder
         self.out = out
-        self.to_processor = to_processor
-        self._drop = drop
-        self._log_once = log_once
+        #: the client's Samples go through its process() (on the batcher thread)
+        self.processes = processes
+        self._drop = metrics.problems.drop
+        self._log_once = metrics.problems.log_once
         # The sampler's counters are its own cells: no lock and no lookup per tick.
         self._cells = (
             metrics.cell("monitoring_client_collect_duration_seconds_sum"),
@@ -186,7 +195,6 @@ class Sampler:
         begin = self.builder.table.begin
         collect = self.client.collect
         read, put, decoder = self.client.read, self.out.put, self.decoder
-        wake = self.to_processor  # the processor is woken by each tick, the batcher is not
         start = monotonic()
         tick = 0
         # One method, few calls: every call made here is paid ten times a second, cold.
@@ -213,7 +221,7 @@ class Sampler:
                 if raw is not None:
                     # Counted as the last decoded tick's size, for the batch-full wake-up.
                     expected = decoder.last_size if decoder is not None else 1
-                    if not put(raw, expected, wake=wake):
+                    if not put(raw, expected, wake=False):
                         self._drop("processor_queue_full", expected)
             else:
                 frame = begin(now_ns // 1_000_000)
@@ -244,11 +252,12 @@ class Sampler:
 
     def _hand_on(self, frame: Frame, samples: list[Sample], collected: int) -> None:
         self._collected.value += collected
-        if self.to_processor:
-            item: Any = (frame, samples, True)
+        item: Item
+        if self.processes:
+            item = Collected(frame, samples, True)
         else:
             self.builder.complete(frame, samples)
             item = frame
-        # A tick does not wake the batcher (it drains at its deadline); the processor it does.
-        if not self.out.put(item, collected, wake=self.to_processor):
+        # A tick does not wake the batcher: it drains its inbox at its deadline.
+        if not self.out.put(item, collected, wake=False):
             self._drop("processor_queue_full", collected)

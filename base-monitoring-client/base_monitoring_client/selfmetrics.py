@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import resource
@@ -31,6 +32,40 @@ class Cell:
 
     def __init__(self) -> None:
         self.value = 0.0
+
+
+_problem_log = logging.getLogger("base_monitoring_client.pipeline")
+
+
+class Problems:
+    """What the stages report about what went wrong, in one place: samples dropped (counted by
+    reason), errors logged once per kind, errors a stage thread survived, spool files set
+    aside. Every stage reaches it through its ``SelfMetrics`` (``metrics.problems``)."""
+
+    def __init__(self, metrics: SelfMetrics) -> None:
+        self._metrics = metrics
+        self._logged: set[str] = set()
+
+    def drop(self, reason: str, count: int) -> None:
+        if count:
+            self._metrics.inc("monitoring_client_samples_dropped_total", count, reason=reason)
+
+    def log_once(self, key: str, msg: str, *args: object, exc: bool = False) -> None:
+        if key not in self._logged:
+            if len(self._logged) < 1000:  # bounded: keys can hold receiver text
+                self._logged.add(key)
+            _problem_log.error(msg, *args, exc_info=exc)
+
+    def stage_error(self, stage: str) -> None:
+        """An error a stage thread survived (call it while handling the exception)."""
+        self._metrics.inc("monitoring_client_stage_errors_total", stage=stage)
+        self.log_once(
+            f"{stage}:error", "%s: unexpected error; the stage goes on (logged once)", stage,
+            exc=True,
+        )  # fmt: skip
+
+    def quarantined(self, reason: str) -> None:
+        self._metrics.inc("monitoring_client_spool_quarantined_total", reason=reason)
 
 
 class SelfMetrics:
@@ -84,6 +119,8 @@ class SelfMetrics:
     )  # fmt: skip
 
     def __init__(self, version: str) -> None:
+        #: where the stages report what went wrong (drops, errors logged once)
+        self.problems = Problems(self)
         self._lock = threading.Lock()
         self._values: dict[tuple[str, tuple[str, ...]], float] = {}
         self._families = {f.name: f for f in self.FAMILIES}

@@ -1,39 +1,40 @@
-"""One remote-write attempt over HTTP, and what to do about its result (``classify``).
+"""The sender stage: one request in flight, strict order, retries with backoff, a deadline
+on shutdown; and what an answer means (``classify``).
 
 2xx sent; connection errors, timeouts and 5xx retried with exponential backoff and jitter;
 429 retried honouring Retry-After unless RETRY_ON_429=false; 401, 403 and 404 held (a
 configuration fix lets the data through: kept, tried again at the longest backoff); 413 split
 in halves until accepted; any other 4xx (400: the data can never be accepted) dropped,
 counted and never retried.
+
+Each attempt is classified once (``Attempt``); the retry loop, its waits and the sender all
+read that verdict. The sender thread does not die: an error nobody foresaw is counted, logged
+and the same batch tried again after the longest backoff.
 """
 
 from __future__ import annotations
 
-import email.utils
 import enum
-import http.client
 import logging
-import math
 import random
-import select
-import socket
-import ssl
-import time
-import zlib
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Protocol
-from urllib.parse import urlsplit
 
-import requests
 import tenacity
 
+from .clock import Clock
 from .config import ClientConfig
-from .redact import receiver_text, scrub
+from .encoder import split_request
+from .lifecycle import Lifecycle, State
+from .outbox import FlushMarker, Outbox
+from .redact import scrub
+from .selfmetrics import SelfMetrics
+from .spool import Batch
+from .transport import Outcome, Transport
 
 log = logging.getLogger(__name__)
 
-MAX_RETRY_AFTER_S = 600.0
 #: answers that a configuration fix (credentials, tenant, URL) turns into 2xx
 HOLD_STATUSES = frozenset({401, 403, 404})
 TOO_LARGE = 413
@@ -49,44 +50,6 @@ class Verdict(enum.Enum):
     SPLIT = "split"
     #: never acceptable: drop and count
     DROP = "drop"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one attempt got: an HTTP status, or an error before any status arrived."""
-
-    status: int | None
-    error: str | None = None
-    body: str = ""
-    retry_after_s: float | None = None
-    duration_s: float = 0.0
-
-    @property
-    def code_label(self) -> str:
-        return str(self.status) if self.status is not None else "error"
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds from a Retry-After header: delta-seconds or an HTTP date. None if unusable."""
-    if value is None:
-        return None
-    value = value.strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        current = datetime.fromtimestamp(time.time() if now is None else now, UTC)
-        seconds = (when - current).total_seconds()
-    if math.isnan(seconds):
-        return None
-    return min(max(0.0, seconds), MAX_RETRY_AFTER_S)
 
 
 def classify(outcome: Outcome, retry_on_429: bool) -> Verdict:
@@ -162,276 +125,287 @@ class Backoff:
         return max(self.min_s, self._rng.uniform(cap / 2.0, cap))
 
 
-class Transport(Protocol):
-    """Where batches go: one POST per call, never raising for what the receiver answers."""
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One POST and its verdict, decided once."""
 
-    def post(self, body: bytes, timeout_s: float | None = None) -> Outcome: ...
+    outcome: Outcome
+    verdict: Verdict
 
-    def close(self) -> None: ...
+    @property
+    def again(self) -> bool:
+        return self.verdict is Verdict.RETRY or self.verdict is Verdict.HOLD
 
-
-class HttpTransport:
-    """POSTs remote-write bodies on one keep-alive requests session.
-
-    Used where the environment asks for what only requests does here: a proxy
-    (HTTP(S)_PROXY, ALL_PROXY), credentials from ~/.netrc or in the URL. Otherwise
-    ``make_transport`` picks ``HttpClientTransport``.
-    """
-
-    def __init__(self, config: ClientConfig, user_agent: str) -> None:
-        self.url = config.remote_write_url
-        self.timeout_s = config.remote_write_timeout_s
-        self._secrets = config.auth.secrets()
-        self.session = requests.Session()
-        headers = {
-            "Content-Encoding": "snappy",
-            "Content-Type": "application/x-protobuf",
-            "X-Prometheus-Remote-Write-Version": "0.1.0",
-            "User-Agent": user_agent,
-        }
-        self.session.headers.update(headers)
-        config.auth.apply(self.session)
-
-    def post(self, body: bytes, timeout_s: float | None = None) -> Outcome:
-        start = time.monotonic()
-        timeout = self.timeout_s if timeout_s is None else max(0.05, min(timeout_s, self.timeout_s))
-        try:
-            resp = self.session.post(self.url, data=body, timeout=timeout)
-        except requests.Timeout:
-            return Outcome(None, f"timeout after {timeout:g}s", duration_s=time.monotonic() - start)
-        except (requests.RequestException, ValueError) as exc:
-            error = scrub(_describe(exc), self._secrets)
-            return Outcome(None, error, duration_s=time.monotonic() - start)
-        text = ""
-        if resp.status_code >= 300:
-            text = receiver_text(resp.text[:4096], self._secrets)
-        return Outcome(
-            resp.status_code,
-            None,
-            text,
-            parse_retry_after(resp.headers.get("Retry-After")),
-            time.monotonic() - start,
-        )
-
-    def close(self) -> None:
-        self.session.close()
-
-
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_REQUESTS_DEFAULT_HEADERS = {
-    "Accept-Encoding": "gzip, deflate",
-    "Accept": "*/*",
-    "Connection": "keep-alive",
-}
-
-
-class HttpClientTransport:
-    """The same requests as ``HttpTransport`` (headers, auth, TLS verification, timeouts), on
-    one keep-alive ``http.client`` connection.
-
-    A POST through requests cost about 1.3 ms of CPU on a quiet 10 Hz client against 0.4 ms
-    here (measured in the same run): at one request per push interval that was a tenth of a
-    small client's CPU. Like requests, a kept connection the receiver has closed meanwhile is
-    noticed before it is used, and a request is never sent twice. A receiver that redirects
-    is handed, from then on, to an ``HttpTransport``, which follows redirects as it always did.
-    """
-
-    def __init__(self, config: ClientConfig, user_agent: str) -> None:
-        self._config = config
-        self._user_agent = user_agent
-        self._secrets = config.auth.secrets()
-        self._redirected: HttpTransport | None = None
-        self.url = config.remote_write_url
-        self.timeout_s = config.remote_write_timeout_s
-        parts = urlsplit(requests.utils.requote_uri(self.url))  # as requests sends it
-        self._https = parts.scheme == "https"
-        self._host = parts.hostname or ""
-        self._port = parts.port
-        self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        headers = {
-            "User-Agent": user_agent,
-            **_REQUESTS_DEFAULT_HEADERS,
-            "Content-Encoding": "snappy",
-            "Content-Type": "application/x-protobuf",
-            "X-Prometheus-Remote-Write-Version": "0.1.0",
-        }
-        headers.update(config.auth.request_headers())
-        self._headers = headers
-        self._context = config.auth.ssl_context() if self._https else None
-        self._conn: http.client.HTTPConnection | None = None
-
-    def _connection(self, timeout: float) -> http.client.HTTPConnection:
-        conn = self._conn
-        if conn is not None and conn.sock is not None and _dropped(conn.sock):
-            conn.close()  # the receiver closed the idle connection: open a new one
-        if conn is None:
-            if self._https:
-                conn = http.client.HTTPSConnection(
-                    self._host, self._port, timeout=timeout, context=self._context
-                )
-            else:
-                conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
-            self._conn = conn
-        conn.timeout = timeout
-        if conn.sock is not None:
-            conn.sock.settimeout(timeout)
-        return conn
-
-    def post(self, body: bytes, timeout_s: float | None = None) -> Outcome:
-        if self._redirected is not None:
-            return self._redirected.post(body, timeout_s)
-        start = time.monotonic()
-        timeout = self.timeout_s if timeout_s is None else max(0.05, min(timeout_s, self.timeout_s))
-        conn = self._connection(timeout)
-        try:
-            conn.request("POST", self._target, body, self._headers)
-            resp = conn.getresponse()
-            data = resp.read()
-        except TimeoutError:
-            conn.close()
-            return Outcome(None, f"timeout after {timeout:g}s", duration_s=time.monotonic() - start)
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            # ValueError: a header http.client refuses to send (the settings check them first)
-            conn.close()
-            if isinstance(exc, ssl.SSLError):
-                kind = "SSLError"
-            elif isinstance(exc, OSError | http.client.HTTPException):
-                kind = "ConnectionError"
-            else:
-                kind = type(exc).__name__
-            error = scrub(_describe_as(kind, exc), self._secrets)
-            return Outcome(None, error, duration_s=time.monotonic() - start)
-        if resp.status in _REDIRECTS and resp.getheader("Location"):
-            self.close()
-            self._redirected = HttpTransport(self._config, self._user_agent)
-            return self._redirected.post(body, timeout_s)
-        text = ""
-        if resp.status >= 300:
-            text = receiver_text(
-                _body_text(
-                    data[:4096], resp.getheader("Content-Encoding"), resp.getheader("Content-Type")
-                ),
-                self._secrets,
-            )
-        return Outcome(
-            resp.status,
-            None,
-            text,
-            parse_retry_after(resp.getheader("Retry-After")),
-            time.monotonic() - start,
-        )
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-        if self._redirected is not None:
-            self._redirected.close()
-
-
-def _dropped(sock: socket.socket) -> bool:
-    """An idle keep-alive socket that is readable has been closed by the peer (or sent
-    something unasked): it cannot carry the next request (urllib3 checks the same)."""
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
-
-
-def _body_text(data: bytes, encoding: str | None, content_type: str | None) -> str:
-    """A response body as text, decompressed and decoded the way requests' ``.text`` would
-    for the receivers' plain-text errors."""
-    try:
-        if encoding == "gzip":
-            data = zlib.decompress(data, 16 + zlib.MAX_WBITS)
-        elif encoding == "deflate":
-            data = zlib.decompress(data)
-    except zlib.error:
-        pass
-    # requests: the charset parameter, ISO-8859-1 for other text/*, else a guess (UTF-8 here).
-    charset = "ISO-8859-1" if (content_type or "").startswith("text/") else "utf-8"
-    if content_type:
-        _, _, params = content_type.partition(";")
-        for param in params.split(";"):
-            key, _, value = param.strip().partition("=")
-            if key.lower() == "charset" and value:
-                charset = value.strip("\"'")
-    try:
-        return data.decode(charset, "replace")
-    except LookupError:
-        return data.decode("utf-8", "replace")
-
-
-def make_transport(config: ClientConfig, user_agent: str) -> Transport:
-    """``HttpClientTransport``, or ``HttpTransport`` where requests would do more than it:
-    a proxy from the environment, credentials from ~/.netrc."""
-    url = config.remote_write_url  # without credentials: ClientConfig made them basic auth
-    needs_requests = bool(
-        requests.utils.get_environ_proxies(url)
-        or (not config.auth.basic_auth_user and requests.utils.get_netrc_auth(url))
-    )
-    if needs_requests:
-        return HttpTransport(config, user_agent)
-    return HttpClientTransport(config, user_agent)
-
-
-def _describe_as(kind: str, exc: BaseException) -> str:
-    cause: BaseException = exc
-    while cause.__cause__ is not None or cause.__context__ is not None:
-        nxt = cause.__cause__ or cause.__context__
-        assert nxt is not None
-        cause = nxt
-    return f"{kind}: {cause}"[:300]
-
-
-def _describe(exc: Exception) -> str:
-    # requests nests the root cause deeply; the innermost message is the useful one.
-    return _describe_as(type(exc).__name__, exc)
-
-
-_AGAIN = (Verdict.RETRY, Verdict.HOLD)
+    def wait_s(self, backoff: Backoff, attempt_number: int) -> float:
+        """How long to wait before the next try: Retry-After for a 429 that has one, the
+        longest backoff while held (nothing changes until someone fixes the settings), else
+        the backoff."""
+        if self.outcome.status == 429 and self.outcome.retry_after_s:
+            return self.outcome.retry_after_s
+        if self.verdict is Verdict.HOLD:
+            return backoff.max_s
+        return backoff.delay(attempt_number)
 
 
 def make_retrying(
     *,
-    retry_on_429: bool,
     backoff: Backoff,
-    should_stop: tenacity.stop.stop_base | object,
-    sleep: object,
-    before_sleep: object,
+    should_stop: Callable[[tenacity.RetryCallState], bool],
+    sleep: Callable[[float], None],
+    before_sleep: Callable[[tenacity.RetryCallState], None],
 ) -> tenacity.Retrying:
-    """tenacity retry loop around one attempt function returning an Outcome.
+    """The one retry loop: tries an attempt function returning an ``Attempt`` again while its
+    verdict says so, waiting ``Attempt.wait_s``; when ``should_stop`` says so it returns the
+    last Attempt instead of raising."""
 
-    Retries while the verdict is RETRY or HOLD; waits Retry-After for 429 (when present), the
-    longest backoff for HOLD and the backoff otherwise; stops when ``should_stop(retry_state)``
-    says so and returns the last outcome instead of raising.
-    """
-
-    def wait(state: tenacity.RetryCallState) -> float:
-        outcome = state.outcome.result() if state.outcome is not None else None
-        if isinstance(outcome, Outcome) and outcome.status == 429 and outcome.retry_after_s:
-            return outcome.retry_after_s
-        if isinstance(outcome, Outcome) and classify(outcome, retry_on_429) is Verdict.HOLD:
-            return backoff.max_s  # nothing changes until someone fixes the settings: re-probe
-        return backoff.delay(state.attempt_number)
+    def last(state: tenacity.RetryCallState) -> Attempt:
+        assert state.outcome is not None
+        result = state.outcome.result()
+        assert isinstance(result, Attempt)
+        return result
 
     def retry(state: tenacity.RetryCallState) -> bool:
-        if state.outcome is None or state.outcome.failed:
-            return False
-        outcome = state.outcome.result()
-        return isinstance(outcome, Outcome) and classify(outcome, retry_on_429) in _AGAIN
+        return state.outcome is not None and not state.outcome.failed and last(state).again
 
-    def give_last(state: tenacity.RetryCallState) -> object:
-        assert state.outcome is not None
-        return state.outcome.result()
+    def wait(state: tenacity.RetryCallState) -> float:
+        return last(state).wait_s(backoff, state.attempt_number)
 
     return tenacity.Retrying(
         retry=retry,
         wait=wait,
-        stop=should_stop,  # type: ignore[arg-type]
-        sleep=sleep,  # type: ignore[arg-type]
-        before_sleep=before_sleep,  # type: ignore[arg-type]
-        retry_error_callback=give_last,
+        stop=should_stop,
+        sleep=sleep,
+        before_sleep=before_sleep,
+        retry_error_callback=last,
         reraise=False,
     )
+
+
+class Sender:
+    def __init__(
+        self,
+        transport: Transport,
+        outbox: Outbox,
+        config: ClientConfig,
+        lifecycle: Lifecycle,
+        *,
+        metrics: SelfMetrics,
+        clock: Clock,
+        backoff: Backoff,
+    ) -> None:
+        self.transport = transport
+        self.outbox = outbox
+        self.config = config
+        self.life = lifecycle
+        self.metrics = metrics
+        self.clock = clock
+        self.backoff = backoff
+        self._drop = metrics.problems.drop
+        self._log_once = metrics.problems.log_once
+        self._secrets = config.auth.secrets()
+        self.consecutive_failures = 0
+        self.last_error = ""
+        #: why the receiver holds our data back and the setting that fixes it ("" if it does not)
+        self.held = ""
+        # Set when a drain starts while the receiver is failing: one more try, then spool.
+        self.fail_fast = False
+        self._drain_failures = 0
+        self._current: Batch | FlushMarker | None = None  # taken, not finished
+        # The batch sent last, kept until the next one is: freed at once, its memory went back
+        # to the kernel and the batcher faulted it in again for the next batch (5-10 % more
+        # CPU per sample at 2000 series, bench/README.md).
+        self._previous: Batch | None = None
+        self._retrying = make_retrying(
+            backoff=backoff,
+            should_stop=self._should_stop_retrying,
+            sleep=self._sleep,
+            before_sleep=self._before_retry,
+        )
+
+    def drain(self, thread: threading.Thread) -> bool:
+        """Send what the outbox holds until the shutdown deadline; True when done in time.
+
+        A receiver that is already failing gets one more try, not the whole budget spent in
+        backoff (that would only delay the stop, and a container's restart): the spool keeps
+        the data."""
+        life = self.life
+        if self.consecutive_failures:
+            self.fail_fast = True
+            life.wake_retry.set()
+        self.outbox.finish(lambda: life.advance(State.DRAINING))
+        thread.join(max(0.0, life.deadline - self.clock.monotonic()))
+        return not thread.is_alive()
+
+    def give_up(self, thread: threading.Thread) -> None:
+        """The budget is spent: stop now. A request may still hang in the socket (requests
+        cannot be cut short from another thread); its batch is spooled with the rest, and
+        should the receiver still store it, the replay is a duplicate (Prometheus answers 400,
+        counted as "rejected", unless out-of-order ingestion is on, where it is ignored)."""
+        self.outbox.finish(lambda: self.life.advance(State.GIVING_UP))
+        thread.join(0.2)
+
+    def run(self) -> None:
+        while True:
+            try:
+                if not self._step():
+                    return
+            except Exception as exc:
+                self.metrics.inc("monitoring_client_stage_errors_total", stage="sender")
+                self.last_error = scrub(f"{type(exc).__name__}: {exc}", self._secrets)[:300]
+                self._log_once(
+                    f"sender:{type(exc).__name__}",
+                    "sender: unexpected %s; the batch is kept and tried again (logged once)",
+                    type(exc).__name__,
+                    exc=True,
+                )
+                if self.life.given_up:
+                    return
+                self._sleep(self.backoff.max_s)
+
+    def _step(self) -> bool:
+        """Send the next item; False when the sender is done (stopped, or the shutdown
+        deadline came: stop() spools what is left)."""
+        item = self._current
+        if item is None:
+            life = self.life
+            item = self.outbox.take(lambda: life.draining, lambda: life.given_up)
+            if item is None:
+                return False
+            self._current = item
+        if isinstance(item, FlushMarker):
+            self.outbox.marker_reached(item)
+            self._current = None
+            return True
+        rest = self._send(item)
+        if rest and rest[0] is item:
+            return False  # untouched: it stays in flight and is spooled at stop
+        if rest:
+            self.outbox.replace_inflight(item, rest)
+        else:
+            self.outbox.delivered(item)
+        self._previous = item
+        self._current = None
+        return not rest
+
+    def _send(self, batch: Batch) -> list[Batch]:
+        """Deliver ``batch`` (in pieces if the receiver wants); returns what is left undelivered
+        when the shutdown deadline came first, in order ([] when nothing is)."""
+        attempt = self._retrying(self._attempt, batch)
+        assert isinstance(attempt, Attempt)
+        outcome, verdict = attempt.outcome, attempt.verdict
+        if verdict is Verdict.SENT:
+            self.metrics.inc("monitoring_client_samples_sent_total", batch.samples)
+            return []
+        if verdict is Verdict.SPLIT:
+            return self._split(batch)
+        if verdict is Verdict.DROP:
+            reason = "rate_limited" if outcome.status == 429 else "rejected"
+            self._drop(reason, batch.samples)
+            self._log_once(
+                f"drop:{outcome.status}:{outcome.body[:100]}",
+                "receiver refused a batch of %d samples with HTTP %s (not retried; counted as "
+                "dropped, reason %s): %s",
+                batch.samples,
+                outcome.status,
+                reason,
+                outcome.body or "<empty body>",
+            )
+            return []
+        return [batch]  # RETRY or HOLD: retrying stopped at the shutdown deadline
+
+    def _split(self, batch: Batch) -> list[Batch]:
+        """413: the halves in order, each split again while refused; a single sample that is
+        still too large is dropped and counted."""
+        halves = split_request(batch.payload)
+        if halves is None:
+            self._drop("too_large", batch.samples)
+            self._log_once(
+                "413:single",
+                "receiver answered 413 (request too large) to a request of %d sample(s) that "
+                "cannot be split further: dropped (reason too_large); raise the receiver's "
+                "request size limit",
+                batch.samples,
+            )
+            return []
+        self._log_once(
+            "413:split",
+            "receiver answered 413 (request too large) to a batch of %d samples: sending it in "
+            "smaller requests; set MAX_SAMPLES_PER_SEND below %d (now %d) to avoid this",
+            batch.samples,
+            batch.samples,
+            self.config.max_samples_per_send,
+        )
+        pieces = [Batch(payload, samples) for payload, samples in halves]
+        for index, piece in enumerate(pieces):
+            rest = self._send(piece)
+            if rest:
+                return rest + pieces[index + 1 :]
+        return []
+
+    def _attempt(self, batch: Batch) -> Attempt:
+        timeout = None
+        if self.life.draining:
+            timeout = max(0.05, self.life.deadline - self.clock.monotonic())
+        try:
+            outcome = self.transport.post(batch.payload, timeout)
+        except Exception as exc:
+            error = scrub(f"{type(exc).__name__}: {exc}", self._secrets)[:300]
+            outcome = Outcome(None, error)
+        self.metrics.inc("monitoring_client_requests_total", code=outcome.code_label)
+        self.metrics.inc("monitoring_client_send_duration_seconds_sum", outcome.duration_s)
+        self.metrics.inc("monitoring_client_send_duration_seconds_count")
+        attempt = Attempt(outcome, classify(outcome, self.config.retry_on_429))
+        if attempt.again:
+            self._failed(outcome, attempt.verdict)
+        elif self.consecutive_failures:  # nothing to reset after a success (the usual case)
+            log.info("remote write recovered after %d failed attempts", self.consecutive_failures)
+            self.consecutive_failures = 0
+            self.last_error = ""
+            self.held = ""
+            self.outbox.note_success()
+        return attempt
+
+    def _failed(self, outcome: Outcome, verdict: Verdict) -> None:
+        self.consecutive_failures += 1
+        self.outbox.note_failure()
+        if self.life.draining:
+            self._drain_failures += 1
+        self.last_error = outcome.error or f"HTTP {outcome.status} {outcome.body}".strip()
+        first = self.consecutive_failures == 1 or self.consecutive_failures % 100 == 0
+        if verdict is Verdict.HOLD:
+            advice = hold_advice(outcome.status, self.config)
+            if first or advice != self.held:
+                log.error(
+                    "%s (%s); the data is held%s and sent again every %gs (MAX_BACKOFF_S)",
+                    advice,
+                    outcome.body or "<empty body>",
+                    " in the spool" if self.config.spool_dir is not None else " in memory",
+                    self.backoff.max_s,
+                )
+            self.held = advice
+        elif first:
+            self.held = ""
+            log.warning(
+                "remote write to %s failed (%s); retrying (attempt %d)",
+                self.config.remote_write_url,
+                self.last_error,
+                self.consecutive_failures,
+            )
+
+    def _should_stop_retrying(self, state: tenacity.RetryCallState) -> bool:
+        life = self.life
+        if life.given_up:
+            return True
+        if self.fail_fast and self._drain_failures:
+            return True
+        return life.draining and self.clock.monotonic() >= life.deadline
+
+    def _sleep(self, seconds: float) -> None:
+        if self.life.draining:
+            seconds = min(seconds, max(0.0, self.life.deadline - self.clock.monotonic()))
+        self.clock.wait(self.life.wake_retry, seconds)
+
+    def _before_retry(self, state: tenacity.RetryCallState) -> None:
+        batch = state.args[0] if state.args else None
+        if isinstance(batch, Batch):
+            self.metrics.inc("monitoring_client_samples_retried_total", batch.samples)

@@ -24,9 +24,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from math import isnan
 from typing import Any
 
-from .encoder import LABEL_NAME_RE, METRIC_NAME_RE, canonical_labels, label_bytes
+from .encoder import canonical_labels, label_bytes
 from .errors import EncodeError
-from .sample import STALE_NAN, Sample, is_stale_marker
+from .sample import STALE_NAN, Sample, is_stale_marker, validate_series
 
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
@@ -41,24 +41,6 @@ def _allocate(count: int) -> int:
         for _ in range(count - 1):
             next(_ids)
     return first
-
-
-def validate_series(name: str, labels: Mapping[str, str]) -> dict[str, str]:
-    """Raise EncodeError for anything remote write cannot carry; returns a private copy."""
-    if not isinstance(name, str) or not METRIC_NAME_RE.match(name):
-        raise EncodeError(f"invalid metric name {name!r}: must match [a-zA-Z_:][a-zA-Z0-9_:]*")
-    out: dict[str, str] = {}
-    for key, value in labels.items():
-        if key == "__name__":
-            raise EncodeError(f"series {name!r}: pass the metric name as the name, not a label")
-        if not isinstance(key, str) or not LABEL_NAME_RE.match(key):
-            raise EncodeError(
-                f"series {name!r}: invalid label name {key!r}: must match [a-zA-Z_][a-zA-Z0-9_]*"
-            )
-        if not isinstance(value, str):
-            raise EncodeError(f"series {name!r}: label {key!r} has a non-string value {value!r}")
-        out[key] = value
-    return out
 
 
 class _Released:

@@ -24,16 +24,16 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .redact import redact_url
+from .sample import LABEL_NAME_RE
 
 Parser = Callable[[str], Any]
 #: How a setting appears on the command line; see ``Setting.flag_kind``.
 FlagKind = Literal["value", "switch", "repeat", "none"]
 
-LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 # RFC 9110 field names (tokens); values: no control characters but tab (a CR or LF would end
-# the header and start another: http.client refuses it while sending).
-_HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_HEADER_VALUE_BAD_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# the header and start another). The transport checks what it sends with these too.
+HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+HEADER_VALUE_BAD_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _HOSTNAME_RE = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
@@ -209,14 +209,14 @@ def parse_headers(text: str) -> dict[str, str]:
         if not sep:
             shown = repr(item.partition(":")[0].strip()) if ":" in item else f"number {index}"
             raise InvalidValue(f"header {shown} has no '=' (the value is not shown)")
-        if not _HEADER_NAME_RE.match(name):
+        if not HEADER_NAME_RE.match(name):
             raise InvalidValue(
                 f"header name {name!r} is not a valid HTTP field name (letters, digits and "
                 "-, no spaces or line breaks)"
             )
         if name.lower() in {h.lower() for h in headers}:
             raise InvalidValue(f"header {name!r} appears twice")
-        if _HEADER_VALUE_BAD_RE.search(value):
+        if HEADER_VALUE_BAD_RE.search(value):
             raise InvalidValue(
                 f"the value of header {name!r} contains a line break or another control "
                 "character, which HTTP does not allow (value not shown)"

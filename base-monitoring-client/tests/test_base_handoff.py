@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from base_monitoring_client.handoff import Handoff
+from base_monitoring_client.batching import Handoff
 
 
 def timed_take(handoff: Handoff, timeout: float) -> tuple[list[object], float | None, float]:

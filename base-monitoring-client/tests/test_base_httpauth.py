@@ -15,13 +15,13 @@ from base_monitoring_client.config import ClientConfig, load_config
 from base_monitoring_client.errors import ConfigError
 from base_monitoring_client.httpauth import HttpAuth, auth_settings
 from base_monitoring_client.logutil import configure_logging
-from base_monitoring_client.sender import HttpTransport
 from base_monitoring_client.settings import (
     add_setting_flags,
     parse_settings,
     settings_from_args,
 )
 from base_monitoring_client.signals import StopSignals
+from base_monitoring_client.transport import HttpTransport
 
 PREFIX = "QUERY_"
 

@@ -31,8 +31,8 @@ from base_monitoring_client.client import MonitoringClient
 from base_monitoring_client.config import ClientConfig
 from base_monitoring_client.pipeline import Pipeline
 from base_monitoring_client.sample import Sample
-from base_monitoring_client.sender import Outcome
 from base_monitoring_client.synthetic import SyntheticClient
+from base_monitoring_client.transport import Outcome
 from wattpush_testing import free_port, wait_until
 from wattpush_testing.faults import ClientProcess, FaultReceiver, Point
 from wattpush_testing.files import read_only_dir
@@ -346,7 +346,7 @@ def test_a_transport_that_raises_does_not_stop_the_sender(
     rx: FaultReceiver, pipelines: list[Pipeline], caplog: pytest.LogCaptureFixture,
     transcript: Transcript,
 ) -> None:  # fmt: skip
-    from base_monitoring_client.sender import make_transport
+    from base_monitoring_client.transport import make_transport
 
     config = fast_config(rx.url)
     transport = FlakyTransport(make_transport(config, "wattpush/test"), failures=4)

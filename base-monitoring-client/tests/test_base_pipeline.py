@@ -16,7 +16,8 @@ from base_monitoring_client.config import ClientConfig
 from base_monitoring_client.errors import DeviceUnavailableError
 from base_monitoring_client.pipeline import Pipeline
 from base_monitoring_client.sample import Sample
-from base_monitoring_client.sender import Backoff, Outcome, Verdict, classify, parse_retry_after
+from base_monitoring_client.sender import Backoff, Verdict, classify
+from base_monitoring_client.transport import Outcome, parse_retry_after
 from wattpush_testing import FakeClock, wait_until
 from wattpush_testing.base import (
     InstantWaitClock,

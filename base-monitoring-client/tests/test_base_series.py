@@ -15,6 +15,7 @@ from base_monitoring_client.encoder import decompress, encode_with_protobuf
 from base_monitoring_client.errors import EncodeError
 from base_monitoring_client.pipeline import Pipeline
 from base_monitoring_client.sample import STALE_NAN, Sample, float_bits, is_stale_marker
+from base_monitoring_client.selfmetrics import Problems, SelfMetrics
 from base_monitoring_client.series import SeriesTable
 from base_monitoring_client.spool import Batch
 from base_monitoring_client.stale import StaleTracker
@@ -34,15 +35,22 @@ class Collector:
         self.batches: list[Batch] = []
         self.drops: dict[str, int] = {}
         self.batcher = Batcher(
-            table.handles,
-            self.batches.append,
-            max_samples=max_samples,
-            drop=self.drop,
-            log_once=lambda *a, **k: None,
+            table.handles, self.batches.append, max_samples=max_samples, problems=Drops(self.drops)
         )
+
+
+class Drops(Problems):
+    """Drops into a dict, nothing logged."""
+
+    def __init__(self, drops: dict[str, int]) -> None:
+        super().__init__(SelfMetrics("test"))
+        self.drops = drops
 
     def drop(self, reason: str, count: int) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + count
+
+    def log_once(self, key: str, msg: str, *args: object, exc: bool = False) -> None:
+        pass
 
 
 # -- handles --------------------------------------------------------------------------------
@@ -266,7 +274,7 @@ def test_frame_builder_ends_a_series_that_goes_missing_after_identical_ticks() -
 
     table = SeriesTable(DEFAULTS)
     a, b = table.series("a", {}), table.series("b", {})
-    builder = FrameBuilder(table, True, lambda *_: None, lambda *a, **k: None)
+    builder = FrameBuilder(table, True, Problems(SelfMetrics("test")))
 
     def tick(ts: int, *handles: object) -> list[tuple[str, bool]]:
         frame = table.begin(ts)

@@ -114,10 +114,10 @@ class ProcessingSplitClient(SplitClient):
         return [dataclasses.replace(s, value=s.value * 10) for s in samples]
 
 
-def test_with_process_the_processor_thread_decodes_then_processes() -> None:
+def test_with_process_the_batcher_thread_decodes_then_processes() -> None:
     client = ProcessingSplitClient()
     _, transport = run_pipeline(client, 4)
-    assert client.decode_threads == {"processor", "process:processor"}
+    assert client.decode_threads == {"batcher", "process:batcher"}
     assert [v for v, _ in points(transport, "split_early")][:2] == [10.0, 10.0]
     assert [v for v, _ in points(transport, "split_reads_total")][:4] == [1.0, 2.0, 3.0, 4.0]
 

@@ -4,8 +4,10 @@ keep-alive, redirects; and when make_transport keeps requests instead."""
 from __future__ import annotations
 
 import base64
+import http.client
 import http.server
 import shutil
+import socket
 import ssl
 import subprocess
 import threading
@@ -18,7 +20,12 @@ import pytest
 from base_monitoring_client.config import ClientConfig
 from base_monitoring_client.encoder import SeriesEncoder, compress
 from base_monitoring_client.httpauth import HttpAuth
-from base_monitoring_client.sender import HttpClientTransport, HttpTransport, make_transport
+from base_monitoring_client.transport import (
+    HttpClientTransport,
+    HttpTransport,
+    _read_answer,
+    make_transport,
+)
 from wattpush_testing.base import series
 from wattpush_testing.faults import FaultReceiver
 
@@ -188,3 +195,52 @@ def test_tls_is_verified_against_the_ca_file_or_skipped_when_insecure(
     assert refused.status is None and refused.error and refused.error.startswith("SSLError")
     for t in (verified, insecure, default):
         t.close()
+
+
+def answer_to(raw: bytes) -> Any:
+    """What the transport reads from a receiver that sends ``raw`` and then closes."""
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        ours.settimeout(5)
+        theirs.sendall(raw)
+        theirs.shutdown(socket.SHUT_WR)
+        return _read_answer(ours)
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "body_bytes", "keep_alive"),
+    [
+        (b"HTTP/1.1 204 No Content\r\n\r\n", 204, b"", True),
+        (b"HTTP/1.1 400 Bad Request\r\nContent-Length: 7\r\n\r\ntoo old", 400, b"too old", True),
+        (
+            b"HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"4;ext=1\r\nwrit\r\n9\r\ne failed.\r\n0\r\nX-Trailer: 1\r\n\r\n",
+            500,
+            b"write failed.",
+            True,
+        ),
+        (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n", 204, b"", True),
+        (b"HTTP/1.1 503 Busy\r\nConnection: close\r\n\r\nbusy", 503, b"busy", False),
+        (b"HTTP/1.0 204 No Content\r\n\r\n", 204, b"", False),
+        (b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n", 204, b"", False),
+    ],
+)
+def test_answers_are_read_by_length_chunks_or_close(
+    raw: bytes, status: int, body_bytes: bytes, keep_alive: bool
+) -> None:
+    answer = answer_to(raw)
+    assert (answer.status, answer.body, answer.keep_alive) == (status, body_bytes, keep_alive)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",  # closed before answering
+        b"SMTP ready\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+)
+def test_a_broken_answer_is_an_http_error_not_a_crash(raw: bytes) -> None:
+    with pytest.raises((http.client.HTTPException, OSError)):
+        answer_to(raw)

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 
 from base_monitoring_client import MonitoringClient
 from base_monitoring_client import contract as series
-from base_monitoring_client.series import Series, validate_series
+from base_monitoring_client.sample import validate_series
+from base_monitoring_client.series import Series
 
 from .contract import (
     FPS_METRIC,

@@ -9,7 +9,7 @@ import time
 from base_monitoring_client import ClientConfig, is_stale_marker
 from base_monitoring_client.encoder import decode
 from base_monitoring_client.pipeline import Pipeline
-from base_monitoring_client.sender import Outcome
+from base_monitoring_client.transport import Outcome
 from ffmpeg_runner.client import RunnerClient
 from ffmpeg_runner.contract import (
     FPS_METRIC,

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from base_monitoring_client.client import MonitoringClient
 from base_monitoring_client.encoder import decode
 from base_monitoring_client.sample import Sample
-from base_monitoring_client.sender import Outcome
+from base_monitoring_client.transport import Outcome
 
 
 class InstantWaitClock:
