@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Container, Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Sequence
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
@@ -107,26 +107,6 @@ def fast_config(url: str, **overrides: Any) -> ClientConfig:
 
 def accepted_after(records: Sequence[RequestRecord], index: int, count: int = 1) -> bool:
     return sum(1 for r in records[index:] if r.accepted) >= count
-
-
-@pytest.fixture
-def rx() -> Iterator[FaultReceiver]:
-    receiver = FaultReceiver().start()
-    try:
-        yield receiver
-    finally:
-        receiver.stop()
-
-
-@pytest.fixture
-def pipelines() -> Iterator[list[Pipeline]]:
-    """Pipelines a test starts; stopped at the end whatever happened (stop is idempotent)."""
-    started: list[Pipeline] = []
-    try:
-        yield started
-    finally:
-        for pipeline in started:
-            pipeline.stop(timeout=1.0)
 
 
 def run_pipeline(

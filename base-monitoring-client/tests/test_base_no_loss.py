@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -20,7 +19,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ from wattpush_testing import free_port, wait_until
 from wattpush_testing.faults import ClientProcess, FaultReceiver, Point
 from wattpush_testing.files import read_only_dir
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("restore_root_logging")]
 
 METRIC = "synthetic_power_watts"
 DROPPED = "monitoring_client_samples_dropped_total"
@@ -75,42 +74,9 @@ def assert_no_secret(kind: str, text: str) -> None:
         assert at < 0, f"{kind} shows a secret: ...{text[max(0, at - 80) : at + 40]}..."
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """The console scripts run here install a stderr handler on the root logger (on pytest's
-    captured stream, closed after the test): take it away again, so that later tests' threads
-    do not write to a closed file."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-    root.setLevel(level)
-
-
 @pytest.fixture(scope="module")
 def transcript() -> Transcript:
     return Transcript()
-
-
-@pytest.fixture
-def rx() -> Iterator[FaultReceiver]:
-    receiver = FaultReceiver().start()
-    try:
-        yield receiver
-    finally:
-        receiver.stop()
-
-
-@pytest.fixture
-def pipelines() -> Iterator[list[Pipeline]]:
-    started: list[Pipeline] = []
-    try:
-        yield started
-    finally:
-        for pipeline in started:
-            pipeline.stop(timeout=1.0)
 
 
 # -- helpers -----------------------------------------------------------------------------------
