@@ -6,7 +6,7 @@ process (RAPL where readable, else its CPU-time estimate) and the ffmpeg-runner 
 second time, a busy loop on one core starts once the baseline window is done, so every
 transcode window shares the host with it. The attributed J per output minute must stay within
 ±15 % of the quiet run's, while the net energy (window minus baseline) moves by at least 30 %,
-and the hog's windows report a background CPU share of at least half and the CPU the hog adds.
+and the hog's windows report a background CPU share of at least half that holds the hog's CPU.
 Nothing assumes the host is otherwise idle: the suite must pass beside other load too.
 """
 
@@ -192,9 +192,11 @@ def test_attributed_energy_holds_beside_a_cpu_hog_while_net_energy_moves(
     assert (hog_share >= 0.5).all(), f"{hog_share.tolist()}; {summary}"
 
     # The share of a "quiet" run is whatever else this host runs (a CI neighbour, a hog the
-    # suite is tested beside), so the hog is checked by what it adds: the CPU the windows' own
-    # accounting leaves to other processes, in cores, rises by most of what the hog got (its
-    # own /proc/<pid>/stat: on a loaded host it gets less than a core).
+    # suite is tested beside), so the hog is checked by what it adds. The hog's own CPU
+    # (/proc/<pid>/stat) is inside every hog window's background (busy CPU the windows' own
+    # accounting does not claim), and the background rises: by about that much on an idle
+    # host, by less where the hog takes CPU from a neighbour (about 0.4 of a core beside a
+    # one-core busy loop on 2 CPUs).
     def background_cores(w: pd.DataFrame) -> pd.Series:
         return (w["host_busy_cpu_s"] - w["transcode_cpu_s"]) / w["duration_s"]
 
@@ -206,7 +208,8 @@ def test_attributed_energy_holds_beside_a_cpu_hog_while_net_energy_moves(
     )
     print(f"{cores}; {summary}")  # in the log with -s / -rP: what this host gave
     assert hog_cores >= 0.25, f"the host left the hog no room: {cores}; {summary}"
-    assert hog_bg.mean() - quiet_bg.mean() >= 0.6 * hog_cores, f"{cores}; {summary}"
+    assert hog_bg.mean() >= 0.9 * hog_cores, f"{cores}; {summary}"
+    assert hog_bg.mean() - quiet_bg.mean() >= 0.25, f"{cores}; {summary}"
     assert hog_bg.min() > quiet_bg.mean(), f"{cores}; {summary}"
     # On an otherwise quiet host (its baseline window busy under a quarter of a core: Prometheus,
     # the client, the runner) the quiet run's windows are mostly the transcode's own CPU.
