@@ -76,6 +76,14 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+#: What every remote-write POST carries, whichever transport sends it.
+REMOTE_WRITE_HEADERS = {
+    "Content-Encoding": "snappy",
+    "Content-Type": "application/x-protobuf",
+    "X-Prometheus-Remote-Write-Version": "0.1.0",
+}
+
+
 class HttpTransport:
     """POSTs remote-write bodies on one keep-alive requests session.
 
@@ -89,13 +97,7 @@ class HttpTransport:
         self.timeout_s = config.remote_write_timeout_s
         self._secrets = config.auth.secrets()
         self.session = requests.Session()
-        headers = {
-            "Content-Encoding": "snappy",
-            "Content-Type": "application/x-protobuf",
-            "X-Prometheus-Remote-Write-Version": "0.1.0",
-            "User-Agent": user_agent,
-        }
-        self.session.headers.update(headers)
+        self.session.headers.update({**REMOTE_WRITE_HEADERS, "User-Agent": user_agent})
         config.auth.apply(self.session)
 
     def post(self, body: bytes, timeout_s: float | None = None) -> Outcome:
@@ -161,9 +163,7 @@ class HttpClientTransport:
         headers = {
             "User-Agent": user_agent,
             **_REQUESTS_DEFAULT_HEADERS,
-            "Content-Encoding": "snappy",
-            "Content-Type": "application/x-protobuf",
-            "X-Prometheus-Remote-Write-Version": "0.1.0",
+            **REMOTE_WRITE_HEADERS,
         }
         headers.update(config.auth.request_headers())
         self._headers = headers
