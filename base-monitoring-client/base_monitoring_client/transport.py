@@ -268,6 +268,10 @@ class HttpClientTransport:
 
 
 _MAX_HEAD_BYTES = 65536
+#: an answer's body is read this far at most (the report keeps its first 4096 bytes): a
+#: receiver announcing or sending more cannot fill the client's memory; the connection is then
+#: closed, as its rest was never read
+MAX_BODY_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -315,10 +319,11 @@ class _Reader:
         del self.buf[:count]
         return out
 
-    def rest(self) -> bytes:
-        while not self.eof:
+    def rest(self, limit: int) -> bytes:
+        """Up to the end of the stream, or ``limit`` bytes of it."""
+        while not self.eof and len(self.buf) < limit:
             self.fill()
-        out = bytes(self.buf)
+        out = bytes(self.buf[:limit])
         self.buf.clear()
         return out
 
@@ -349,22 +354,29 @@ def _read_answer(sock: socket.socket) -> _Answer:
     if status in (204, 304):
         body = b""
     elif "chunked" in headers.get("transfer-encoding", "").lower():
-        body = _read_chunks(reader)
+        body, complete = _read_chunks(reader)
+        keep_alive = keep_alive and complete
     elif "content-length" in headers:
         try:
             length = int(headers["content-length"])
         except ValueError:
             raise http.client.HTTPException("bad Content-Length") from None
-        body = reader.exactly(length)
+        if length > MAX_BODY_BYTES:
+            body = reader.rest(MAX_BODY_BYTES)
+            keep_alive = False
+            reader.buf.clear()
+        else:
+            body = reader.exactly(length)
     else:  # the body runs until the receiver closes
-        body = reader.rest()
+        body = reader.rest(MAX_BODY_BYTES)
         keep_alive = False
     if reader.buf:
         keep_alive = False  # more than one answer: do not trust the connection
     return _Answer(status, headers, body, keep_alive)
 
 
-def _read_chunks(reader: _Reader) -> bytes:
+def _read_chunks(reader: _Reader) -> tuple[bytes, bool]:
+    """The chunked body, and whether it was read to its end (not when over MAX_BODY_BYTES)."""
     out = bytearray()
     while True:
         size_line = reader.until(b"\r\n", _MAX_HEAD_BYTES)
@@ -375,7 +387,12 @@ def _read_chunks(reader: _Reader) -> bytes:
         if size == 0:
             while reader.until(b"\r\n", _MAX_HEAD_BYTES):  # trailers, then an empty line
                 pass
-            return bytes(out)
+            return bytes(out), True
+        room = MAX_BODY_BYTES - len(out)
+        if size > room:
+            out += reader.rest(room)
+            reader.buf.clear()
+            return bytes(out), False
         out += reader.exactly(size)
         reader.exactly(2)  # the chunk's CRLF
 

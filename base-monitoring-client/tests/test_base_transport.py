@@ -21,6 +21,7 @@ from base_monitoring_client.config import ClientConfig
 from base_monitoring_client.encoder import SeriesEncoder, compress
 from base_monitoring_client.httpauth import HttpAuth
 from base_monitoring_client.transport import (
+    MAX_BODY_BYTES,
     HttpClientTransport,
     HttpTransport,
     _read_answer,
@@ -230,6 +231,43 @@ def test_answers_are_read_by_length_chunks_or_close(
 ) -> None:
     answer = answer_to(raw)
     assert (answer.status, answer.body, answer.keep_alive) == (status, body_bytes, keep_alive)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 500 Oops\r\nContent-Length: 1000000000000\r\n\r\n",
+        b"HTTP/1.1 500 Oops\r\n\r\n",  # until the receiver closes
+        b"HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123456789abcdef\r\n"
+        b"e8d4a51000\r\n",  # a second chunk of 10**12 bytes
+    ],
+)
+def test_an_answer_body_is_read_to_a_bound_and_the_connection_then_dropped(head: bytes) -> None:
+    """A receiver that announces or sends an endless body: the client keeps the first
+    MAX_BODY_BYTES, does not wait for the rest and does not reuse the connection."""
+    ours, theirs = socket.socketpair()
+    stop = threading.Event()
+
+    def flood() -> None:
+        try:
+            theirs.sendall(head)
+            block = b"x" * 65536
+            for _ in range(64):  # 4 MiB, then it keeps the connection open
+                theirs.sendall(block)
+            stop.wait(10)
+        except OSError:
+            pass  # the client closed: what it should do
+
+    writer = threading.Thread(target=flood, name="flood", daemon=True)
+    with ours, theirs:
+        ours.settimeout(5)
+        writer.start()
+        answer = _read_answer(ours)  # waiting for the rest would end in a timeout error
+        stop.set()
+        ours.close()
+    writer.join(5)
+    assert answer.status == 500 and not answer.keep_alive
+    assert len(answer.body) == MAX_BODY_BYTES
 
 
 @pytest.mark.parametrize(
