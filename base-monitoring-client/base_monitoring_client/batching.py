@@ -28,7 +28,7 @@ from typing import Any, Generic, TypeVar
 from .client import MonitoringClient
 from .clock import Clock
 from .config import ClientConfig
-from .encoder import SeriesEncoder, compress
+from .encoder import SeriesEncoder
 from .outbox import FlushMarker, Outbox
 from .sampling import Collected, FrameBuilder, RawTick, TickDecoder
 from .selfmetrics import Problems, SelfMetrics
@@ -145,14 +145,22 @@ class Batcher:
         # (set, lo, hi) -> (value columns, their timestamps); a slice when a frame was split.
         self._columns: dict[tuple[SeriesSet, int, int], tuple[list[Any], list[int]]] = {}
         self._singles: dict[int, tuple[list[float], list[int]]] = {}
-        # Ids of the members whose column waits in this batch (the keys of _columns as ids):
-        # a single of one of them flushes first. A set, as a single is checked per sample.
-        self._column_ids: set[int] = set()
+        # Whether a member's column waits in this batch (a flag per id, set and cleared by the
+        # columns' ranges): a single of one of them flushes first. A set of ids cost 70 us per
+        # 2000-series batch to fill.
+        self._in_column = bytearray()
+        self._column_ranges: list[tuple[int, int]] = []
+        # The timestamp each set last had written as a whole column, and the latest of any
+        # single: a column newer than both is newer than every member's last sample, which
+        # spares reading them all (45 ns a series).
+        self._set_high: dict[SeriesSet, int] = {}
+        self._singles_high = _NEVER
         self.count = 0
 
     def _grow(self, stop: int) -> None:
         if stop > len(self._last):
             self._last.extend(array("q", [_NEVER]) * (stop - len(self._last) + 4096))
+            self._in_column.extend(bytes(len(self._last) - len(self._in_column)))
 
     # -- input --------------------------------------------------------------------------------
 
@@ -173,7 +181,9 @@ class Batcher:
         if type(ts) is not int or ts <= 0 or ts > horizon:
             self._bad_timestamp(sset.members[0].name, ts, n)
             return
-        if max(last[start:stop]) >= ts or (
+        high = self._set_high.get(sset)
+        newer = high is not None and ts > high and ts > self._singles_high
+        if (not newer and max(last[start:stop]) >= ts) or (
             self._singles and not self._singles.keys().isdisjoint(sset.idset)
         ):
             # Some member already has this timestamp (or singles of it wait in this batch):
@@ -182,6 +192,9 @@ class Batcher:
                               horizon)  # fmt: skip
             return
         last[start:stop] = array("q", [ts]) * n
+        if len(self._set_high) >= 4096 and sset not in self._set_high:
+            self._set_high.clear()  # sets come and go: the others read their members again
+        self._set_high[sset] = ts
         if self.count and self.count + n > self._max:
             self.flush()
         lo = 0
@@ -191,7 +204,8 @@ class Batcher:
             group = self._columns.get(key)
             if group is None:
                 group = self._columns[key] = ([], [])
-                self._column_ids.update(range(start + lo, start + hi))
+                self._in_column[start + lo : start + hi] = b"\x01" * (hi - lo)
+                self._column_ranges.append((start + lo, start + hi))
             group[0].append(values if hi - lo == n else values[lo:hi])
             group[1].append(ts)
             self.count += hi - lo
@@ -202,11 +216,16 @@ class Batcher:
     def _add_singles(
         self, ids: array[int], values: array[float], stamps: array[int], horizon: int
     ) -> None:
-        if ids:
-            self._grow(max(ids) + 1)
+        if not ids:
+            return
+        self._grow(max(ids) + 1)
+        top = max(stamps)
+        if top > horizon:  # refused below: not a timestamp any member will have
+            top = max((ts for ts in stamps if ts <= horizon), default=_NEVER)
+        self._singles_high = max(self._singles_high, top)
         last = self._last
         singles = self._singles  # flush() starts new dicts: re-read after each
-        column_ids = self._column_ids if not self._column_ids.isdisjoint(ids) else None
+        in_column = self._in_column if self._column_ranges else None
         for sid, value, ts in zip(ids, values, stamps, strict=True):
             if ts <= last[sid]:
                 self._drop("out_of_order", 1)
@@ -221,9 +240,10 @@ class Batcher:
             if ts <= 0 or ts > horizon:
                 self._bad_timestamp(self._name(sid), ts, 1)
                 continue
-            if column_ids is not None and sid in self._column_ids:
+            if in_column is not None and in_column[sid]:
                 self.flush()  # its set's column waits in this batch: keep the series in order
                 singles = self._singles
+                in_column = None
             last[sid] = ts
             group = singles.get(sid)
             if group is None:
@@ -266,13 +286,14 @@ class Batcher:
             stamps += tss
         count = self.count
         self._columns = {}
-        self._column_ids = set()
+        for lo, hi in self._column_ranges:
+            self._in_column[lo:hi] = bytes(hi - lo)
+        self._column_ranges.clear()
         self._singles = {}
         self.count = 0
         encoder = self._encoder
         singles = encoder.encode_columns(keys, counts, values, stamps) if keys else b""
-        payload = compress(encoder.encode_sets(columns, singles))
-        self._emit(Batch(payload, count))
+        self._emit(Batch(encoder.encode_compressed(columns, singles), count))
 
 
 class BatcherStage:

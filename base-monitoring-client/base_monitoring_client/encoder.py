@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import operator
 import struct
+from array import array
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import snappy
 
 from . import remote_write_pb2 as pb
+from . import snappyblock
 from .errors import EncodeError
 from .sample import Sample, validate_series
 
@@ -76,6 +78,17 @@ def label_bytes(pairs: Iterable[tuple[str, str]]) -> bytes:
     return bytes(out)
 
 
+_ZERO_BITS = bytes(8)
+
+
+def _has_zero(row: Sequence[float]) -> bool:
+    """Whether ``row`` holds a 0.0 (or -0.0). An array's bytes are searched for eight zero
+    bytes first, in C; a match across two values is checked properly."""
+    if type(row) is array and _ZERO_BITS not in row.tobytes():
+        return False
+    return 0.0 in row
+
+
 def validate_timestamp(timestamp_ms: int) -> None:
     if not isinstance(timestamp_ms, int) or not (_INT64_MIN <= timestamp_ms <= _INT64_MAX):
         raise EncodeError(f"timestamp {timestamp_ms!r} is not an int64 number of milliseconds")
@@ -112,6 +125,7 @@ class SeriesEncoder:
         self._header_cache: dict[int, bytes] = {}
         self._structs: dict[tuple[int, int], struct.Struct] = {}
         self._plans: dict[tuple[Hashable, int, int], _Plan] = {}
+        self._compressed_plans: dict[tuple[Hashable, int, int], snappyblock.ColumnPlan] = {}
         self._buf = bytearray()
 
     def series(self, name: str, labels: Mapping[str, str]) -> SeriesRef:
@@ -287,6 +301,49 @@ class SeriesEncoder:
         if tail:
             end = self._write(end, tail)
         return memoryview(self._buf)[:end]
+
+    def encode_compressed(self, columns: Sequence[SetColumn], tail: bytes = b"") -> bytes:
+        """The request ``encode_sets`` writes, snappy-compressed. Columns of one sample a
+        series (the usual batch at the default size) are packed from their compressed plan
+        (``snappyblock.ColumnPlan``) and ``tail`` is compressed by the library, under one
+        preamble: the body is a fifth larger than the library's compression of it would be,
+        and costs well under half the CPU. Its uncompressed bytes are the same.
+
+        Any other column (more samples a series, a 0.0, which proto3 omits, a timestamp of
+        another width, too large a plan) makes the whole request take ``encode_sets`` and
+        one compression."""
+        packs: list[tuple[snappyblock.ColumnPlan, Sequence[float], bytes]] = []
+        for set_key, keys, rows, stamps in columns:
+            if len(rows) != 1:
+                return compress(self.encode_sets(columns, tail))
+            tsb = self._timestamp_bytes(stamps[0])
+            plan = self._compressed_plans.get((set_key, 1, len(tsb)))
+            if plan is None and self._plannable([tsb], len(tsb), 1, keys):
+                plan = self._compressed_plan(set_key, keys(), len(tsb))
+            if plan is None or _has_zero(rows[0]):
+                return compress(self.encode_sets(columns, tail))
+            packs.append((plan, rows[0], tsb))
+        rest = snappyblock.compressed_elements(tail) if tail else b""
+        preamble = varint(sum(plan.raw_size for plan, _, _ in packs) + len(tail))
+        end = len(preamble)
+        buf = self._reserve(end + sum(plan.size for plan, _, _ in packs) + len(rest))
+        buf[:end] = preamble  # the block's length preamble: the size uncompressed
+        for plan, row, tsb in packs:
+            plan.pack_into(buf, end, row, tsb)
+            end += plan.size
+        buf[end : end + len(rest)] = rest
+        return bytes(memoryview(buf)[: end + len(rest)])
+
+    def _compressed_plan(
+        self, set_key: Hashable, keys: Sequence[bytes], ts_len: int
+    ) -> snappyblock.ColumnPlan:
+        prefix = b"\x12" + bytes((9 + ts_len,)) + b"\x09"
+        heads = [self._header(len(key) + 11 + ts_len) + key + prefix for key in keys]
+        if len(self._compressed_plans) >= _MAX_PLANS:
+            self._compressed_plans.clear()  # as _plans
+        plan = snappyblock.ColumnPlan(heads, ts_len)
+        self._compressed_plans[(set_key, 1, ts_len)] = plan
+        return plan
 
     def _reserve(self, size: int) -> bytearray:
         buf = self._buf

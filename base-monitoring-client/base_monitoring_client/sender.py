@@ -202,6 +202,10 @@ class Sender:
         self.backoff = backoff
         self._drop = metrics.problems.drop
         self._log_once = metrics.problems.log_once
+        # This thread's counters, added to without the lock (a request moves them all).
+        self._sent = metrics.cell("monitoring_client_samples_sent_total")
+        self._send_seconds = metrics.cell("monitoring_client_send_duration_seconds_sum")
+        self._sends = metrics.cell("monitoring_client_send_duration_seconds_count")
         self._secrets = config.auth.secrets()
         self.consecutive_failures = 0
         self.last_error = ""
@@ -290,11 +294,12 @@ class Sender:
     def _send(self, batch: Batch) -> list[Batch]:
         """Deliver ``batch`` (in pieces if the receiver wants); returns what is left undelivered
         when the shutdown deadline came first, in order ([] when nothing is)."""
-        attempt = self._retrying(self._attempt, batch)
-        assert isinstance(attempt, Attempt)
+        attempt = self._attempt(batch)
+        if attempt.again:
+            attempt = self._retry(batch, attempt)
         outcome, verdict = attempt.outcome, attempt.verdict
         if verdict is Verdict.SENT:
-            self.metrics.inc("monitoring_client_samples_sent_total", batch.samples)
+            self._sent.value += batch.samples
             return []
         if verdict is Verdict.SPLIT:
             return self._split(batch)
@@ -312,6 +317,18 @@ class Sender:
             )
             return []
         return [batch]  # RETRY or HOLD: retrying stopped at the shutdown deadline
+
+    def _retry(self, batch: Batch, failed: Attempt) -> Attempt:
+        """The retry loop, from a first attempt that failed: most requests succeed at once,
+        and a loop set up for each cost more than the rest of the sender's work on it."""
+        answers = [failed]
+
+        def attempt(batch: Batch) -> Attempt:
+            return answers.pop() if answers else self._attempt(batch)
+
+        result = self._retrying(attempt, batch)
+        assert isinstance(result, Attempt)
+        return result
 
     def _split(self, batch: Batch) -> list[Batch]:
         """413: the halves in order, each split again while refused; a single sample that is
@@ -352,8 +369,8 @@ class Sender:
             error = scrub(f"{type(exc).__name__}: {exc}", self._secrets)[:300]
             outcome = Outcome(None, error)
         self.metrics.inc("monitoring_client_requests_total", code=outcome.code_label)
-        self.metrics.inc("monitoring_client_send_duration_seconds_sum", outcome.duration_s)
-        self.metrics.inc("monitoring_client_send_duration_seconds_count")
+        self._send_seconds.value += outcome.duration_s
+        self._sends.value += 1
         attempt = Attempt(outcome, classify(outcome, self.config.retry_on_429))
         if attempt.again:
             self._failed(outcome, attempt.verdict)

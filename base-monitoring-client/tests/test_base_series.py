@@ -168,6 +168,29 @@ def test_a_repeated_timestamp_in_a_column_is_dropped_per_sample_and_counted() ->
     assert sum(b.samples for b in out.batches) == 6
 
 
+def test_a_member_single_newer_than_its_sets_column_still_drops_an_older_column_value() -> None:
+    """A column newer than the set's last column is not read member by member, unless a
+    single since is newer than it: then the member that has it still drops the older sample."""
+    table = SeriesTable(DEFAULTS)
+    block = table.series_set("m", [{"i": str(i)} for i in range(4)])
+    out = Collector(table)
+    frame = table.begin(NOW_MS)
+    block.set([1.0, 2.0, 3.0, 4.0])
+    out.batcher.add(frame, NOW_MS)
+    frame = table.begin(NOW_MS + 50)
+    block[2].set(30.0)  # member 2 alone, at +50
+    out.batcher.add(frame, NOW_MS)
+    for ts in (NOW_MS + 20, NOW_MS + 100):  # +20: older than member 2's last
+        frame = table.begin(ts)
+        block.set([5.0, 6.0, 7.0, 8.0])
+        out.batcher.add(frame, NOW_MS)
+    out.batcher.flush()
+    assert out.drops == {"out_of_order": 1}
+    got = sorted((k, t) for b in out.batches for k, _, t in points(b.payload) if "i=2" in k)
+    assert [t - NOW_MS for _, t in got] == [0, 50, 100]
+    assert sum(b.samples for b in out.batches) == 4 + 1 + 3 + 4
+
+
 def test_a_set_larger_than_a_batch_is_split_and_batches_never_exceed_the_cap() -> None:
 
     table = SeriesTable(DEFAULTS)
