@@ -28,6 +28,10 @@ from .settings import HEADER_NAME_RE, HEADER_VALUE_BAD_RE
 log = logging.getLogger(__name__)
 
 MAX_RETRY_AFTER_S = 600.0
+#: an answer's body is read this far at most (the log keeps its first 4096 bytes): a receiver
+#: announcing or sending more cannot fill the client's memory; the connection is then closed,
+#: as its rest was never read
+MAX_BODY_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,9 @@ class HttpTransport:
         start = time.monotonic()
         timeout = self.timeout_s if timeout_s is None else max(0.05, min(timeout_s, self.timeout_s))
         try:
-            resp = self.session.post(self.url, data=body, timeout=timeout)
+            # stream: the body is read here, to MAX_BODY_BYTES at most
+            resp = self.session.post(self.url, data=body, timeout=timeout, stream=True)
+            data = _bounded_content(resp)
         except requests.Timeout:
             return Outcome(None, f"timeout after {timeout:g}s", duration_s=time.monotonic() - start)
         except (requests.RequestException, ValueError) as exc:
@@ -112,7 +118,9 @@ class HttpTransport:
             return Outcome(None, error, duration_s=time.monotonic() - start)
         text = ""
         if resp.status_code >= 300:
-            text = receiver_text(resp.text[:4096], self._secrets)
+            # iter_content has undone gzip/deflate already
+            content_type = resp.headers.get("Content-Type")
+            text = receiver_text(_body_text(data[:4096], None, content_type), self._secrets)
         return Outcome(
             resp.status_code,
             None,
@@ -123,6 +131,20 @@ class HttpTransport:
 
     def close(self) -> None:
         self.session.close()
+
+
+def _bounded_content(resp: requests.Response) -> bytes:
+    """The answer's body up to MAX_BODY_BYTES. Read to its end, the connection goes back to
+    the session's pool; cut short, it is closed."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in resp.iter_content(65536):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            resp.close()
+            break
+    return b"".join(chunks)[:MAX_BODY_BYTES]
 
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -268,10 +290,6 @@ class HttpClientTransport:
 
 
 _MAX_HEAD_BYTES = 65536
-#: an answer's body is read this far at most (the report keeps its first 4096 bytes): a
-#: receiver announcing or sending more cannot fill the client's memory; the connection is then
-#: closed, as its rest was never read
-MAX_BODY_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)

@@ -155,6 +155,31 @@ class _Ok(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class _CountingOk(_Ok):
+    connections = 0
+
+    def setup(self) -> None:
+        type(self).connections += 1
+        super().setup()
+
+
+def test_the_requests_transport_keeps_its_connection_across_answers_it_reads_whole() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CountingOk)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="ok-receiver", daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/api/v1/write"
+    sender = HttpTransport(ClientConfig(remote_write_url=url), "wattpush/test")
+    try:
+        assert [sender.post(body()).status for _ in range(4)] == [204] * 4
+    finally:
+        sender.close()
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert _CountingOk.connections == 1
+
+
 @pytest.fixture
 def tls_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """An HTTPS receiver on 127.0.0.1 with a self-signed certificate; (url, cert file)."""
@@ -268,6 +293,56 @@ def test_an_answer_body_is_read_to_a_bound_and_the_connection_then_dropped(head:
     writer.join(5)
     assert answer.status == 500 and not answer.keep_alive
     assert len(answer.body) == MAX_BODY_BYTES
+
+
+@pytest.mark.parametrize("kind", ["socket", "requests"])
+def test_both_transports_keep_a_bounded_part_of_a_flooding_answer(kind: str) -> None:
+    """Through ``post``: a receiver that answers 500 with an endless body and keeps the
+    connection open. The outcome carries the start of it, and the next request gets a new
+    connection."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    accepted: list[socket.socket] = []
+
+    def serve() -> None:
+        server.settimeout(10)
+        for _ in range(2):
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            accepted.append(conn)
+            conn.recv(65536)  # the request (small)
+            try:
+                conn.sendall(b"HTTP/1.1 500 Oops\r\nContent-Type: text/plain\r\n\r\nflood ")
+                for _ in range(40):  # 2.5 MiB
+                    conn.sendall(b"x" * 65536)
+            except OSError:
+                continue  # the client closed it: what it should do
+            # the connection stays open (kept in ``accepted``): the next request is awaited
+
+    thread = threading.Thread(target=serve, name="flood-server", daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}/api/v1/write"
+    config = ClientConfig(remote_write_url=url, remote_write_timeout_s=5.0)
+    sender = (
+        HttpClientTransport(config, "wattpush/test")
+        if kind == "socket"
+        else HttpTransport(config, "wattpush/test")
+    )
+    try:
+        first = sender.post(body())
+        second = sender.post(body())
+    finally:
+        sender.close()
+        thread.join(10)
+        server.close()
+        for conn in accepted:
+            conn.close()
+    for outcome in (first, second):
+        assert outcome.status == 500, outcome
+        assert outcome.body.startswith("flood xxx") and len(outcome.body) <= 4096
+    assert len(accepted) == 2  # the first connection was not reused
 
 
 @pytest.mark.parametrize(
