@@ -371,7 +371,7 @@ class SeriesEncoder:
         plan = self._plans.get((set_key, count, ts_len))
         if plan is None and self._plannable(tsbs, ts_len, count, keys):
             plan = self._plan(set_key, keys(), count, ts_len)
-        if plan is None or any(0.0 in row for row in rows):
+        if plan is None or any(map(_has_zero, rows)):
             return self._write(end, self._encode_set_slowly(keys(), rows, stamps))
         packer, args = plan  # args: the heads in place, values and timestamps overwritten here
         n = len(args) // (1 + 2 * count)

@@ -382,7 +382,6 @@ def _read_answer(sock: socket.socket) -> _Answer:
         if length > MAX_BODY_BYTES:
             body = reader.rest(MAX_BODY_BYTES)
             keep_alive = False
-            reader.buf.clear()
         else:
             body = reader.exactly(length)
     else:  # the body runs until the receiver closes
@@ -409,7 +408,6 @@ def _read_chunks(reader: _Reader) -> tuple[bytes, bool]:
         room = MAX_BODY_BYTES - len(out)
         if size > room:
             out += reader.rest(room)
-            reader.buf.clear()
             return bytes(out), False
         out += reader.exactly(size)
         reader.exactly(2)  # the chunk's CRLF

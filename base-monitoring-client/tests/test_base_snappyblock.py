@@ -4,9 +4,7 @@ receiver."""
 
 from __future__ import annotations
 
-import functools
 import math
-import tempfile
 import time
 from array import array
 from collections.abc import Sequence
@@ -16,7 +14,7 @@ import pytest
 import snappy
 from base_monitoring_client import snappyblock
 from base_monitoring_client.config import ClientConfig
-from base_monitoring_client.encoder import SeriesEncoder, compress, decompress
+from base_monitoring_client.encoder import SeriesEncoder, compress, decompress, varint
 from base_monitoring_client.pipeline import Pipeline
 from base_monitoring_client.synthetic import SyntheticClient
 from hypothesis import given, settings
@@ -38,25 +36,16 @@ def both(enc: SeriesEncoder, columns: list, tail: bytes = b"") -> tuple[bytes, b
     return enc.encode_compressed(columns, tail), bytes(enc.encode_sets(columns, tail))
 
 
-def preamble(size: int) -> bytes:
-    out = bytearray()
-    while size > 0x7F:
-        out.append(size & 0x7F | 0x80)
-        size >>= 7
-    out.append(size)
-    return bytes(out)
-
-
 def test_elements_decode_with_the_library() -> None:
     """Literals of every length form and copies of every form, read back by snappy."""
     data = bytes(range(256)) * 300  # 76800 bytes, no repeats within 256
     for size in (1, 60, 61, 256, 257, 70000):
-        block = preamble(size) + snappyblock.literal(data[:size])
+        block = varint(size) + snappyblock.literal(data[:size])
         assert snappy.uncompress(block) == data[:size], size
     for offset, length in ((1, 3), (7, 4), (2047, 11), (2048, 11), (300, 200), (70000, 70)):
         head = data[:offset]
         want = head + (head * (length // offset + 1))[:length]
-        block = preamble(len(want)) + snappyblock.literal(head) + snappyblock.copy(offset, length)
+        block = varint(len(want)) + snappyblock.literal(head) + snappyblock.copy(offset, length)
         assert snappy.uncompress(block) == want, (offset, length)
     with pytest.raises(ValueError, match="offset"):
         snappyblock.copy(0, 4)
@@ -122,7 +111,7 @@ def test_a_2000_series_request_is_within_a_quarter_of_the_librarys_size() -> Non
     client = SyntheticClient(2000)
     client.series_table.bind({"job": "bench", "instance": "host-1"})
     sset = client._set
-    keys = functools.partial(lambda: [m.key for m in sset.members])
+    keys = lambda: [m.key for m in sset.members]  # noqa: E731
     row = array("d", [50.0 + 10.0 * math.sin(i * 0.37) for i in range(2000)])
     enc = SeriesEncoder()
     body, raw = both(enc, [(sset, keys, [row], [NOW_MS])])
@@ -135,10 +124,7 @@ def test_prometheus_stores_what_one_sample_columns_carry(tmp_path: Path) -> None
     """A batch of exactly one tick (as many series as MAX_SAMPLES_PER_SEND) takes the
     hand-compressed path; a real receiver reads every value back."""
     series = 300
-    with (
-        tempfile.TemporaryDirectory(prefix="wattpush-snappyblock-") as tmp,
-        PrometheusProcess(Path(tmp) / "prom") as prom,
-    ):
+    with PrometheusProcess(tmp_path / "prom") as prom:
         config = ClientConfig(
             remote_write_url=prom.write_url,
             sample_interval_s=0.1,
