@@ -72,9 +72,13 @@ e2e-docker: setup wheels
 e2e-multi-host: setup
 	bash e2e/multi_host.sh
 
+# core: wattpush and what every image installs (the base image copies only these); extras:
+# the rest of the extras' wheels, copied by the images that install them (advisor, pyJoules, NVML)
 wheels: venv
 	rm -rf build/wheels
-	$(PY) -m pip wheel --quiet -w build/wheels '.[gpu,docker,advisor,pyjoules]'
+	$(PY) -m pip wheel --quiet -w build/wheels/core .
+	$(PY) -m pip wheel --quiet -w build/wheels/extras '.[gpu,docker,advisor,pyjoules]'
+	cd build/wheels/core && rm -f -- $$(printf '../extras/%s ' *.whl)
 
 proto:
 	# Regenerates the checked-in gencode; grpcio-tools 1.81 matches protobuf >= 6.33.5.

@@ -362,7 +362,23 @@ init_files() {
 
 # ------------------------------------------------------------------ commands
 
+# The images install wattpush from the host-built wheelhouse (build/wheels, `make wheels`): it is
+# made here when it is missing or older than a source file, so no image holds stale code.
+wheels_current() {
+    local wheel
+    wheel=$(compgen -G "$HERE/build/wheels/core/wattpush-*.whl" | head -n 1) || return 1
+    [[ -d "$HERE/build/wheels/extras" ]] || return 1
+    [[ -z "$(find "$HERE" \( -name .git -o -name .venv -o -name build -o -name .cache \) -prune \
+        -o \( -name '*.py' -o -name pyproject.toml \) -newer "$wheel" -print -quit)" ]]
+}
+
 cmd_build() {
+    if ! wheels_current; then
+        say "the wheelhouse (build/wheels) is missing or older than the sources: making it"
+        is_true "$DRY_RUN" || command -v make >/dev/null ||
+            die "make not found; fix: apt-get install make, then run 'make wheels' in $HERE"
+        run make -C "$HERE" wheels
+    fi
     compose --profile build build base-monitoring-client
     compose build
 }

@@ -214,6 +214,23 @@ load_profile() {
     [[ "$(grep ' build' <<<"$output" | head -n 1)" == *"--profile build build base-monitoring-client" ]]
 }
 
+@test "build makes the wheelhouse first when it is missing or older than a source file" {
+    run "$HELPER" build
+    [ "$status" -eq 0 ]
+    make_line=$(grep -n -- "+ make -C $SANDBOX wheels" <<<"$output" | cut -d: -f1)
+    base_line=$(grep -n -- "--profile build build base-monitoring-client" <<<"$output" | cut -d: -f1)
+    [ -n "$make_line" ] && [ -n "$base_line" ] && [ "$make_line" -lt "$base_line" ] || { echo "$output"; false; }
+    mkdir -p "$SANDBOX/pkg" "$SANDBOX/build/wheels/core" "$SANDBOX/build/wheels/extras"
+    touch -d '2 hours ago' "$SANDBOX/pkg/mod.py"
+    touch "$SANDBOX/build/wheels/core/wattpush-0.1.0-py3-none-any.whl"
+    run "$HELPER" build
+    [ "$status" -eq 0 ]
+    [[ "$output" != *"make -C"* ]] || { echo "$output"; false; }
+    touch "$SANDBOX/pkg/mod.py" # edited after the wheels were made
+    run "$HELPER" build
+    [[ "$output" == *"older than the sources"*"+ make -C $SANDBOX wheels"* ]] || { echo "$output"; false; }
+}
+
 @test "compose v2 is preferred when 'docker compose' works" {
     unset WATTPUSH_COMPOSE
     load_profile

@@ -11,8 +11,9 @@
 # debootstrap minbase (python3, python3-venv) imported with `docker import` and cached as a
 # tarball under .cache/e2e/ (git-ignored). Python packages come from build/wheels (make wheels).
 #
-# Settings (environment): E2E_FAULTS=1|0, E2E_OUTAGE_S=60, E2E_BUILD_GPU=1|0, E2E_REPEAT=2
-# (transcode windows per scenario: a scenario keeps its energy when one window is lost),
+# Settings (environment): E2E_FAULTS=1|0, E2E_OUTAGE_S=60, E2E_BUILD_GPU=1|0, E2E_BUILD_JOBS=3
+# (image builds side by side), E2E_REPEAT=2 (transcode windows per scenario: a scenario keeps
+# its energy when one window is lost),
 # E2E_PRIVATE_DOCKERD=auto|1, E2E_REPORT_DIR (default .cache/e2e/last-run), E2E_DEBIAN_MIRROR
 # (default: the first URI of this host's apt sources).
 set -euo pipefail
@@ -26,6 +27,8 @@ PROJECT=wattpush-e2e
 E2E_FAULTS=${E2E_FAULTS:-1}
 E2E_OUTAGE_S=${E2E_OUTAGE_S:-60}
 E2E_BUILD_GPU=${E2E_BUILD_GPU:-1}
+E2E_BUILD_JOBS=${E2E_BUILD_JOBS:-3}
+[[ "$E2E_BUILD_JOBS" =~ ^[1-9][0-9]*$ ]] || { echo "E2E_BUILD_JOBS='$E2E_BUILD_JOBS' is not a whole number >= 1; fix: e.g. E2E_BUILD_JOBS=3" >&2; exit 2; }
 E2E_REPEAT=${E2E_REPEAT:-2}
 [[ "$E2E_REPEAT" =~ ^[1-9][0-9]*$ ]] || { echo "E2E_REPEAT='$E2E_REPEAT' is not a whole number >= 1; fix: e.g. E2E_REPEAT=2" >&2; exit 2; }
 E2E_PRIVATE_DOCKERD=${E2E_PRIVATE_DOCKERD:-auto}
@@ -199,6 +202,29 @@ build() { # COMPONENT [extra docker build args]
         die "docker build of $comp failed (log above, full: $REPORT_DIR/build-$comp.log)"
     }
     printf '  build %-28s %5ss\n' "$comp" "$(($(date +%s) - start))" >>"$TIMES"
+}
+
+# Builds run side by side, E2E_BUILD_JOBS at a time: most of a build on a copying storage
+# driver is one thread copying files, or waiting on the Debian mirror.
+running() { # PID...: how many still run (not `jobs`: a private dockerd is a job too)
+    local n=0 pid
+    for pid in "$@"; do kill -0 "$pid" 2>/dev/null && n=$((n + 1)); done
+    echo "$n"
+}
+
+build_parallel() { # "COMPONENT [build args]"...
+    local spec comp pids=() comps=() failed=() i
+    for spec in "$@"; do
+        read -r -a comp <<<"$spec"
+        build "${comp[@]}" &
+        pids+=($!)
+        comps+=("${comp[0]}")
+        while (($(running "${pids[@]}") >= E2E_BUILD_JOBS)); do sleep 1; done
+    done
+    for i in "${!pids[@]}"; do
+        wait "${pids[$i]}" || failed+=("${comps[$i]}")
+    done
+    ((${#failed[@]} == 0)) || die "docker build of ${failed[*]} failed (logs above)"
 }
 
 # ------------------------------------------------------------------ stack
@@ -427,7 +453,7 @@ if [[ "${E2E_SKIP_BUILD:-0}" != 1 ]]; then
 fi
 
 stage wheels
-if ! ls "$ROOT"/build/wheels/wattpush-*.whl >/dev/null 2>&1; then
+if ! ls "$ROOT"/build/wheels/core/wattpush-*.whl >/dev/null 2>&1; then
     make -C "$ROOT" wheels >"$REPORT_DIR/wheels.log" 2>&1 || die "make wheels failed (see $REPORT_DIR/wheels.log)"
 fi
 
@@ -436,12 +462,11 @@ if [[ "${E2E_SKIP_BUILD:-0}" == 1 ]]; then
     BUILD_NET=skip # reuse the images already in the engine (iterating on the later stages)
 fi
 [[ "${E2E_SKIP_BUILD:-0}" == 1 ]] || {
-build base-monitoring-client --build-arg "BASE_IMAGE=$BASE_IMAGE"
-build prometheus --build-arg "BASE_IMAGE=$BASE_IMAGE"
-for comp in cpu-rapl-client docker-overhead-client ffmpeg-runner advisor; do
-    build "$comp"
-done
-if [[ "$E2E_BUILD_GPU" == 1 ]]; then build gpu-nvml-client; fi
+build_parallel "base-monitoring-client --build-arg BASE_IMAGE=$BASE_IMAGE" \
+    "prometheus --build-arg BASE_IMAGE=$BASE_IMAGE"
+images=(ffmpeg-runner advisor cpu-rapl-client docker-overhead-client) # longest first
+if [[ "$E2E_BUILD_GPU" == 1 ]]; then images+=(gpu-nvml-client); fi
+build_parallel "${images[@]}"
 }
 docker images --format '{{.Repository}}:{{.Tag}} {{.Size}}' >"$REPORT_DIR/images.txt"
 
